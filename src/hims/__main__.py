@@ -1,0 +1,5 @@
+"""`python -m hims` runs the CLI."""
+
+from hims.cli import main
+
+main()

@@ -1,0 +1,89 @@
+"""`create_app()`: wires settings, resources, middleware, error handlers and routers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from hims import __version__
+from hims.core import metrics
+from hims.core.db import Database
+from hims.core.errors import install_error_handlers
+from hims.core.kv import make_store
+from hims.core.logging import RequestContextMiddleware, configure_logging
+from hims.ops import routes as ops_routes
+from hims.settings import Settings, load_settings
+
+log = structlog.get_logger("hims.app")
+
+
+async def wait_for_database(app: FastAPI) -> None:
+    """Retry the first connection with backoff so start-up survives a database that is late."""
+    db: Database = app.state.db
+    delay = 0.5
+    while True:
+        try:
+            await db.ping()
+        except Exception as exc:
+            log.warning(
+                "database_unavailable", error=type(exc).__name__, detail=str(exc)[:200], retry_in_s=delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            continue
+        app.state.database_ready = True
+        log.info("database_ready")
+        return
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the ASGI app. Resources are created in the lifespan, never at import."""
+    settings = settings or load_settings()
+    if settings.database_url is None:
+        raise RuntimeError("create_app needs DATABASE_URL; `hims serve` starts the embedded database")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        assert settings.database_url is not None
+        app.state.db = Database(
+            settings.database_url.get_secret_value(),
+            read_urls=settings.database_read_urls,
+            pool_size=settings.database_max_connections,
+            idle_timeout_ms=settings.database_idle_timeout,
+        )
+        app.state.kv = make_store(
+            settings.redis_url,
+            settings.redis_password.get_secret_value() if settings.redis_password else None,
+        )
+        app.state.database_ready = False
+        waiter = asyncio.create_task(wait_for_database(app))
+        metrics.APP_INFO.labels(__version__, settings.hims_env).set(1)
+        log.info("started", version=__version__, environment=settings.hims_env)
+        try:
+            yield
+        finally:
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+            await app.state.kv.close()
+            await app.state.db.dispose()
+            log.info("stopped")
+
+    configure_logging(settings.log_level)
+    app = FastAPI(
+        title="AROCORD-HIMS",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs" if not settings.is_production else None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(ops_routes.router)
+    return app

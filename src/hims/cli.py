@@ -1,0 +1,29 @@
+"""The `hims` command: assembles each domain's Typer app."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from hims.ops import cli as ops_cli
+from hims.settings import SettingsError
+
+app = typer.Typer(
+    name="hims",
+    help="AROCORD-HIMS operations command.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+ops_cli.register(app)
+
+
+def main() -> None:
+    """Entry point: configuration problems exit 2 with one line per variable."""
+    try:
+        app()
+    except SettingsError as exc:
+        for line in exc.lines:
+            print(f"configuration error: {line}", file=sys.stderr)  # noqa: T201
+        sys.exit(2)

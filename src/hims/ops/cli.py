@@ -1,0 +1,341 @@
+"""Operational commands: serve, up, worker, config, db."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from pydantic import SecretStr
+from rich.console import Console
+from rich.table import Table
+
+from hims.core.embedded import EmbeddedError, EmbeddedPostgres
+from hims.settings import SECRET_FIELDS, Settings, load_settings, mask_url
+
+console = Console(stderr=True)
+out = Console()
+
+config_app = typer.Typer(help="Show and check the effective configuration.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Database: migrate, seed, verify, downgrade, embedded cluster.", no_args_is_help=True
+)
+embedded_app = typer.Typer(
+    help="The embedded PostgreSQL used when DATABASE_URL is unset.", no_args_is_help=True
+)
+db_app.add_typer(embedded_app, name="embedded")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach these commands to the root `hims` app."""
+    app.add_typer(config_app, name="config")
+    app.add_typer(db_app, name="db")
+    app.command("serve")(serve)
+    app.command("up")(up)
+    app.command("worker")(worker)
+
+
+@contextmanager
+def database_url(settings: Settings, *, keep_running: bool = False) -> Iterator[str]:
+    """The DATABASE_URL, or the embedded cluster's (started if needed, stopped if we started it)."""
+    if settings.database_url is not None:
+        yield settings.database_url.get_secret_value()
+        return
+    cluster = EmbeddedPostgres(settings.hims_data_dir.resolve() / "postgres")
+    was_running = cluster.running_pid() is not None
+    try:
+        with console.status("Starting embedded PostgreSQL…"):
+            url = cluster.start()
+    except EmbeddedError as exc:
+        console.print(f"[red]embedded PostgreSQL: {exc}[/red]")
+        raise typer.Exit(1) from None
+    try:
+        yield url
+    finally:
+        if not was_running and not keep_running:
+            cluster.stop()
+
+
+def _fail_on_problems(settings: Settings) -> None:
+    problems = settings.problems()
+    if problems and settings.is_production:
+        for line in problems:
+            console.print(f"configuration error: {line}", markup=False)
+        raise typer.Exit(2)
+
+
+# ---------------------------------------------------------------- config
+
+
+def _effective(settings: Settings) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if name in SECRET_FIELDS and value is not None:
+            raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            value = mask_url(raw) if name == "database_url" else "********"
+        elif name == "database_read_urls":
+            value = [mask_url(u) for u in value]
+        elif hasattr(value, "total_seconds"):
+            value = f"{int(value.total_seconds())}s"
+        elif not isinstance(value, str | int | float | bool | list | type(None)):
+            value = str(value)
+        values[name.upper()] = value
+    return values
+
+
+@config_app.command("show")
+def config_show(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Print the effective configuration with secrets masked."""
+    settings = load_settings()
+    values = _effective(settings)
+    if as_json:
+        out.print_json(json.dumps(values))
+        return
+    table = Table("variable", "value", title="Effective configuration")
+    for key, value in values.items():
+        table.add_row(key, "(unset)" if value is None else str(value))
+    out.print(table)
+
+
+@config_app.command("check")
+def config_check() -> None:
+    """Exit non-zero listing every problem with the configuration for its environment."""
+    settings = load_settings()
+    problems = settings.problems()
+    for line in problems:
+        out.print(f"problem: {line}", markup=False)
+    if problems:
+        raise typer.Exit(1)
+    out.print(f"configuration OK for {settings.hims_env}")
+
+
+# ---------------------------------------------------------------- db
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply every pending migration (safe to run from several replicas at once)."""
+    from hims.ops import migrate
+
+    settings = load_settings()
+    with database_url(settings) as url:
+        with console.status("Waiting for the migration lock and migrating…"):
+            before, after = migrate.upgrade(url)
+        if before == after:
+            out.print(f"database already at head {list(after)}")
+        else:
+            out.print(f"migrated {list(before) or 'empty database'} → {list(after)}")
+        _after_migrate(url)
+
+
+def _after_migrate(url: str) -> None:
+    """Hooks that run after `hims db migrate` (partitions ahead etc.)."""
+    from hims.ops import hooks
+
+    for name, hook in hooks.AFTER_MIGRATE:
+        message = asyncio.run(hook(url))
+        if message:
+            out.print(f"{name}: {message}")
+
+
+@db_app.command("verify")
+def db_verify() -> None:
+    """Check migrations are at head and the live schema equals the models; list every drift."""
+    from hims.ops import migrate
+
+    settings = load_settings()
+    with database_url(settings) as url:
+        drift = migrate.verify(url)
+    for line in drift.problems:
+        out.print(f"drift: {line}", markup=False)
+    if not drift.ok:
+        raise typer.Exit(1)
+    out.print("database verified: migrations at head, schema matches the models")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision (e.g. -1, base, 0001_platform).")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask to retype the database name.")] = False,
+) -> None:
+    """Revert migrations to REVISION (destructive: asks to retype the database name)."""
+    from sqlalchemy.engine import make_url
+
+    from hims.ops import migrate
+
+    settings = load_settings()
+    with database_url(settings) as url:
+        name = make_url(url).database or ""
+        if not yes:
+            if not sys.stdin.isatty():
+                console.print("refusing to downgrade without a terminal; pass --yes")
+                raise typer.Exit(1)
+            typed = typer.prompt(f"This drops data. Retype the database name ({name}) to continue")
+            if typed != name:
+                console.print("name does not match; nothing changed")
+                raise typer.Exit(1)
+        after = migrate.downgrade(url, revision)
+        out.print(f"database now at {list(after) or 'base'}")
+
+
+@db_app.command("seed")
+def db_seed() -> None:
+    """Load idempotent demo data (facility, one user per role, practitioners, patients)."""
+    settings = load_settings()
+    with database_url(settings) as url:
+        report = _seed(settings, url)
+    _print_seed(report)
+
+
+def _seed(settings: Settings, url: str) -> Any:
+    from hims.core.db import Database
+    from hims.seed import SEEDERS, SeedReport
+    from hims.seeders import load_seeders
+
+    load_seeders()
+
+    async def run() -> SeedReport:
+        db = Database(url, pool_size=2)
+        report = SeedReport()
+        try:
+            for _name, seeder in SEEDERS:
+                async with db.transaction() as session:
+                    await seeder(session, settings, report)
+        finally:
+            await db.dispose()
+        return report
+
+    return asyncio.run(run())
+
+
+def _print_seed(report: Any) -> None:
+    for what, count in report.created.items():
+        out.print(f"seeded {what}: {count}")
+    if report.logins:
+        table = Table("role", "username", "password", title="Demo logins (development only)")
+        for role, username, password in report.logins:
+            table.add_row(role, username, password)
+        out.print(table)
+
+
+@embedded_app.command("start")
+def embedded_start() -> None:
+    """Start the embedded cluster and print its URL (it keeps running)."""
+    settings = load_settings()
+    with database_url(settings, keep_running=True) as url:
+        out.print(mask_url(url))
+
+
+@embedded_app.command("stop")
+def embedded_stop() -> None:
+    """Stop the embedded cluster cleanly."""
+    settings = load_settings()
+    EmbeddedPostgres(settings.hims_data_dir.resolve() / "postgres").stop()
+    out.print("embedded PostgreSQL stopped")
+
+
+@embedded_app.command("url")
+def embedded_url() -> None:
+    """Print the running embedded cluster's DATABASE_URL (with its password, for psql)."""
+    settings = load_settings()
+    cluster = EmbeddedPostgres(settings.hims_data_dir.resolve() / "postgres")
+    if cluster.running_pid() is None:
+        console.print("embedded PostgreSQL is not running")
+        raise typer.Exit(1)
+    out.print(cluster.url(), markup=False)
+
+
+# ---------------------------------------------------------------- serve / up / worker
+
+
+def _serve(settings: Settings, url: str, host: str | None, port: int | None, workers: int) -> None:
+    import uvicorn
+
+    from hims.app import create_app
+
+    os.environ["DATABASE_URL"] = url  # inherited by uvicorn worker processes
+    if workers > 1:
+        metrics_dir = settings.hims_data_dir.resolve() / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        uvicorn.run(
+            "hims.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            timeout_graceful_shutdown=30,
+            log_config=None,
+            proxy_headers=True,
+            server_header=False,
+        )
+        return
+    app = create_app(settings.model_copy(update={"database_url": SecretStr(url)}))
+    uvicorn.run(
+        app,
+        host=host or settings.host,
+        port=port or settings.port,
+        timeout_graceful_shutdown=30,
+        log_config=None,
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+HostOpt = Annotated[str | None, typer.Option(help="Interface to bind (default HOST).")]
+PortOpt = Annotated[int | None, typer.Option(help="Port (default PORT, 3000).")]
+WorkersOpt = Annotated[int, typer.Option(min=1, max=64, help="uvicorn worker processes.")]
+
+
+def serve(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = 1) -> None:
+    """Run the HTTP server (graceful shutdown: in-flight requests finish, pools close)."""
+    settings = load_settings()
+    _fail_on_problems(settings)
+    with database_url(settings) as url:
+        _serve(settings, url, host, port, workers)
+
+
+def up(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    workers: WorkersOpt = 1,
+    seed: Annotated[bool, typer.Option(help="Load demo data.")] = True,
+) -> None:
+    """Migrate, seed demo data, print the demo logins and serve: the one-command start."""
+    from hims.ops import migrate
+
+    settings = load_settings()
+    _fail_on_problems(settings)
+    with database_url(settings) as url:
+        with console.status("Migrating…"):
+            migrate.upgrade(url)
+        _after_migrate(url)
+        if seed:
+            with console.status("Seeding demo data…"):
+                report = _seed(settings, url)
+            _print_seed(report)
+        out.print(
+            f"AROCORD-HIMS on http://{host or settings.host}:{port or settings.port}/ (Ctrl-C stops it)"
+        )
+        _serve(settings, url, host, port, workers)
+
+
+def worker() -> None:
+    """Run the background job queue (Redis-backed)."""
+    from hims.ops import worker as worker_module
+
+    settings = load_settings()
+    _fail_on_problems(settings)
+    if not settings.redis_url:
+        console.print("hims worker needs REDIS_URL (the job queue lives in Redis)")
+        raise typer.Exit(2)
+    with database_url(settings) as url:
+        worker_module.run(settings, url)

@@ -1,0 +1,160 @@
+"""Migrations: upgrade under an advisory lock, downgrade, and verify the live schema."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from hims.core.db import async_url
+from hims.models import metadata
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+#: pg_advisory_lock key shared by every replica running `hims db migrate` ("HIMS" in hex).
+MIGRATION_LOCK_KEY = 0x48494D53
+REQUIRED_EXTENSIONS = ("pg_trgm", "fuzzystrmatch", "btree_gist")
+
+
+def alembic_config() -> Config:
+    """Alembic configuration without an ini file."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option(
+        "file_template", "%%(year)d_%%(month).2d_%%(day).2d_%%(hour).2d%%(minute).2d_%%(slug)s"
+    )
+    return cfg
+
+
+def head_revisions() -> tuple[str, ...]:
+    """Heads of the migration scripts."""
+    return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+async def _with_connection(url: str, fn: Callable[[Connection], Any], *, lock: bool) -> Any:
+    engine = create_async_engine(async_url(url), poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            if lock:
+                # Several replicas may migrate at once: the first does the work, the others
+                # wait here, then find the schema at head and do nothing.
+                await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+                await conn.commit()
+            try:
+                result = await conn.run_sync(fn)
+                await conn.commit()
+                return result
+            finally:
+                if lock:
+                    await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
+                    await conn.commit()
+    finally:
+        await engine.dispose()
+
+
+def _current(conn: Connection) -> tuple[str, ...]:
+    return tuple(MigrationContext.configure(conn).get_current_heads())
+
+
+def current_revisions(url: str) -> tuple[str, ...]:
+    """Revisions applied to the database."""
+    result: tuple[str, ...] = asyncio.run(_with_connection(url, _current, lock=False))
+    return result
+
+
+def upgrade(url: str, target: str = "head") -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Apply migrations up to ``target``; returns (revisions before, revisions after)."""
+
+    def run(conn: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        before = _current(conn)
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, target)
+        return before, _current(conn)
+
+    result: tuple[tuple[str, ...], tuple[str, ...]] = asyncio.run(_with_connection(url, run, lock=True))
+    return result
+
+
+def downgrade(url: str, target: str) -> tuple[str, ...]:
+    """Revert migrations down to ``target``; returns the revisions after."""
+
+    def run(conn: Connection) -> tuple[str, ...]:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, target)
+        return _current(conn)
+
+    result: tuple[str, ...] = asyncio.run(_with_connection(url, run, lock=True))
+    return result
+
+
+@dataclass
+class Drift:
+    """Everything that makes the live database differ from the code."""
+
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing drifted."""
+        return not self.problems
+
+
+#: Extra checks domains register (indexes the planner needs, partitions that must exist...).
+#: Each takes a sync connection and returns problem lines.
+VERIFY_CHECKS: list[Callable[[Connection], list[str]]] = []
+
+
+def verify(url: str) -> Drift:
+    """Migrations at head, models equal to the schema, extensions and domain checks."""
+
+    def run(conn: Connection) -> Drift:
+        drift = Drift()
+        current, heads = set(_current(conn)), set(head_revisions())
+        if current != heads:
+            drift.problems.append(
+                f"migrations: database at {sorted(current) or 'nothing'}, code at {sorted(heads)}; "
+                "run `hims db migrate`"
+            )
+        else:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            for diff in compare_metadata(context, metadata):
+                drift.problems.append(f"schema: {_describe_diff(diff)}")
+        installed = {r[0] for r in conn.execute(text("SELECT extname FROM pg_extension"))}
+        for name in REQUIRED_EXTENSIONS:
+            if name not in installed:
+                drift.problems.append(
+                    f"extension: {name} is not installed (PostgreSQL contrib package missing?)"
+                )
+        for check in VERIFY_CHECKS:
+            drift.problems.extend(check(conn))
+        return drift
+
+    result: Drift = asyncio.run(_with_connection(url, run, lock=False))
+    return result
+
+
+def _describe_diff(diff: Any) -> str:
+    if isinstance(diff, list):  # column modifications come grouped
+        return "; ".join(_describe_diff(d) for d in diff)
+    kind, *rest = diff
+    names = []
+    for item in rest:
+        name = getattr(item, "name", None)
+        table = getattr(getattr(item, "table", None), "name", None)
+        if name:
+            names.append(f"{table}.{name}" if table and table != name else str(name))
+        elif isinstance(item, str):
+            names.append(item)
+    return f"{kind} {' '.join(names)}".strip()

@@ -1,0 +1,77 @@
+"""`hims worker`: the arq job queue on Redis, running the job functions domains register."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from arq import run_worker
+from arq.connections import RedisSettings
+
+from hims.core.db import Database
+from hims.settings import Settings
+
+log = structlog.get_logger("hims.worker")
+
+Job = Callable[..., Awaitable[Any]]
+#: Job functions by name; domains append theirs. Each receives arq's ctx (with ``db``) first.
+JOBS: dict[str, Job] = {}
+QUEUE_NAME = "hims:jobs"
+
+
+async def ping(ctx: dict[str, Any]) -> str:
+    """A no-op job used by health checks and tests to prove the queue round-trips."""
+    db: Database = ctx["db"]
+    await db.ping()
+    return "pong"
+
+
+JOBS["ping"] = ping
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    """arq's connection settings from REDIS_URL/REDIS_PASSWORD."""
+    assert settings.redis_url is not None
+    redis = RedisSettings.from_dsn(settings.redis_url)
+    if settings.redis_password is not None:
+        redis.password = settings.redis_password.get_secret_value()
+    return redis
+
+
+def worker_settings(settings: Settings, url: str) -> dict[str, Any]:
+    """The arq worker configuration as keyword arguments."""
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["db"] = Database(url, pool_size=min(settings.database_max_connections, 10))
+        ctx["settings"] = settings
+        log.info("worker_started", jobs=sorted(JOBS))
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        await ctx["db"].dispose()
+        log.info("worker_stopped")
+
+    return {
+        "functions": list(JOBS.values()),
+        "redis_settings": redis_settings(settings),
+        "queue_name": QUEUE_NAME,
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "max_jobs": 10,
+        "job_timeout": 600,
+        "handle_signals": True,
+    }
+
+
+def run(settings: Settings, url: str) -> None:
+    """Run the worker until SIGINT/SIGTERM (in-flight jobs finish)."""
+    from hims.core.logging import configure_logging
+
+    configure_logging(settings.log_level)
+
+    class WorkerSettings:
+        pass
+
+    for key, value in worker_settings(settings, url).items():
+        setattr(WorkerSettings, key, value)
+    run_worker(WorkerSettings)  # type: ignore[arg-type]

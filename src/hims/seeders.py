@@ -1,0 +1,8 @@
+"""Registers every domain's seeder in order (imported lazily by `hims db seed`)."""
+
+from __future__ import annotations
+
+
+def load_seeders() -> None:
+    """Import the domain seed modules; each appends to `hims.seed.SEEDERS` once."""
+    # Each domain adds its import here, e.g. `import hims.identity.seed`.
