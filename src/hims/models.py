@@ -1,9 +1,10 @@
-"""Imports every domain's models so `Base.metadata` is complete (Alembic, verify, tests)."""
+"""Imports every domain's models so `Base.metadata` is complete (Alembic, verify, tests).
 
+Each domain adds one `import hims.<domain>.models` line here, in dependency order.
+"""
+
+import hims.audit.models  # noqa: F401
 from hims.core.db import Base
-
-# Domain model modules register their tables on import; keep this list in dependency order.
-# (Each domain adds its `models` import here.)
 
 metadata = Base.metadata
 

@@ -14,9 +14,12 @@ from hims import __version__
 from hims.core import metrics
 from hims.core.deps import DatabaseDep, SettingsDep, StoreDep
 from hims.core.errors import Forbidden, Unauthorized
+from hims.core.security import require_public
 from hims.ops import health
 
-router = APIRouter(tags=["operations"])
+# Health probes and metrics are open to load balancers and Prometheus; /metrics checks its own
+# bearer token or network allow-list inside the handler.
+router = APIRouter(tags=["operations"], dependencies=[require_public()])
 
 
 def _now() -> str:
