@@ -3,7 +3,9 @@
 Each domain adds one `import hims.<domain>.models` line here, in dependency order.
 """
 
-import hims.audit.models  # noqa: F401
+import hims.audit.models
+import hims.patients.models
+import hims.practitioners.models  # noqa: F401
 from hims.core.db import Base
 
 metadata = Base.metadata

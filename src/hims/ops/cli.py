@@ -185,6 +185,21 @@ def db_downgrade(
         out.print(f"database now at {list(after) or 'base'}")
 
 
+@db_app.command("revision")
+def db_revision(
+    message: Annotated[str, typer.Option("-m", "--message", help="Short slug, e.g. 'add users'.")],
+    rev_id: Annotated[str, typer.Option("--rev-id", help="Revision id, e.g. 0004_identity.")],
+    head: Annotated[str, typer.Option(help="Parent revision (for a domain's own branch).")] = "head",
+) -> None:
+    """Developers: write a migration from the difference between the models and the database."""
+    from hims.ops import migrate
+
+    settings = load_settings()
+    with database_url(settings) as url:
+        path = migrate.revision(url, message=message, rev_id=rev_id, head=head)
+    out.print(f"wrote {path}; review it before committing")
+
+
 @db_app.command("seed")
 def db_seed() -> None:
     """Load idempotent demo data (facility, one user per role, practitioners, patients)."""

@@ -72,7 +72,7 @@ def current_revisions(url: str) -> tuple[str, ...]:
     return result
 
 
-def upgrade(url: str, target: str = "head") -> tuple[tuple[str, ...], tuple[str, ...]]:
+def upgrade(url: str, target: str = "heads") -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Apply migrations up to ``target``; returns (revisions before, revisions after)."""
 
     def run(conn: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -96,6 +96,20 @@ def downgrade(url: str, target: str) -> tuple[str, ...]:
         return _current(conn)
 
     result: tuple[str, ...] = asyncio.run(_with_connection(url, run, lock=True))
+    return result
+
+
+def revision(url: str, *, message: str, rev_id: str, head: str = "head") -> str:
+    """Autogenerate a migration file against the database (which must be at ``head``)."""
+
+    def run(conn: Connection) -> str:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        script = command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id, head=head)
+        scripts = script if isinstance(script, list) else [script]
+        return ", ".join(str(s.path) for s in scripts if s is not None)
+
+    result: str = asyncio.run(_with_connection(url, run, lock=True))
     return result
 
 

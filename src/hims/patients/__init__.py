@@ -1,0 +1,1 @@
+"""Patients: registration, search, duplicates and merge."""

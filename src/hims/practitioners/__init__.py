@@ -1,0 +1,1 @@
+"""Practitioners, facilities and departments."""
