@@ -14,7 +14,7 @@ PROMETHEUS_OWN = {"up"}
 
 
 def _metric_names(expr: str) -> set[str]:
-    return {m for m in re.findall(r"\b([a-z_][a-z0-9_]*)\s*(?=[{\[])", expr)} - PROMETHEUS_OWN
+    return set(re.findall(r"\b([a-z_][a-z0-9_]*)\s*(?=[{\[])", expr)) - PROMETHEUS_OWN
 
 
 async def test_every_alert_reads_metrics_the_app_exports(client: AsyncClient) -> None:
