@@ -13,7 +13,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from hims.core.db import Base
 from hims.core.models import Timestamps, uuid_pk
 
-
 #: Feeds the MRN: ``hims.patients.mrn.format_mrn(nextval)`` appends a Luhn check digit.
 MRN_SEQUENCE = Sequence("patients_mrn_seq", start=100001, metadata=Base.metadata)
 
@@ -64,9 +63,12 @@ class Patient(Timestamps, Base):
         String(200, collation="C"), Computed(_NAME_KEY % "given_name", persisted=True)
     )
     phone_digits: Mapped[str | None] = mapped_column(
-        String(32), Computed("regexp_replace((phone)::text, '\\D'::text, ''::text, 'g'::text)", persisted=True)
+        String(32),
+        Computed("regexp_replace((phone)::text, '\\D'::text, ''::text, 'g'::text)", persisted=True),
     )
-    email_key: Mapped[str | None] = mapped_column(String(254), Computed("lower((email)::text)", persisted=True))
+    email_key: Mapped[str | None] = mapped_column(
+        String(254), Computed("lower((email)::text)", persisted=True)
+    )
 
     __table_args__ = (
         # Prefix search on names (guide §9.1): live (not deleted, not merged) patients only.
