@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Any
 
 import asyncpg
@@ -18,7 +17,9 @@ from hims.settings import Settings
 
 def auth_headers(settings: Settings, role: str, *, user_id: uuid.UUID | None = None) -> dict[str, str]:
     """Authorization header with a real access token for a user holding ``role``."""
-    token = encode_access_token(settings, user_id=user_id or uuid.uuid4(), username=f"test-{role}", roles=[role])
+    token = encode_access_token(
+        settings, user_id=user_id or uuid.uuid4(), username=f"test-{role}", roles=[role]
+    )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -72,7 +73,9 @@ async def phi_rows(database_url: str, **where: Any) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(database_url)
     try:
         clauses = " AND ".join(f"{k} = ${i + 1}" for i, k in enumerate(where)) or "TRUE"
-        return list(await conn.fetch(f"SELECT * FROM phi_access_log WHERE {clauses} ORDER BY id", *where.values()))
+        return list(
+            await conn.fetch(f"SELECT * FROM phi_access_log WHERE {clauses} ORDER BY id", *where.values())
+        )
     finally:
         await conn.close()
 
@@ -84,9 +87,3 @@ async def count(database_url: str, table: str) -> int:
         return int(await conn.fetchval(f'SELECT count(*) FROM "{table}"'))
     finally:
         await conn.close()
-
-
-def years_ago(years: int) -> str:
-    """An ISO date ``years`` years before today."""
-    today = date.today()
-    return today.replace(year=today.year - years).isoformat()

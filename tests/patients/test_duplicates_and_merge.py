@@ -3,7 +3,14 @@ from __future__ import annotations
 import uuid
 
 from hims.patients.merge import MERGE_HOOKS, hook_name
-from tests.patients.factories import auth_headers, count, make_patient, make_practitioner, patient_body, phi_rows
+from tests.patients.factories import (
+    auth_headers,
+    count,
+    make_patient,
+    make_practitioner,
+    patient_body,
+    phi_rows,
+)
 
 
 async def test_possible_duplicates_are_409_with_scored_candidates(client, settings, database_url) -> None:
@@ -16,7 +23,9 @@ async def test_possible_duplicates_are_409_with_scored_candidates(client, settin
         date_of_birth="1990-05-01",
         identifiers=[{"type": "national_id", "system": "urn:oid:2.16.566.1", "value": "NIN-123"}],
     )
-    other = await make_patient(client, settings, family_name="Elsewhere", given_name="Sam", email="sam@example.org")
+    other = await make_patient(
+        client, settings, family_name="Elsewhere", given_name="Sam", email="sam@example.org"
+    )
 
     similar = patient_body(family_name="Okonkwo", given_name="Chidimma", date_of_birth="1990-05-01")
     response = await client.post("/api/v1/patients", json=similar, headers=headers)
@@ -47,8 +56,12 @@ async def test_possible_duplicates_are_409_with_scored_candidates(client, settin
     anyway = await client.post("/api/v1/patients?allow_duplicate=true", json=similar, headers=headers)
     assert anyway.status_code == 201
     overrides = await phi_rows(database_url, action="duplicate_override")
-    assert [(str(r["patient_id"]), r["resource_id"]) for r in overrides] == [(first["id"], anyway.json()["id"])]
-    body_flag = await client.post("/api/v1/patients", json={**similar, "allow_duplicate": True}, headers=headers)
+    assert [(str(r["patient_id"]), r["resource_id"]) for r in overrides] == [
+        (first["id"], anyway.json()["id"])
+    ]
+    body_flag = await client.post(
+        "/api/v1/patients", json={**similar, "allow_duplicate": True}, headers=headers
+    )
     assert body_flag.status_code == 201
 
 
@@ -82,11 +95,15 @@ async def test_merge_moves_records_redirects_and_is_audited(client, settings, da
 
     # Nurses may not merge.
     denied = await client.post(
-        f"/api/v1/patients/{dupe['id']}/merge", json={"into": keep["id"]}, headers=auth_headers(settings, "nurse")
+        f"/api/v1/patients/{dupe['id']}/merge",
+        json={"into": keep["id"]},
+        headers=auth_headers(settings, "nurse"),
     )
     assert denied.status_code == 403
 
-    merged = await client.post(f"/api/v1/patients/{dupe['id']}/merge", json={"into": keep["id"]}, headers=headers)
+    merged = await client.post(
+        f"/api/v1/patients/{dupe['id']}/merge", json={"into": keep["id"]}, headers=headers
+    )
     assert merged.status_code == 200, merged.text
     result = merged.json()
     assert result["survivor"]["id"] == keep["id"]
@@ -105,7 +122,9 @@ async def test_merge_moves_records_redirects_and_is_audited(client, settings, da
         "/api/v1/appointments", params={"patient_id": keep["id"]}, headers=headers
     )
     assert [a["id"] for a in appointments.json()["items"]] == [booked.json()["id"]]
-    documents = await client.get(f"/api/v1/patients/{keep['id']}/documents", headers=auth_headers(settings, "nurse"))
+    documents = await client.get(
+        f"/api/v1/patients/{keep['id']}/documents", headers=auth_headers(settings, "nurse")
+    )
     assert [d["id"] for d in documents.json()] == [upload.json()["id"]]
 
     search = await client.get("/api/v1/patients", params={"family": "keep"}, headers=headers)
@@ -113,12 +132,18 @@ async def test_merge_moves_records_redirects_and_is_audited(client, settings, da
     merge_rows = await phi_rows(database_url, action="merge")
     assert {str(r["patient_id"]) for r in merge_rows} == {keep["id"], dupe["id"], earlier["id"]}
 
-    again = await client.post(f"/api/v1/patients/{dupe['id']}/merge", json={"into": keep["id"]}, headers=headers)
+    again = await client.post(
+        f"/api/v1/patients/{dupe['id']}/merge", json={"into": keep["id"]}, headers=headers
+    )
     assert again.status_code == 409
     assert again.json()["code"] == "patient_merged"
-    into_merged = await client.post(f"/api/v1/patients/{keep['id']}/merge", json={"into": dupe["id"]}, headers=headers)
+    into_merged = await client.post(
+        f"/api/v1/patients/{keep['id']}/merge", json={"into": dupe["id"]}, headers=headers
+    )
     assert into_merged.status_code == 422
-    itself = await client.post(f"/api/v1/patients/{keep['id']}/merge", json={"into": keep["id"]}, headers=headers)
+    itself = await client.post(
+        f"/api/v1/patients/{keep['id']}/merge", json={"into": keep["id"]}, headers=headers
+    )
     assert itself.status_code == 422
     update_merged = await client.patch(
         f"/api/v1/patients/{dupe['id']}", json={"city": "X"}, headers={**headers, "If-Match": "*"}

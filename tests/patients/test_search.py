@@ -12,7 +12,9 @@ from tests.patients.factories import auth_headers, make_patient, phi_rows
 
 async def test_prefix_search_ignores_case_and_accents_and_returns_summaries(client, settings, database_url):
     headers = auth_headers(settings, "receptionist")
-    nunez = await make_patient(client, settings, family_name="Núñez", given_name="José", phone="+44 20 7946 0001")
+    nunez = await make_patient(
+        client, settings, family_name="Núñez", given_name="José", phone="+44 20 7946 0001"
+    )
     await make_patient(client, settings, family_name="Nunes", given_name="Ana")
     await make_patient(client, settings, family_name="O'Brien", given_name="Siobhán")
 
@@ -20,15 +22,24 @@ async def test_prefix_search_ignores_case_and_accents_and_returns_summaries(clie
     assert found.status_code == 200
     names = [p["display_name"] for p in found.json()["items"]]
     assert names == ["Nunes, Ana", "Núñez, José"]
-    assert set(found.json()["items"][0]) == {"id", "mrn", "display_name", "date_of_birth", "sex_at_birth", "score"}
+    assert set(found.json()["items"][0]) == {
+        "id",
+        "mrn",
+        "display_name",
+        "date_of_birth",
+        "sex_at_birth",
+        "score",
+    }
 
-    assert [p["display_name"] for p in (await client.get(
-        "/api/v1/patients", params={"family": "nunez", "given": "jos"}, headers=headers)).json()["items"]] == [
-        "Núñez, José"
-    ]
-    assert (await client.get("/api/v1/patients", params={"family": "obri"}, headers=headers)).json()["items"][0][
-        "display_name"
-    ] == "O'Brien, Siobhán"
+    assert [
+        p["display_name"]
+        for p in (
+            await client.get("/api/v1/patients", params={"family": "nunez", "given": "jos"}, headers=headers)
+        ).json()["items"]
+    ] == ["Núñez, José"]
+    assert (await client.get("/api/v1/patients", params={"family": "obri"}, headers=headers)).json()["items"][
+        0
+    ]["display_name"] == "O'Brien, Siobhán"
     by_q = await client.get("/api/v1/patients", params={"q": "jose nunez"}, headers=headers)
     assert [p["id"] for p in by_q.json()["items"]] == [nunez["id"]]
     by_mrn = await client.get("/api/v1/patients", params={"mrn": nunez["mrn"]}, headers=headers)
@@ -48,14 +59,19 @@ async def test_prefix_search_ignores_case_and_accents_and_returns_summaries(clie
 async def test_invalid_mrn_is_422(client, settings) -> None:
     good = format_mrn(123456)
     wrong = good[:-1] + str((int(good[-1]) + 1) % 10)
-    response = await client.get("/api/v1/patients", params={"mrn": wrong}, headers=auth_headers(settings, "receptionist"))
+    response = await client.get(
+        "/api/v1/patients", params={"mrn": wrong}, headers=auth_headers(settings, "receptionist")
+    )
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "mrn"
 
 
 async def test_keyset_paging_walks_every_match_once(client, settings) -> None:
     headers = auth_headers(settings, "receptionist")
-    ids = {(await make_patient(client, settings, family_name="Pager", given_name=f"G{i:02d}"))["id"] for i in range(7)}
+    ids = {
+        (await make_patient(client, settings, family_name="Pager", given_name=f"G{i:02d}"))["id"]
+        for i in range(7)
+    }
     seen: list[str] = []
     cursor = None
     while True:
@@ -65,7 +81,8 @@ async def test_keyset_paging_walks_every_match_once(client, settings) -> None:
         cursor = page["next_cursor"]
         if not cursor:
             break
-    assert len(seen) == 7 and set(seen) == ids
+    assert len(seen) == 7
+    assert set(seen) == ids
     bad = await client.get("/api/v1/patients", params={"cursor": "nonsense"}, headers=headers)
     assert bad.status_code == 422
 
@@ -90,7 +107,9 @@ async def test_fuzzy_search_without_extension_is_a_clear_problem(client, setting
     await conn.execute("DROP EXTENSION fuzzystrmatch")
     try:
         response = await client.get(
-            "/api/v1/patients", params={"q": "smith", "fuzzy": "true"}, headers=auth_headers(settings, "receptionist")
+            "/api/v1/patients",
+            params={"q": "smith", "fuzzy": "true"},
+            headers=auth_headers(settings, "receptionist"),
         )
     finally:
         await conn.execute("CREATE EXTENSION fuzzystrmatch")
@@ -109,7 +128,8 @@ async def test_prefix_search_uses_the_name_index(database_url) -> None:
                                   deceased, active, version)
             SELECT gen_random_uuid(), lpad(g::text, 10, '0'),
                    (ARRAY['Ana','José','Wei','Amara','John'])[1 + g % 5],
-                   (ARRAY['Núñez','Smith','Okafor','Zhang','Müller','Brown','Adeyemi'])[1 + g % 7] || (g % 997)::text,
+                   (ARRAY['Núñez','Smith','Okafor','Zhang','Müller','Brown','Adeyemi'])[1 + g % 7]
+                       || (g % 997)::text,
                    DATE '1950-01-01' + (g % 20000), 'female', '[]', false, true, 1
             FROM generate_series(1, 6000) AS g
             """

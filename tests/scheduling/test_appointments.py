@@ -14,18 +14,27 @@ async def _setup(client, settings):
 
 
 def _slot(patient, doctor, start="2030-03-04T09:00:00Z", end="2030-03-04T09:30:00Z", **extra):
-    return {"patient_id": patient["id"], "practitioner_id": doctor["id"], "starts_at": start, "ends_at": end, **extra}
+    return {
+        "patient_id": patient["id"],
+        "practitioner_id": doctor["id"],
+        "starts_at": start,
+        "ends_at": end,
+        **extra,
+    }
 
 
 async def test_book_and_walk_the_status_machine(client, settings, database_url) -> None:
     headers = auth_headers(settings, "receptionist")
     patient, doctor = await _setup(client, settings)
     booked = await client.post(
-        "/api/v1/appointments", json=_slot(patient, doctor, type="telemedicine", reason="follow-up"), headers=headers
+        "/api/v1/appointments",
+        json=_slot(patient, doctor, type="telemedicine", reason="follow-up"),
+        headers=headers,
     )
     assert booked.status_code == 201, booked.text
     appointment = booked.json()
-    assert appointment["status"] == "booked" and appointment["type"] == "telemedicine"
+    assert appointment["status"] == "booked"
+    assert appointment["type"] == "telemedicine"
     url = f"/api/v1/appointments/{appointment['id']}"
 
     moved = await client.post(
@@ -37,7 +46,8 @@ async def test_book_and_walk_the_status_machine(client, settings, database_url) 
     assert moved.json()["starts_at"].startswith("2030-03-04T09:00:00")
     checked = await client.post(f"{url}/check-in", headers={**headers, "If-Match": moved.headers["ETag"]})
     assert checked.status_code == 200
-    assert checked.json()["status"] == "checked_in" and checked.json()["checked_in_at"]
+    assert checked.json()["status"] == "checked_in"
+    assert checked.json()["checked_in_at"]
     no_show = await client.post(f"{url}/no-show", headers=headers)
     assert no_show.status_code == 409
     assert no_show.json()["code"] == "invalid_transition"
@@ -77,10 +87,12 @@ async def test_cancel_and_no_show_release_the_slot(client, settings) -> None:
     assert cancelled.json()["cancel_reason"] == "patient called"
     rebooked = await client.post("/api/v1/appointments", json=_slot(patient, doctor), headers=headers)
     assert rebooked.status_code == 201
-    assert (await client.post(f"/api/v1/appointments/{rebooked.json()['id']}/no-show", headers=headers)).json()[
-        "status"
-    ] == "no_show"
-    assert (await client.post("/api/v1/appointments", json=_slot(patient, doctor), headers=headers)).status_code == 201
+    assert (
+        await client.post(f"/api/v1/appointments/{rebooked.json()['id']}/no-show", headers=headers)
+    ).json()["status"] == "no_show"
+    assert (
+        await client.post("/api/v1/appointments", json=_slot(patient, doctor), headers=headers)
+    ).status_code == 201
     other_doctor = await make_practitioner(client, settings, given_name="Other")
     assert (
         await client.post("/api/v1/appointments", json=_slot(patient, other_doctor), headers=headers)
@@ -109,29 +121,45 @@ async def test_lists_by_day_practitioner_and_patient(client, settings, database_
     headers = auth_headers(settings, "receptionist")
     patient, doctor = await _setup(client, settings)
     other = await make_patient(client, settings)
-    for start, who in (("2030-05-01T08:00:00Z", patient), ("2030-05-01T22:30:00Z", other), ("2030-05-02T08:00:00Z", patient)):
+    for start, who in (
+        ("2030-05-01T08:00:00Z", patient),
+        ("2030-05-01T22:30:00Z", other),
+        ("2030-05-02T08:00:00Z", patient),
+    ):
         end = start.replace(":00:00Z", ":20:00Z").replace(":30:00Z", ":50:00Z")
-        assert (await client.post("/api/v1/appointments", json=_slot(who, doctor, start, end), headers=headers)).status_code == 201
+        assert (
+            await client.post("/api/v1/appointments", json=_slot(who, doctor, start, end), headers=headers)
+        ).status_code == 201
     day = await client.get("/api/v1/appointments", params={"date": "2030-05-01"}, headers=headers)
     assert len(day.json()["items"]) == 2
     # In Tokyo (UTC+9) 22:30 UTC on 1 May is already 2 May.
-    tokyo = await client.get("/api/v1/appointments", params={"date": "2030-05-02", "tz": "Asia/Tokyo"}, headers=headers)
+    tokyo = await client.get(
+        "/api/v1/appointments", params={"date": "2030-05-02", "tz": "Asia/Tokyo"}, headers=headers
+    )
     assert [a["starts_at"][:16] for a in tokyo.json()["items"]] == ["2030-05-01T22:30", "2030-05-02T08:00"]
-    by_patient = await client.get("/api/v1/appointments", params={"patient_id": patient["id"]}, headers=headers)
+    by_patient = await client.get(
+        "/api/v1/appointments", params={"patient_id": patient["id"]}, headers=headers
+    )
     assert len(by_patient.json()["items"]) == 2
     paged = await client.get(
         "/api/v1/appointments", params={"practitioner_id": doctor["id"], "limit": 2}, headers=headers
     )
-    assert len(paged.json()["items"]) == 2 and paged.json()["next_cursor"]
+    assert len(paged.json()["items"]) == 2
+    assert paged.json()["next_cursor"]
     rest = await client.get(
         "/api/v1/appointments",
         params={"practitioner_id": doctor["id"], "limit": 2, "cursor": paged.json()["next_cursor"]},
         headers=headers,
     )
-    assert len(rest.json()["items"]) == 1 and rest.json()["next_cursor"] is None
-    bad_tz = await client.get("/api/v1/appointments", params={"date": "2030-05-02", "tz": "Mars/Olympus"}, headers=headers)
+    assert len(rest.json()["items"]) == 1
+    assert rest.json()["next_cursor"] is None
+    bad_tz = await client.get(
+        "/api/v1/appointments", params={"date": "2030-05-02", "tz": "Mars/Olympus"}, headers=headers
+    )
     assert bad_tz.status_code == 422
-    assert (await client.get("/api/v1/appointments", headers=auth_headers(settings, "analyst"))).status_code == 403
+    assert (
+        await client.get("/api/v1/appointments", headers=auth_headers(settings, "analyst"))
+    ).status_code == 403
     searched = await phi_rows(database_url, action="search", resource_type="Appointment")
     assert len(searched) == 2 + 2 + 2 + 2 + 1
 
@@ -142,7 +170,10 @@ async def test_ten_concurrent_bookings_of_one_slot_exactly_one_wins(settings, da
         doctor = await make_practitioner(http, settings)
         headers = auth_headers(settings, "receptionist")
         responses = await asyncio.gather(
-            *(http.post("/api/v1/appointments", json=_slot(patient, doctor), headers=headers) for _ in range(10))
+            *(
+                http.post("/api/v1/appointments", json=_slot(patient, doctor), headers=headers)
+                for _ in range(10)
+            )
         )
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] + [409] * 9, [r.text for r in responses if r.status_code not in (201, 409)]

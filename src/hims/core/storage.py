@@ -177,7 +177,9 @@ def _forget(session: Session) -> None:
 
 
 def _discard(session: Session, previous: SessionTransaction) -> None:
-    if previous.parent is not None:  # a savepoint; the outer transaction may still commit
+    # A savepoint rollback leaves the outer transaction able to commit; any other rollback
+    # (including the one a failed flush performs) dooms it.
+    if previous.nested:
         return
     for storage, key in session.info.pop(_PENDING, []):
         try:
