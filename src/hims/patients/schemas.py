@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -62,6 +62,16 @@ class Identifier(BaseModel):
     type: IdentifierType
     system: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class IdentifierRead(BaseModel):
+    """An identifier as stored (tolerant: rows written by imports may lack a type)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str | None = None
+    system: str | None = None
+    value: str
 
 
 class EmergencyContact(BaseModel):
@@ -153,8 +163,8 @@ class PatientRead(BaseModel):
     postal_code: str | None
     country: str | None
     preferred_language: str | None
-    identifiers: list[Identifier]
-    emergency_contact: EmergencyContact | None
+    identifiers: list[IdentifierRead]
+    emergency_contact: dict[str, Any] | None
     deceased: bool
     deceased_at: datetime | None
     active: bool
