@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from hims.patients.mrn import format_mrn, is_valid_mrn, luhn_check_digit
+from tests.conftest import serve_in_process
 from tests.patients.factories import auth_headers, count, make_patient, patient_body, phi_rows
 
 
@@ -127,3 +129,16 @@ async def test_role_without_permission_is_refused(client, settings, database_url
     assert (await client.get(f"/api/v1/patients/{patient['id']}")).status_code == 401
     # Nothing was read, so no success rows beyond the factory's create.
     assert [r["action"] for r in await phi_rows(database_url)] == ["create"]
+
+
+async def test_concurrent_updates_of_one_version_one_wins(settings, database_url) -> None:
+    async with serve_in_process(settings) as http:
+        patient = await make_patient(http, settings)
+        headers = {**auth_headers(settings, "nurse"), "If-Match": 'W/"1"'}
+        url = f"/api/v1/patients/{patient['id']}"
+        responses = await asyncio.gather(
+            *(http.patch(url, json={"city": f"City {i}"}, headers=headers) for i in range(5))
+        )
+    assert sorted(r.status_code for r in responses) == [200, 412, 412, 412, 412]
+    rows = await phi_rows(database_url, action="update")
+    assert len(rows) == 1
