@@ -3,6 +3,9 @@ without it"). The test enumerates the app's routes, so a new route without a cas
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from hims.ops import migrate
 from tests.patients.factories import auth_headers, count, make_patient, make_practitioner
 
@@ -142,3 +145,12 @@ async def _then(first, second):
 def test_models_and_migrations_agree(database_url) -> None:
     drift = migrate.verify(database_url)
     assert drift.ok, drift.problems
+
+
+def test_hims_models_alone_registers_every_table() -> None:
+    # `hims db verify` and Alembic import only hims.models: it must load every domain's tables.
+    code = "from hims.models import metadata; print(' '.join(sorted(metadata.tables)))"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert {"patients", "practitioners", "facilities", "departments", "appointments", "documents"} <= set(
+        output.split()
+    )

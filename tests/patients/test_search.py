@@ -139,10 +139,41 @@ async def test_prefix_search_uses_the_name_index(database_url) -> None:
             repository.SearchFilter(family_key="muller12"),
             repository.SearchFilter(family_key="nunez4", given_key="jo"),
         ):
-            stmt = repository.search_statement(criteria, limit=21, after=None)
-            sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
-            plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql))
+            plan = await _plan(conn, criteria)
             assert "ix_patients_family_given_key" in plan, plan
             assert "Seq Scan" not in plan, plan
+        plan = await _plan(conn, repository.SearchFilter(given_key="wei"))
+        assert "ix_patients_given_family_key" in plan, plan
+        assert "Seq Scan" not in plan, plan
     finally:
         await conn.close()
+
+
+async def _plan(conn, criteria) -> str:
+    stmt = repository.search_statement(criteria, limit=21, after=None)
+    sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    return "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql))
+
+
+async def test_given_name_search_pages_in_given_name_order(client, settings) -> None:
+    headers = auth_headers(settings, "receptionist")
+    for family in ("Zed", "Alpha", "Mid", "Beta", "Omega"):
+        await make_patient(client, settings, family_name=family, given_name="Kwame")
+    await make_patient(client, settings, family_name="Aaron", given_name="Kwabena")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"given": "kw", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/api/v1/patients", params=params, headers=headers)).json()
+        seen += [p["display_name"] for p in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [
+        "Aaron, Kwabena",
+        "Alpha, Kwame",
+        "Beta, Kwame",
+        "Mid, Kwame",
+        "Omega, Kwame",
+        "Zed, Kwame",
+    ]

@@ -80,8 +80,10 @@ class Patient(Timestamps, Base):
             postgresql_where=text("deleted_at IS NULL AND merged_into_id IS NULL"),
         ),
         Index(
-            "ix_patients_given_key",
+            "ix_patients_given_family_key",
             "given_name_key",
+            "family_name_key",
+            "id",
             postgresql_where=text("deleted_at IS NULL AND merged_into_id IS NULL"),
         ),
         # Fuzzy search: trigram GIN indexes (pg_trgm).

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Integer, Select, and_, cast, func, literal, or_, select, text, tuple_, update
+from sqlalchemy import Integer, and_, cast, func, literal, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hims.patients.models import MRN_SEQUENCE, Patient
@@ -93,10 +93,14 @@ class SearchFilter:
     any_name_keys: tuple[str, ...] = ()  # q=: each token a prefix of family or given name
 
 
-def search_statement(
-    criteria: SearchFilter, *, limit: int, after: tuple[str, str, uuid.UUID] | None
-) -> Select[Any]:
-    """The exact-prefix search query, ordered by (family key, given key, id) for keyset paging."""
+def given_first(criteria: SearchFilter) -> bool:
+    """Given-name-only searches walk the (given, family, id) index instead of (family, given, id)."""
+    return bool(criteria.given_key) and not criteria.family_key and not criteria.any_name_keys
+
+
+def search_statement(criteria: SearchFilter, *, limit: int, after: tuple[str, str, uuid.UUID] | None) -> Any:
+    """The exact-prefix search query, in index order for keyset paging: (family, given, id), or
+    (given, family, id) when only a given name is searched. ``after`` is in the same order."""
     stmt: Any = select(*SUMMARY_COLUMNS).where(_live())
     if criteria.family_key:
         stmt = stmt.where(prefix_range(Patient.family_name_key, criteria.family_key))
@@ -128,12 +132,14 @@ def search_statement(
                 ),
             )
         )
+    order = (
+        (Patient.given_name_key, Patient.family_name_key, Patient.id)
+        if given_first(criteria)
+        else (Patient.family_name_key, Patient.given_name_key, Patient.id)
+    )
     if after is not None:
-        stmt = stmt.where(
-            tuple_(Patient.family_name_key, Patient.given_name_key, Patient.id) > tuple_(*after)
-        )
-    ordered: Select[Any] = stmt.order_by(Patient.family_name_key, Patient.given_name_key, Patient.id)
-    return ordered.limit(limit)
+        stmt = stmt.where(tuple_(*order) > tuple_(*after))
+    return stmt.order_by(*order).limit(limit)
 
 
 async def search(

@@ -463,7 +463,12 @@ async def search_patients(
         results = [summary(r) for r in rows[:limit]]
         if len(rows) > limit:
             last = rows[limit - 1]
-            next_cursor = _encode_cursor([last.family_name_key, last.given_name_key, str(last.id)])
+            keys = (
+                [last.given_name_key, last.family_name_key]
+                if repository.given_first(criteria)
+                else [last.family_name_key, last.given_name_key]
+            )
+            next_cursor = _encode_cursor([*keys, str(last.id)])
     await record_phi_access(
         session=session,
         actor=actor,

@@ -190,9 +190,9 @@ def upgrade() -> None:
             postgresql_ops={"family_name_key": "gin_trgm_ops"},
         )
     op.create_index(
-        "ix_patients_given_key",
+        "ix_patients_given_family_key",
         "patients",
-        ["given_name_key"],
+        ["given_name_key", "family_name_key", "id"],
         unique=False,
         postgresql_where=sa.text("deleted_at IS NULL AND merged_into_id IS NULL"),
     )
@@ -228,7 +228,7 @@ def downgrade() -> None:
     )
     op.execute("DROP INDEX IF EXISTS ix_patients_given_key_trgm")
     op.drop_index(
-        "ix_patients_given_key",
+        "ix_patients_given_family_key",
         table_name="patients",
         postgresql_where=sa.text("deleted_at IS NULL AND merged_into_id IS NULL"),
     )
