@@ -112,7 +112,12 @@ class S3Storage:
     backend = "s3"
 
     def __init__(self, settings: Settings) -> None:
-        import boto3  # the [s3] extra; only this backend needs it
+        try:
+            import boto3  # the [s3] extra; only this backend needs it
+        except ImportError:
+            raise StorageError(
+                "STORAGE_BACKEND=s3 needs boto3: install the [s3] extra (pip install 'arocord-hims[s3]')"
+            ) from None
 
         if not settings.storage_s3_bucket:
             raise StorageError("STORAGE_S3_BUCKET is required when STORAGE_BACKEND=s3")
