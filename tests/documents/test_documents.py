@@ -221,3 +221,24 @@ async def test_local_storage_refuses_path_tricks(tmp_path) -> None:
     assert await storage.get("documents/ab/cd") == b"1"
     await storage.delete("documents/ab/cd")
     await storage.delete("documents/ab/cd")
+
+
+async def test_documents_of_unknown_deleted_or_merged_patients(client, settings) -> None:
+    headers = auth_headers(settings, "nurse")
+    missing = await client.get(f"/api/v1/patients/{uuid.uuid4()}/documents", headers=headers)
+    assert missing.status_code == 404
+    patient = await make_patient(client, settings)
+    survivor = await make_patient(client, settings)
+    clerk = auth_headers(settings, "receptionist")
+    await client.post(f"/api/v1/patients/{patient['id']}/merge", json={"into": survivor["id"]}, headers=clerk)
+    merged = await client.post(
+        f"/api/v1/patients/{patient['id']}/documents",
+        files={"file": ("a.txt", b"x", "text/plain")},
+        headers=headers,
+    )
+    assert merged.status_code == 409
+    assert merged.json()["merged_into"] == survivor["id"]
+    await client.delete(f"/api/v1/patients/{survivor['id']}", headers=clerk)
+    assert (
+        await client.get(f"/api/v1/patients/{survivor['id']}/documents", headers=headers)
+    ).status_code == 410

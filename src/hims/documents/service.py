@@ -18,7 +18,7 @@ from hims.core.security import Actor
 from hims.core.storage import FileMissing, Storage, discard_on_rollback
 from hims.documents import repository
 from hims.documents.models import Document
-from hims.patients.service import require_live_patient
+from hims.patients.service import require_patient_record
 
 log = structlog.get_logger("hims.documents")
 
@@ -118,7 +118,7 @@ async def upload_document(
                 field_error("file", f"Declared {declared} but the content is {sniffed}.", "content_mismatch")
             ]
         )
-    await require_live_patient(session=session, patient_id=patient_id)
+    await require_patient_record(session=session, patient_id=patient_id)
     document_id = uuid.uuid4()
     key = f"documents/{document_id.hex[:2]}/{document_id.hex}"
     document = Document(
@@ -204,6 +204,7 @@ async def list_documents(
     offset: int = 0,
 ) -> list[Document]:
     """A patient's documents, newest first; one ``search`` PHI row per document."""
+    await require_patient_record(session=session, patient_id=patient_id)
     documents = await repository.list_for_patient(
         session, patient_id, consultation_id=consultation_id, limit=limit, offset=offset
     )

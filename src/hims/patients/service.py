@@ -280,6 +280,17 @@ async def require_live_patient(
     return patient
 
 
+async def require_patient_record(*, session: AsyncSession, patient_id: uuid.UUID) -> Patient:
+    """For other domains addressing a patient in the URL: 404 / 410 / 409 ``patient_merged``."""
+    patient = await _load(session, patient_id)
+    if patient.merged_into_id is not None:
+        raise PatientMergedError(
+            f"This patient was merged into {patient.merged_into_id}.",
+            extra={"merged_into": str(patient.merged_into_id)},
+        )
+    return patient
+
+
 async def update_patient(
     *,
     session: AsyncSession,
