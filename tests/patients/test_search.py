@@ -100,6 +100,11 @@ async def test_fuzzy_search_ranks_similar_and_phonetic_names(client, settings) -
     assert [p["id"] for p in items][:2] == [smith["id"], smyth["id"]]
     assert items[0]["score"] > items[1]["score"] > 0
     assert all(p["display_name"] != "Zhang, Wei" for p in items)
+    for q in ("jon smyth", "Smyth, Jon"):
+        typed = await client.get("/api/v1/patients", params={"q": q, "fuzzy": "true"}, headers=headers)
+        assert typed.json()["items"][0]["id"] == smyth["id"], q
+    single = await client.get("/api/v1/patients", params={"q": "smithe", "fuzzy": "true"}, headers=headers)
+    assert {p["id"] for p in single.json()["items"][:2]} == {smith["id"], smyth["id"]}
 
 
 async def test_fuzzy_search_without_extension_is_a_clear_problem(client, settings, database_url) -> None:

@@ -448,11 +448,17 @@ async def search_patients(
         if not (family_key or given_key or token_keys):
             _raise_if([field_error("q", "Fuzzy search needs a name (family, given or q).", "required")])
         offset = int(_decode_cursor(cursor)[0]) if cursor else 0
+        any_key = token_keys[0] if len(token_keys) == 1 else None
+        if len(token_keys) >= 2 and not (family_key or given_key):
+            # "Smith, John" names the family first; "John Smith" the given name first.
+            family_first = "," in (query.q or "")
+            family_key = token_keys[0] if family_first else token_keys[-1]
+            given_key = token_keys[-1] if family_first else token_keys[0]
         rows = await repository.fuzzy_search(
             session,
             family_key=family_key or None,
             given_key=given_key or None,
-            any_key=" ".join(token_keys) or None,
+            any_key=any_key,
             limit=limit + 1,
             offset=offset,
         )
