@@ -13,9 +13,11 @@ from fastapi import FastAPI
 from hims import __version__
 from hims.core import metrics
 from hims.core.db import Database
-from hims.core.errors import install_error_handlers
+from hims.core.errors import install_error_handlers, register_renderer
 from hims.core.kv import make_store
 from hims.core.logging import RequestContextMiddleware, configure_logging
+from hims.fhir import routes as fhir_routes
+from hims.fhir.outcome import render_operation_outcome
 from hims.ops import routes as ops_routes
 from hims.settings import Settings, load_settings
 
@@ -84,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    register_renderer("/fhir", render_operation_outcome)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops_routes.router)
+    app.include_router(fhir_routes.router)
     return app
