@@ -41,9 +41,23 @@ class SqlBuilder:
     args: list[Any] = field(default_factory=list)
 
     def arg(self, value: Any) -> str:
-        """Add ``value`` and return its placeholder."""
+        """Add ``value`` and return its placeholder, typed so PostgreSQL never has to guess."""
         self.args.append(value)
-        return f"${len(self.args)}"
+        return f"${len(self.args)}{_cast(value)}"
+
+
+def _cast(value: Any) -> str:
+    if isinstance(value, bool):
+        return "::boolean"
+    if isinstance(value, datetime):
+        return "::timestamptz"
+    if isinstance(value, int):
+        return "::bigint"
+    if isinstance(value, Decimal):
+        return "::numeric"
+    if isinstance(value, list):
+        return "::text[]"
+    return "::text"
 
 
 @dataclass
@@ -153,7 +167,7 @@ def condition_for(
         return f"{'NOT ' if missing else ''}EXISTS ({sub})"
     values = _split_values(value)
     if pname == "_id":
-        return f"{alias}.id = ANY({b.arg(values)}::text[])"
+        return f"{alias}.id = ANY({b.arg(values)})"
     if pname == "_lastUpdated":
         return (
             "("
@@ -250,7 +264,12 @@ def _prefix(value: str) -> tuple[str, str]:
 def _date_condition(value: str, name: str, low_col: str, high_col: str, b: SqlBuilder) -> str:
     prefix, text = _prefix(value)
     low, high = parse_search_date(text, name)
-    lo, hi = b.arg(low), b.arg(high)
+    if prefix in ("gt", "le", "sa"):
+        hi = b.arg(high)
+    elif prefix in ("lt", "ge", "eb"):
+        lo = b.arg(low)
+    elif prefix != "ap":
+        lo, hi = b.arg(low), b.arg(high)
     if prefix == "eq":
         return f"({low_col} >= {lo} AND {high_col} <= {hi})"
     if prefix == "ne":
