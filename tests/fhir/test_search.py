@@ -21,9 +21,12 @@ async def _people(fhir: AsyncClient) -> dict[str, str]:
         ("Smith", "Carol", "1985-07-01", "Boston"),
         ("Okafor", "Dede", "2001", "Lagos"),
     ]:
-        body = patient(name=[{"family": family, "given": [given]}], birthDate=birth,
-                       address=[{"city": city, "line": [f"{given} street"]}],
-                       identifier=[{"system": "urn:mrn", "value": given}])
+        body = patient(
+            name=[{"family": family, "given": [given]}],
+            birthDate=birth,
+            address=[{"city": city, "line": [f"{given} street"]}],
+            identifier=[{"system": "urn:mrn", "value": given}],
+        )
         made[given] = (await create(fhir, body))["id"]
     return made
 
@@ -37,7 +40,9 @@ async def test_string_search_prefix_exact_contains(fhir: AsyncClient) -> None:
     assert ids((await fhir.get("/Patient", params={"address": "dub"})).json()) == [p["Bob"]]
     assert ids((await fhir.get("/Patient", params={"address:contains": "agO"})).json()) == [p["Dede"]]
     assert ids((await fhir.get("/Patient", params={"family": "smith,okafor", "_sort": "family"})).json()) == [
-        p["Dede"], p["Carol"]]
+        p["Dede"],
+        p["Carol"],
+    ]
 
 
 async def test_birthdate_prefixes(fhir: AsyncClient) -> None:
@@ -67,23 +72,54 @@ async def test_token_reference_chain_quantity_include(fhir: AsyncClient) -> None
     assert ids((await fhir.get("/Patient", params={"identifier": "Bob"})).json()) == [p["Bob"]]
     assert ids((await fhir.get("/Patient", params={"identifier": "|Bob"})).json()) == []
     practitioner = await create(fhir, {"resourceType": "Practitioner", "name": [{"family": "House"}]})
-    encounter = await create(fhir, {"resourceType": "Encounter", "status": "finished",
-                                    "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                                              "code": "AMB"},
-                                    "subject": {"reference": f"Patient/{p['Bob']}"},
-                                    "period": {"start": "2024-03-01T10:00:00Z", "end": "2024-03-01T11:00:00Z"}})
-    obs = await create(fhir, {
-        "resourceType": "Observation", "status": "final",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                  "code": "vital-signs"}]}],
-        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
-        "subject": {"reference": f"Patient/{p['Bob']}"}, "encounter": {"reference": f"Encounter/{encounter['id']}"},
-        "effectiveDateTime": "2024-03-01T10:30:00Z",
-        "valueQuantity": {"value": 72.5, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}})
-    med = await create(fhir, {"resourceType": "MedicationRequest", "status": "active", "intent": "order",
-                              "medicationCodeableConcept": {"text": "aspirin"},
-                              "subject": {"reference": f"Patient/{p['Bob']}"},
-                              "requester": {"reference": f"Practitioner/{practitioner['id']}"}})
+    encounter = await create(
+        fhir,
+        {
+            "resourceType": "Encounter",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": f"Patient/{p['Bob']}"},
+            "period": {"start": "2024-03-01T10:00:00Z", "end": "2024-03-01T11:00:00Z"},
+        },
+    )
+    obs = await create(
+        fhir,
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                            "code": "vital-signs",
+                        }
+                    ]
+                }
+            ],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+            "subject": {"reference": f"Patient/{p['Bob']}"},
+            "encounter": {"reference": f"Encounter/{encounter['id']}"},
+            "effectiveDateTime": "2024-03-01T10:30:00Z",
+            "valueQuantity": {
+                "value": 72.5,
+                "unit": "/min",
+                "system": "http://unitsofmeasure.org",
+                "code": "/min",
+            },
+        },
+    )
+    med = await create(
+        fhir,
+        {
+            "resourceType": "MedicationRequest",
+            "status": "active",
+            "intent": "order",
+            "medicationCodeableConcept": {"text": "aspirin"},
+            "subject": {"reference": f"Patient/{p['Bob']}"},
+            "requester": {"reference": f"Practitioner/{practitioner['id']}"},
+        },
+    )
 
     async def find(rtype: str, **params: str) -> list[str]:
         response = await fhir.get(f"/{rtype}", params=params)
@@ -98,7 +134,9 @@ async def test_token_reference_chain_quantity_include(fhir: AsyncClient) -> None
     assert await find("Observation", **{"subject:Patient.name": "mullins"}) == [obs["id"]]
     assert await find("Observation", **{"subject:Patient.name": "smith"}) == []
     assert await find("Observation", **{"value-quantity": "gt72"}) == [obs["id"]]
-    assert await find("Observation", **{"value-quantity": "72.5|http://unitsofmeasure.org|/min"}) == [obs["id"]]
+    assert await find("Observation", **{"value-quantity": "72.5|http://unitsofmeasure.org|/min"}) == [
+        obs["id"]
+    ]
     assert await find("Observation", **{"value-quantity": "lt72"}) == []
     assert await find("Observation", date="2024-03-01") == [obs["id"]]
     assert await find("Observation", date="gt2024-03-02") == []

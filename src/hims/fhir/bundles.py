@@ -101,6 +101,7 @@ async def transaction(
     entries: list[dict[str, Any]],
     base_url: str,
     get_handler: SearchFn | None = None,
+    check_references: bool = True,
 ) -> dict[str, Any]:
     """Process a transaction: every entry or none. Raises on the first bad entry."""
     conn = await repo.connection(session)
@@ -210,7 +211,7 @@ async def transaction(
                     plan.index, f"reference {ref!r} does not match any entry's fullUrl", "invalid_reference"
                 )
         targets |= service.local_targets(plan.resource)
-    missing_check = targets - new_keys
+    missing_check = targets - new_keys if check_references else set()
     try:
         await service.check_targets_exist(conn, missing_check)
     except ValidationFailed as exc:

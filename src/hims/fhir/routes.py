@@ -75,6 +75,7 @@ async def metadata(request: Request) -> Response:
 
 
 @router.post("")
+@router.post("/", include_in_schema=False)
 async def bundle(request: Request, session: SessionDep, actor: Writer) -> Response:
     """Transaction or batch Bundle."""
     check_scope(request, "*", "write")
