@@ -23,8 +23,12 @@ class IndexRows:
     quantities: list[tuple[str, Decimal, str | None, str | None]] = field(default_factory=list)
 
 
-def walk(node: Any, path: str) -> list[Any]:
-    """Values at a dot path; lists are flattened; ``name[x]`` matches any ``nameXxx`` choice."""
+#: For date parameters, the choice types that carry a date (abatementString "around April" does not).
+DATE_CHOICES = ("DateTime", "Date", "Period", "Instant")
+
+
+def walk(node: Any, path: str, choices: tuple[str, ...] | None = None) -> list[Any]:
+    """Values at a dot path; lists are flattened; ``name[x]`` matches ``nameXxx`` (limited to ``choices``)."""
     current: list[Any] = [node]
     for part in path.split("."):
         nxt: list[Any] = []
@@ -37,7 +41,9 @@ def walk(node: Any, path: str) -> list[Any]:
                 values = [
                     v
                     for k, v in item.items()
-                    if k.startswith(stem) and k[len(stem) : len(stem) + 1].isupper()
+                    if k.startswith(stem)
+                    and k[len(stem) : len(stem) + 1].isupper()
+                    and (choices is None or k[len(stem) :] in choices)
                 ]
             else:
                 values = [item[stem]] if stem in item else []
@@ -137,7 +143,7 @@ def extract(resource: dict[str, Any]) -> IndexRows:
 def _extract_param(resource: dict[str, Any], param: SearchParam, rows: IndexRows) -> None:
     name = param.name
     for path in param.paths:
-        for value in walk(resource, path):
+        for value in walk(resource, path, DATE_CHOICES if param.type == "date" else None):
             if param.type == "string":
                 seen = set()
                 for text in _strings(value):
