@@ -86,7 +86,11 @@ async def user(http: httpx.AsyncClient, stop: float, lat: dict[str, list[float]]
 
     async def call(op: str, method: str, url: str, **kw: Any) -> httpx.Response:
         started = time.perf_counter()
-        response = await http.request(method, url, **kw)
+        try:
+            response = await http.request(method, url, **kw)
+        except httpx.TransportError as exc:
+            errors.append(f"{op} {type(exc).__name__}")
+            return httpx.Response(599)
         lat[op].append(time.perf_counter() - started)
         if response.status_code >= 400:
             errors.append(f"{op} {response.status_code}")
