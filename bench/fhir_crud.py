@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import httpx
+import orjson
 
 from _fhir_common import free_port, fresh_database, pct, start_server, wait_ready
 from hims.core.security import encode_access_token
@@ -81,38 +81,72 @@ def resources(ids: dict[str, str]) -> list[dict[str, Any]]:
     ]
 
 
-async def user(http: httpx.AsyncClient, stop: float, lat: dict[str, list[float]], errors: list[str]) -> None:
+class Conn:
+    """A minimal HTTP/1.1 keep-alive client (one connection per virtual user).
+
+    httpx spends several ms of CPU per request with 50+ concurrent connections, which on this 2-core
+    machine made the load generator the bottleneck; this does the minimum (Content-Length bodies).
+    """
+
+    def __init__(self, host: str, port: int, prefix: str, token: str) -> None:
+        self.host, self.port, self.prefix, self.token = host, port, prefix, token
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        data = orjson.dumps(body) if body is not None else b""
+        head = (
+            f"{method} {self.prefix}{path} HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"Authorization: Bearer {self.token}\r\nContent-Type: application/fhir+json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + data)
+        status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        payload = await self.reader.readexactly(length) if length else b""
+        return status, payload
+
+
+async def user(conn: Conn, stop: float, lat: dict[str, list[float]], errors: list[str]) -> None:
     """One virtual user looping the scenario until ``stop``."""
 
-    async def call(op: str, method: str, url: str, **kw: Any) -> httpx.Response:
+    async def call(op: str, method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
         started = time.perf_counter()
-        try:
-            response = await http.request(method, url, **kw)
-        except httpx.TransportError as exc:
-            errors.append(f"{op} {type(exc).__name__}")
-            return httpx.Response(599)
+        status, payload = await conn.request(method, url, body)
         lat[op].append(time.perf_counter() - started)
-        if response.status_code >= 400:
-            errors.append(f"{op} {response.status_code}")
-        return response
+        if status >= 400:
+            errors.append(f"{op} {status}")
+        return status, payload
 
     while time.monotonic() < stop:
         ids: dict[str, str] = {}
         bodies: dict[str, dict[str, Any]] = {}
         for index in range(7):
             body = resources(ids)[index]
-            response = await call("create", "POST", f"/{body['resourceType']}", json=body)
-            if response.status_code != 201:
+            status, payload = await call("create", "POST", f"/{body['resourceType']}", body)
+            if status != 201:
                 break
-            ids[body["resourceType"]] = response.json()["id"]
-            bodies[body["resourceType"]] = response.json()
+            stored = orjson.loads(payload)
+            ids[body["resourceType"]] = stored["id"]
+            bodies[body["resourceType"]] = stored
         for rtype, rid in ids.items():
             await call("read", "GET", f"/{rtype}/{rid}")
         for rtype, rid in ids.items():
             body = {**bodies[rtype], "id": rid}
             body.pop("meta", None)
             body["language"] = "en"
-            await call("update", "PUT", f"/{rtype}/{rid}", json=body)
+            await call("update", "PUT", f"/{rtype}/{rid}", body)
         for rtype, rid in reversed(list(ids.items())):
             await call("delete", "DELETE", f"/{rtype}/{rid}")
 
@@ -132,15 +166,13 @@ async def main() -> None:
             await wait_ready(base)
             settings = Settings(hims_env="development")
             token = encode_access_token(settings, user_id=uuid.uuid4(), username="bench", roles=["physician"])
-            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
-            limits = httpx.Limits(max_connections=args.users, max_keepalive_connections=args.users)
-            async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as http:
-                lat: dict[str, list[float]] = defaultdict(list)
-                errors: list[str] = []
-                started = time.monotonic()
-                stop = started + args.duration
-                await asyncio.gather(*(user(http, stop, lat, errors) for _ in range(args.users)))
-                elapsed = time.monotonic() - started
+            lat: dict[str, list[float]] = defaultdict(list)
+            errors: list[str] = []
+            conns = [Conn("127.0.0.1", port, "/fhir/R4", token) for _ in range(args.users)]
+            started = time.monotonic()
+            stop = started + args.duration
+            await asyncio.gather(*(user(c, stop, lat, errors) for c in conns))
+            elapsed = time.monotonic() - started
         finally:
             server.terminate()
             server.wait(timeout=30)

@@ -86,3 +86,34 @@ async def test_bad_input_is_operation_outcome(fhir: AsyncClient) -> None:
     no_auth = await fhir.get("/Patient", headers={"Authorization": ""})
     assert no_auth.status_code == 401
     assert no_auth.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_oversized_and_odd_values_never_500(fhir: AsyncClient) -> None:
+    huge = "ü" * 5000
+    response = await fhir.post(
+        "/Patient",
+        json=patient(
+            name=[{"family": huge}],
+            identifier=[{"system": "urn:x", "value": huge}],
+            managingOrganization={"reference": "http://elsewhere.example/fhir/Organization/" + "x" * 300},
+        ),
+    )
+    assert response.status_code == 201, response.text
+    found = await fhir.get("/Patient", params={"family": "üüü"})
+    assert len(found.json()["entry"]) == 1
+    twice = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {"resourceType": "Patient", "id": "dup"},
+                "request": {"method": "PUT", "url": "Patient/dup"},
+            }
+        ]
+        * 2,
+    }
+    dup = await fhir.post("", json=twice)
+    assert dup.status_code == 400
+    assert dup.json()["resourceType"] == "OperationOutcome"
+    quantity = await fhir.get("/Observation", params={"value-quantity": "1e999999"})
+    assert quantity.status_code in (200, 400)

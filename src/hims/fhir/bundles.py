@@ -278,6 +278,9 @@ async def transaction(
             plan.response = {"status": "204 No Content"}
         elif plan.action == "noop":
             plan.response = {"status": "200 OK", "location": f"{plan.resource_type}/{plan.id}"}
+    keys_written = [(w.resource_type, w.id) for w in writes]
+    if len(keys_written) != len(set(keys_written)):
+        raise BadRequest("The transaction writes the same resource more than once.", code="duplicate_entry")
     written = await repo.write(conn, writes)
     if len(written) != len({(w.resource_type, w.id) for w in writes}):
         raise PreconditionFailed(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -56,6 +57,15 @@ def walk(node: Any, path: str, choices: tuple[str, ...] | None = None) -> list[A
     return current
 
 
+#: Longest indexed text (chars): 4-byte UTF-8 worst case stays well under the B-tree row limit.
+MAX_INDEXED = 500
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def _clip(value: str | None) -> str | None:
+    return value[:MAX_INDEXED] if isinstance(value, str) else None
+
+
 def split_reference(reference: str) -> tuple[str, str] | None:
     """("Patient", "123") from "Patient/123", ".../fhir/Patient/123/_history/2"; None otherwise."""
     if reference.startswith(("#", "urn:")):
@@ -63,7 +73,7 @@ def split_reference(reference: str) -> tuple[str, str] | None:
     parts = reference.split("/")
     if len(parts) >= 4 and parts[-2] == "_history":
         parts = parts[:-2]
-    if len(parts) >= 2 and parts[-2] in RESOURCE_TYPES:
+    if len(parts) >= 2 and parts[-2] in RESOURCE_TYPES and _ID.match(parts[-1]):
         return parts[-2], parts[-1]
     return None
 
@@ -149,9 +159,11 @@ def _extract_param(resource: dict[str, Any], param: SearchParam, rows: IndexRows
                 for text in _strings(value):
                     if text and text not in seen:
                         seen.add(text)
-                        rows.strings.append((name, normalise(text)[:2000], text[:2000]))
+                        rows.strings.append((name, normalise(text)[:MAX_INDEXED], text[:MAX_INDEXED]))
             elif param.type == "token":
-                rows.tokens.extend((name, s, c) for s, c in _tokens(value) if c is not None or s is not None)
+                rows.tokens.extend(
+                    (name, _clip(s), _clip(c)) for s, c in _tokens(value) if c is not None or s is not None
+                )
             elif param.type == "date":
                 rows.dates.extend(
                     (name, low, high) for low, high in _date(value, f"{resource['resourceType']}.{path}")

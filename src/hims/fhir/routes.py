@@ -71,7 +71,11 @@ def _stored(stored: service.Stored, request: Request, status: int) -> Response:
 @router.get("/metadata", dependencies=[require_public()])
 async def metadata(request: Request) -> Response:
     """The CapabilityStatement (public, as SMART clients fetch it before login)."""
-    return fhir(capability_statement(base_url(request)))
+    base = base_url(request)
+    cached: dict[str, bytes] = request.app.state.__dict__.setdefault("fhir_capability", {})
+    if base not in cached:
+        cached[base] = orjson.dumps(capability_statement(base))
+    return fhir(cached[base])
 
 
 @router.post("")

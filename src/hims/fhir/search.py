@@ -452,7 +452,12 @@ async def execute(conn: asyncpg.Connection, request: SearchRequest) -> Page:
         f"{select_key} AS sort_key FROM fhir_resources r WHERE {' AND '.join(where)} "
         f"ORDER BY {order} LIMIT {limit}"
     )
-    rows = list(await conn.fetch(sql, *b.args))
+    try:
+        rows = list(await conn.fetch(sql, *b.args))
+    except (asyncpg.DataError, asyncpg.exceptions.ProgramLimitExceededError) as exc:
+        raise BadRequest(
+            f"A search value is out of range: {type(exc).__name__}.", code="invalid_search_value"
+        ) from None
     next_cursor = None
     if len(rows) > request.count:
         rows = rows[: request.count]
