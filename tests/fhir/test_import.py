@@ -179,3 +179,15 @@ async def test_batch_entries_are_independent(fhir: AsyncClient) -> None:
     assert entries[1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
     assert entries[2]["resource"]["type"] == "searchset"
     assert len(entries[2]["resource"]["entry"]) == 1
+
+
+def test_cli_imports_bulk_ndjson_in_dependency_order(database_url: str, tmp_path: Path) -> None:
+    from hims.cli import app
+
+    bulk = Path(__file__).parents[1] / "data" / "fhir" / "bulk"
+    result = CliRunner().invoke(
+        app, ["fhir", "import", str(bulk)], env={"DATABASE_URL": database_url, "HIMS_DATA_DIR": str(tmp_path)}
+    )
+    assert result.exit_code == 0, result.output
+    assert "0 failed, 1 skipped" in result.output
+    assert "imported 193 resources" in result.output

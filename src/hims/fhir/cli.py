@@ -59,7 +59,9 @@ def import_command(
                     progress.update(
                         task, advance=1, rate=f"{done['resources'] / max(elapsed, 1e-6):,.0f} resources/s"
                     )
-                    if error:
+                    if error and error.startswith("skipped"):
+                        progress.console.print(f"[yellow]{error}[/yellow]")
+                    elif error:
                         progress.console.print(f"[red]failed[/red] {path.name}: {error}")
 
                 stats = await import_paths(db, files, actor=actor, on_file=on_file)
@@ -68,7 +70,8 @@ def import_command(
         elapsed = time.perf_counter() - started
         typer.echo(
             f"imported {stats.resources} resources from {stats.files} files in {elapsed:.1f} s "
-            f"({stats.resources / max(elapsed, 1e-6):,.0f} resources/s); {stats.errors} failed"
+            f"({stats.resources / max(elapsed, 1e-6):,.0f} resources/s); {stats.errors} failed, "
+            f"{stats.skipped} skipped"
         )
         return 1 if stats.errors else 0
 

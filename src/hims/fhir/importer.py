@@ -19,7 +19,13 @@ from hims.core.security import Actor
 from hims.fhir import bundles
 
 DEDUPLICATED_TYPES = ("Organization", "Practitioner", "Location")
+#: NDJSON files load in this order so conditional references find their targets.
+LOAD_ORDER = ("Organization", "Location", "Practitioner", "PractitionerRole", "Patient", "Encounter")
 NDJSON_BATCH = 500
+
+
+class NotFhir(ValueError):
+    """A file that is not FHIR data (skipped, not failed)."""
 
 
 @dataclass
@@ -29,6 +35,7 @@ class ImportStats:
     files: int = 0
     resources: int = 0
     errors: int = 0
+    skipped: int = 0
 
 
 def discover(paths: list[Path]) -> list[Path]:
@@ -39,7 +46,12 @@ def discover(paths: list[Path]) -> list[Path]:
             found.extend(sorted(p for p in path.rglob("*") if p.is_file() and _kind(p)))
         elif _kind(path):
             found.append(path)
-    return found
+    return sorted(found, key=_priority)
+
+
+def _priority(path: Path) -> tuple[int, str]:
+    stem = path.name.split(".")[0]
+    return (LOAD_ORDER.index(stem) if stem in LOAD_ORDER else len(LOAD_ORDER), str(path))
 
 
 def _kind(path: Path) -> str | None:
@@ -91,6 +103,9 @@ async def import_file(db: Database, path: Path, *, actor: Actor) -> tuple[int, d
     """Import one file, each bundle / NDJSON batch in its own transaction; (resources, last response)."""
     data = _read(path)
     if _kind(path) == "ndjson":
+        first = next((line for line in data.splitlines() if line.strip()), b"{}")
+        if "resourceType" not in orjson.loads(first):
+            raise NotFhir(f"{path.name} holds no FHIR resources (e.g. a Bulk Data log); skipped")
         total = 0
         for batch in _ndjson_batches(data):
             async with db.transaction() as session:
@@ -126,6 +141,11 @@ async def import_paths(
     for path in discover(paths):
         try:
             count, _ = await import_file(db, path, actor=actor)
+        except NotFhir as exc:
+            stats.skipped += 1
+            if on_file:
+                on_file(path, 0, f"skipped: {exc}")
+            continue
         except (HimsError, ValueError, orjson.JSONDecodeError) as exc:
             stats.errors += 1
             detail = exc.detail if isinstance(exc, HimsError) else str(exc)
