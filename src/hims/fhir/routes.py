@@ -342,6 +342,30 @@ async def update(
     return _stored(stored, request, 201 if stored.created else 200)
 
 
+@router.patch("/{resource_type}/{id_}")
+async def patch(
+    resource_type: str, id_: str, request: Request, session: SessionDep, actor: Writer
+) -> Response:
+    """JSON Patch (application/json-patch+json); If-Match gives optimistic concurrency."""
+    check_scope(request, resource_type, "write")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json-patch+json":
+        raise UnsupportedMediaType("PATCH takes application/json-patch+json.", code="unsupported_media_type")
+    try:
+        operations = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise BadRequest("The patch is not valid JSON.", code="invalid_json") from None
+    stored = await service.patch(
+        session=session,
+        actor=actor,
+        resource_type=resource_type,
+        id_=id_,
+        operations=operations,
+        if_match=request.headers.get("if-match"),
+    )
+    return _stored(stored, request, 200)
+
+
 @router.delete("/{resource_type}/{id_}")
 async def delete(
     resource_type: str, id_: str, request: Request, session: SessionDep, actor: Writer

@@ -492,3 +492,45 @@ def _dedupe(items: Sequence[tuple[str | None, str | None]]) -> list[tuple[str | 
     for patient, _ in items:
         seen.setdefault(patient, None)
     return list(seen.items())
+
+
+async def patch(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    resource_type: str,
+    id_: str,
+    operations: Any,
+    if_match: str | None = None,
+) -> Stored:
+    """PATCH: apply a JSON Patch to the current version and store the result as a new version."""
+    from hims.fhir.patch import apply
+
+    check_type(resource_type)
+    conn = await repo.connection(session)
+    current = await repo.read(conn, resource_type, id_, lock=True)
+    if current is None:
+        raise NotFound(f"{resource_type}/{id_} is not known.", code="resource_not_found")
+    if current.deleted or current.resource is None:
+        raise Gone(f"{resource_type}/{id_} was deleted.", code="resource_deleted")
+    expected = parse_if_match(if_match)
+    if expected is not None and expected != current.version_id:
+        raise PreconditionFailed(
+            f"If-Match version {expected} does not match the current version ({current.version_id}).",
+            code="version_conflict",
+        )
+    patched = apply(orjson.loads(current.resource), operations)
+    if (
+        not isinstance(patched, dict)
+        or patched.get("resourceType") != resource_type
+        or patched.get("id") != id_
+    ):
+        raise BadRequest("The patch may not change resourceType or id.", code="invalid_patch")
+    return await update(
+        session=session,
+        actor=actor,
+        resource_type=resource_type,
+        id_=id_,
+        resource=patched,
+        if_match=f'W/"{current.version_id}"',
+    )
