@@ -191,3 +191,27 @@ async def test_unknown_parameter_warns_or_fails_strict(fhir: AsyncClient) -> Non
     strict = await fhir.get("/Patient", params={"shoe-size": "42"}, headers={"Prefer": "handling=strict"})
     assert strict.status_code == 400
     assert strict.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_id_last_updated_post_search_and_histories(fhir: AsyncClient) -> None:
+    a = await create(fhir, patient(name=[{"family": "First"}]))
+    b = await create(fhir, patient(name=[{"family": "Second"}]))
+    assert set(ids((await fhir.get("/Patient", params={"_id": f"{a['id']},{b['id']}"})).json())) == {
+        a["id"],
+        b["id"],
+    }
+    stamp = b["meta"]["lastUpdated"]
+    assert ids((await fhir.get("/Patient", params={"_lastUpdated": f"ge{stamp}"})).json()) == [b["id"]]
+    assert ids((await fhir.get("/Patient", params={"_sort": "-_lastUpdated"})).json()) == [b["id"], a["id"]]
+    posted = await fhir.post(
+        "/Patient/_search",
+        data={"family": "sec"},
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert ids(posted.json()) == [b["id"]]
+    type_history = (await fhir.get("/Patient/_history")).json()
+    assert type_history["type"] == "history"
+    assert len(type_history["entry"]) == 2
+    system_history = (await fhir.get("/_history", params={"_count": "1"})).json()
+    assert len(system_history["entry"]) == 1
+    assert any(link["relation"] == "next" for link in system_history["link"])
