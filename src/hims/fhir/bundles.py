@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hims.core.errors import BadRequest, HimsError, PreconditionFailed, ValidationFailed, field_error
 from hims.core.security import Actor
 from hims.fhir import repository as repo
-from hims.fhir import service
+from hims.fhir import service, storage
 from hims.fhir.extract import split_reference
 from hims.fhir.outcome import error_outcome
 from hims.fhir.registry import RESOURCE_TYPES
@@ -221,7 +221,7 @@ async def transaction(
 
     # Current versions of everything updated or deleted, locked, in one round trip.
     keys = [(p.resource_type, p.id) for p in plans if p.action in ("update", "delete") and p.id]
-    current = await repo.read_many(conn, keys, lock=True)
+    current = await storage.read_many(conn, keys, lock=True)
     now = datetime.now(UTC)
     writes: list[repo.Write] = []
     audit_rows: dict[str, list[tuple[str | None, str | None]]] = {}
@@ -281,7 +281,7 @@ async def transaction(
     keys_written = [(w.resource_type, w.id) for w in writes]
     if len(keys_written) != len(set(keys_written)):
         raise BadRequest("The transaction writes the same resource more than once.", code="duplicate_entry")
-    written = await repo.write(conn, writes)
+    written = await storage.write(conn, writes)
     if len(written) != len({(w.resource_type, w.id) for w in writes}):
         raise PreconditionFailed(
             "A resource in the transaction was changed concurrently; nothing was written.",

@@ -30,6 +30,7 @@ from hims.core.security import Actor
 from hims.fhir import repository as repo
 from hims.fhir.extract import compartment_patient, extract, split_reference
 from hims.fhir.registry import RESOURCE_TYPES
+from hims.fhir.storage import storage_for
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 SERVER_META = ("versionId", "lastUpdated")
@@ -254,7 +255,7 @@ async def read(*, session: AsyncSession, actor: Actor, resource_type: str, id_: 
     """The current version; 404 if never existed, 410 if deleted."""
     check_type(resource_type)
     conn = await repo.connection(session)
-    current = await repo.read(conn, resource_type, id_)
+    current = await storage_for(resource_type).read(conn, resource_type, id_)
     if current is None:
         raise NotFound(f"{resource_type}/{id_} is not known.", code="resource_not_found")
     if current.deleted or current.resource is None:
@@ -281,7 +282,7 @@ async def vread(
             f"Version {version_id!r} of {resource_type}/{id_} is not known.", code="version_not_found"
         ) from None
     conn = await repo.connection(session)
-    found = await repo.vread(conn, resource_type, id_, version)
+    found = await storage_for(resource_type).vread(conn, resource_type, id_, version)
     if found is None:
         raise NotFound(f"Version {version} of {resource_type}/{id_} is not known.", code="version_not_found")
     if found[1] is None:
@@ -319,7 +320,7 @@ async def create(
         if len(matches) > 1:
             raise PreconditionFailed("If-None-Exist matched more than one resource.", code="multiple_matches")
         if matches:
-            current = await repo.read(conn, resource_type, matches[0])
+            current = await storage_for(resource_type).read(conn, resource_type, matches[0])
             assert current is not None
             assert current.resource is not None
             await audit(
@@ -340,7 +341,7 @@ async def create(
     await check_targets_exist(conn, local_targets(resource))
     now = datetime.now(UTC)
     write = prepare(resource, resource_type=resource_type, id_=new_id(), version_id=1, now=now, method="POST")
-    await repo.write(conn, [write])
+    await storage_for(resource_type).write(conn, [write])
     await audit(session, actor, "create", resource_type, [(write.patient_ref, f"{resource_type}/{write.id}")])
     assert write.resource is not None
     return Stored(resource_type, write.id, 1, now, write.resource, write.patient_ref, created=True)
@@ -366,7 +367,7 @@ async def update(
         raise BadRequest(f"Resource id {body_id!r} does not match the URL id {id_!r}.", code="id_mismatch")
     conn = await repo.connection(session)
     expected = parse_if_match(if_match)
-    current = await repo.read(conn, resource_type, id_, lock=True)
+    current = await storage_for(resource_type).read(conn, resource_type, id_, lock=True)
     if expected is not None and (current is None or current.version_id != expected or current.deleted):
         have = "none" if current is None else str(current.version_id)
         raise PreconditionFailed(
@@ -377,7 +378,7 @@ async def update(
     version = 1 if current is None else current.version_id + 1
     now = datetime.now(UTC)
     write = prepare(resource, resource_type=resource_type, id_=id_, version_id=version, now=now, method="PUT")
-    written = await repo.write(conn, [write])
+    written = await storage_for(resource_type).write(conn, [write])
     if not written:
         raise Conflict(f"{resource_type}/{id_} was changed concurrently; retry.", code="version_conflict")
     created = current is None or current.deleted
@@ -442,12 +443,12 @@ async def delete(*, session: AsyncSession, actor: Actor, resource_type: str, id_
     """DELETE: a tombstone version; idempotent (returns the delete's version, None if nothing to do)."""
     check_type(resource_type)
     conn = await repo.connection(session)
-    current = await repo.read(conn, resource_type, id_, lock=True)
+    current = await storage_for(resource_type).read(conn, resource_type, id_, lock=True)
     if current is None or current.deleted:
         return None
     now = datetime.now(UTC)
     version = current.version_id + 1
-    await repo.write(
+    await storage_for(resource_type).write(
         conn, [repo.Write(resource_type, id_, version, now, "DELETE", None, current.patient_ref, None)]
     )
     await audit(session, actor, "delete", resource_type, [(current.patient_ref, f"{resource_type}/{id_}")])
@@ -469,7 +470,7 @@ async def history(
         check_type(resource_type)
     conn = await repo.connection(session)
     if resource_type and id_:
-        current = await repo.read(conn, resource_type, id_)
+        current = await storage_for(resource_type).read(conn, resource_type, id_)
         if current is None:
             raise NotFound(f"{resource_type}/{id_} is not known.", code="resource_not_found")
     rows = await repo.history(conn, resource_type, id_, since=since, limit=count + 1, before=cursor)
@@ -508,7 +509,7 @@ async def patch(
 
     check_type(resource_type)
     conn = await repo.connection(session)
-    current = await repo.read(conn, resource_type, id_, lock=True)
+    current = await storage_for(resource_type).read(conn, resource_type, id_, lock=True)
     if current is None:
         raise NotFound(f"{resource_type}/{id_} is not known.", code="resource_not_found")
     if current.deleted or current.resource is None:
