@@ -191,3 +191,36 @@ def test_cli_imports_bulk_ndjson_in_dependency_order(database_url: str, tmp_path
     assert result.exit_code == 0, result.output
     assert "0 failed, 1 skipped" in result.output
     assert "imported 193 resources" in result.output
+
+
+async def test_everything_pages_and_filters_by_type(fhir: AsyncClient) -> None:
+    created = await fhir.post("/Patient", json={"resourceType": "Patient", "name": [{"family": "Pager"}]})
+    pid = created.json()["id"]
+    for n in range(5):
+        await fhir.post(
+            "/Observation",
+            json={
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": f"o{n}"},
+                "subject": {"reference": f"Patient/{pid}"},
+            },
+        )
+    await fhir.post(
+        "/Condition", json={"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"}}
+    )
+    seen: list[str] = []
+    url: str | None = f"/Patient/{pid}/$everything?_count=3"
+    pages = 0
+    while url:
+        page = (await fhir.get(url)).json()
+        pages += 1
+        seen += [e["resource"]["resourceType"] for e in page["entry"]]
+        nxt = [link["url"] for link in page["link"] if link["relation"] == "next"]
+        url = nxt[0].split("/fhir/R4", 1)[1] if nxt else None
+    assert pages == 3
+    assert sorted(seen) == ["Condition"] + ["Observation"] * 5 + ["Patient"]
+    only = (await fhir.get(f"/Patient/{pid}/$everything", params={"_type": "Condition"})).json()
+    assert [e["resource"]["resourceType"] for e in only["entry"]] == ["Condition"]
+    missing = await fhir.get("/Patient/nobody/$everything")
+    assert missing.status_code == 404

@@ -77,3 +77,31 @@ def test_location_round_trip_with_facility() -> None:
     resource = location.to_resource({**row, "id": uuid.uuid4()})
     get_fhir_model_class("Location").model_validate(resource)
     assert location.to_row(resource) == row
+
+
+def test_audit_event_from_phi_log_row() -> None:
+    from datetime import UTC, datetime
+
+    from hims.fhir.mappings import audit_event
+
+    patient_id = uuid.uuid4()
+    row = {
+        "id": 7,
+        "occurred_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "user_id": uuid.uuid4(),
+        "username": "dr.who",
+        "patient_id": patient_id,
+        "action": "read",
+        "resource_type": "Observation",
+        "resource_id": "Observation/42",
+        "ip_address": "10.0.0.1",
+        "request_id": "r1",
+        "channel": "fhir",
+        "outcome": "success",
+    }
+    resource = audit_event.to_resource(row)
+    get_fhir_model_class("AuditEvent").model_validate(resource)
+    assert resource["action"] == "R"
+    assert resource["recorded"] == "2026-01-02T03:04:05Z"
+    assert resource["entity"][0]["what"]["reference"] == f"Patient/{patient_id}"
+    assert resource["entity"][1]["what"]["reference"] == "Observation/42"
