@@ -117,3 +117,16 @@ async def test_oversized_and_odd_values_never_500(fhir: AsyncClient) -> None:
     assert dup.json()["resourceType"] == "OperationOutcome"
     quantity = await fhir.get("/Observation", params={"value-quantity": "1e999999"})
     assert quantity.status_code in (200, 400)
+
+
+async def test_put_recreates_a_deleted_resource_with_a_new_version(fhir: AsyncClient) -> None:
+    first = await fhir.put("/Patient/again", json={**patient(), "id": "again"})
+    assert first.status_code == 201
+    assert (await fhir.delete("/Patient/again")).status_code == 204
+    assert (await fhir.delete("/Patient/again")).status_code == 204
+    again = await fhir.put("/Patient/again", json={**patient(), "id": "again"})
+    assert again.status_code == 201
+    assert again.json()["meta"]["versionId"] == "3"
+    history = (await fhir.get("/Patient/again/_history")).json()
+    assert [e["request"]["method"] for e in history["entry"]] == ["PUT", "DELETE", "PUT"]
+    assert (await fhir.get("/Patient/again/_history/2")).status_code == 410

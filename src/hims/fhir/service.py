@@ -390,9 +390,7 @@ async def update(
         [(write.patient_ref, f"{resource_type}/{id_}")],
     )
     assert write.resource is not None
-    return Stored(
-        resource_type, id_, version, now, write.resource, write.patient_ref, created=current is None
-    )
+    return Stored(resource_type, id_, version, now, write.resource, write.patient_ref, created=created)
 
 
 async def conditional_update(
