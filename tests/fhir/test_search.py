@@ -215,3 +215,20 @@ async def test_id_last_updated_post_search_and_histories(fhir: AsyncClient) -> N
     system_history = (await fhir.get("/_history", params={"_count": "1"})).json()
     assert len(system_history["entry"]) == 1
     assert any(link["relation"] == "next" for link in system_history["link"])
+
+
+async def test_malformed_cursors_and_odd_values_are_400_not_500(fhir: AsyncClient) -> None:
+    await create(fhir, patient())
+    for url in (
+        "/Patient?_cursor=bm9wZQ",
+        "/Patient?_cursor=WyJ4Il0",
+        "/Patient?_sort=family&_cursor=WzFd",
+        "/_history?_cursor=WyJ4IiwxLDJd",
+        "/Patient?_count=abc",
+        "/Patient?_sort=shoe",
+    ):
+        response = await fhir.get(url)
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["resourceType"] == "OperationOutcome"
+    odd = await fhir.get("/Patient", params={"name": "a\U0010ffff"})
+    assert odd.status_code == 200

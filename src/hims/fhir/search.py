@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -223,6 +224,8 @@ def _value_condition(param: SearchParam, modifier: str, value: str, b: SqlBuilde
             )
         if not norm:
             return "TRUE"
+        if ord(norm[-1]) >= 0x10FFFF:
+            return f"i.value LIKE {b.arg(_like_escape(norm) + '%')}"
         upper = norm[:-1] + chr(ord(norm[-1]) + 1)
         return f"(i.value ~>=~ {b.arg(norm)} AND i.value ~<~ {b.arg(upper)})"
     if param.type == "token":
@@ -397,15 +400,15 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
 
 
-def decode_cursor(text: str) -> list[Any]:
-    """The values in a cursor, or 400."""
+def decode_cursor(text: str, *converters: Callable[[Any], Any]) -> list[Any]:
+    """The values in a cursor, each passed through its converter; a malformed cursor is a 400."""
     try:
         data = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, orjson.JSONDecodeError):
+        if not isinstance(data, list) or len(data) < len(converters):
+            raise ValueError("bad cursor")
+        return [convert(value) for convert, value in zip(converters, data, strict=False)]
+    except (ValueError, TypeError, orjson.JSONDecodeError):
         raise BadRequest("Invalid paging cursor.", code="invalid_cursor") from None
-    if not isinstance(data, list):
-        raise BadRequest("Invalid paging cursor.", code="invalid_cursor")
-    return data
 
 
 @dataclass
@@ -431,19 +434,17 @@ async def execute(conn: asyncpg.Connection, request: SearchRequest) -> Page:
     sort = _sort_expr(request, b)
     if sort is None:
         if request.cursor:
-            cursor = decode_cursor(request.cursor)
-            where.append(f"r.rid > {b.arg(int(cursor[0]))}")
+            (after,) = decode_cursor(request.cursor, int)
+            where.append(f"r.rid > {b.arg(after)}")
         select_key = "NULL"
         order = "r.rid"
     else:
         expr, desc = sort
         if request.cursor:
-            cursor = decode_cursor(request.cursor)
-            value: Any = cursor[0]
-            if expr == "r.last_updated" or "timestamptz" in expr:
-                value = datetime.fromisoformat(value)
+            is_time = expr == "r.last_updated" or "timestamptz" in expr
+            value, after = decode_cursor(request.cursor, datetime.fromisoformat if is_time else str, int)
             op = "<" if desc else ">"
-            where.append(f"({expr}, r.rid) {op} ({b.arg(value)}, {b.arg(int(cursor[1]))})")
+            where.append(f"({expr}, r.rid) {op} ({b.arg(value)}, {b.arg(after)})")
         select_key = expr
         order = f"{expr} {'DESC' if desc else 'ASC'}, r.rid {'DESC' if desc else 'ASC'}"
     limit = b.arg(request.count + 1)

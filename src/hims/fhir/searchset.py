@@ -150,7 +150,7 @@ async def everything(
         raise BadRequest("_count must be an integer.", code="invalid_count") from None
     after = 0
     if query.get("_cursor"):
-        after = int(fsearch.decode_cursor(query["_cursor"])[0])
+        (after,) = fsearch.decode_cursor(query["_cursor"], int)
     since = None
     if query.get("_since"):
         since = fsearch.parse_search_date(query["_since"], "_since")[0]
@@ -193,8 +193,8 @@ async def history(
     since = fsearch.parse_search_date(query["_since"], "_since")[0] if query.get("_since") else None
     cursor = None
     if query.get("_cursor"):
-        raw = fsearch.decode_cursor(query["_cursor"])
-        cursor = (datetime.fromisoformat(raw[0]), str(raw[1]), int(raw[2]))
+        moment, rid, version = fsearch.decode_cursor(query["_cursor"], datetime.fromisoformat, str, int)
+        cursor = (moment, rid, version)
     rows = await service.history(
         session=session,
         actor=actor,
