@@ -9,14 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hims.core.errors import BadRequest, HimsError, PreconditionFailed, ValidationFailed, field_error
 from hims.core.security import Actor
 from hims.fhir import repository as repo
 from hims.fhir import service, storage
-from hims.fhir.extract import split_reference
 from hims.fhir.outcome import error_outcome
 from hims.fhir.registry import RESOURCE_TYPES
 from hims.fhir.search import find_ids
@@ -345,11 +343,3 @@ async def batch(
 def parse_query(query: str) -> list[tuple[str, str]]:
     """Query string pairs."""
     return parse_qsl(query, keep_blank_values=True)
-
-
-def dumps(data: dict[str, Any]) -> bytes:
-    """JSON bytes."""
-    return orjson.dumps(data)
-
-
-__all__ = ["batch", "parse_bundle", "split_reference", "transaction"]

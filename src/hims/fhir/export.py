@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 from fastapi import Request
 from sqlalchemy import select
@@ -126,8 +127,6 @@ async def run_export(*, db: Database, settings: Settings, job_id: str, actor: Ac
             group = await repo.read(conn, "Group", params["group"])
             assert group is not None
             assert group.resource is not None
-            import orjson
-
             members = orjson.loads(group.resource).get("member", [])
             patients = []
             for member in members:

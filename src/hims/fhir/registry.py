@@ -403,9 +403,6 @@ def _build() -> dict[str, TypeDef]:
 
 TYPES: dict[str, TypeDef] = _build()
 
-#: Resource types that are not stored (operations and bundle-only types).
-NOT_STORED = frozenset({"Bundle", "OperationOutcome", "Parameters"}) - {"Bundle"}
-
 
 def search_param(resource_type: str, name: str) -> SearchParam | None:
     """The definition of ``name`` on ``resource_type`` (including _id and _lastUpdated)."""

@@ -30,6 +30,7 @@ from hims.core.security import Actor
 from hims.fhir import repository as repo
 from hims.fhir.extract import compartment_patient, extract, split_reference
 from hims.fhir.registry import RESOURCE_TYPES
+from hims.fhir.search import find_ids
 from hims.fhir.storage import storage_for
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -314,8 +315,6 @@ async def create(
     validate_resource(resource, expected_type=resource_type)
     conn = await repo.connection(session)
     if if_none_exist:
-        from hims.fhir.search import find_ids
-
         matches = await find_ids(conn, resource_type, if_none_exist, limit=2)
         if len(matches) > 1:
             raise PreconditionFailed("If-None-Exist matched more than one resource.", code="multiple_matches")
@@ -403,8 +402,6 @@ async def conditional_update(
     if_match: str | None = None,
 ) -> Stored:
     """PUT Type?search: update the one match, create when none, 412 when several."""
-    from hims.fhir.search import find_ids
-
     check_type(resource_type)
     conn = await repo.connection(session)
     matches = await find_ids(conn, resource_type, query, limit=2)
