@@ -29,6 +29,7 @@ from hims.core.errors import (
 from hims.core.security import Actor
 from hims.fhir import repository as repo
 from hims.fhir.extract import compartment_patient, extract, split_reference
+from hims.fhir.patch import apply
 from hims.fhir.registry import RESOURCE_TYPES
 from hims.fhir.search import find_ids
 from hims.fhir.storage import storage_for
@@ -500,8 +501,6 @@ async def patch(
     if_match: str | None = None,
 ) -> Stored:
     """PATCH: apply a JSON Patch to the current version and store the result as a new version."""
-    from hims.fhir.patch import apply
-
     check_type(resource_type)
     conn = await repo.connection(session)
     current = await storage_for(resource_type).read(conn, resource_type, id_, lock=True)
