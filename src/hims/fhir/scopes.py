@@ -7,12 +7,13 @@ when it does, the request must also be allowed by one of those scopes.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
+import jwt
 from fastapi import Request
 
 from hims.core.errors import Forbidden
-from hims.core.security import decode_token
 
 #: How permissions map to SMART scopes (docs/fhir.md renders the same table).
 PERMISSION_SCOPES = {
@@ -23,16 +24,27 @@ PERMISSION_SCOPES = {
 
 
 def token_scopes(request: Request) -> list[str] | None:
-    """The token's SMART scopes, or None when the token has no scope claim."""
+    """The token's SMART scopes, or None when the token has no scope claim.
+
+    Only called after `require(...)` verified this very token (signature, expiry, type) in the same
+    request, so the claims are read without verifying twice; results are cached per token.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         return None
-    claims: dict[str, Any] = decode_token(request.app.state.settings, token.strip(), expected_type="access")
+    scopes = _scopes_of(token.strip())
+    return list(scopes) if scopes is not None else None
+
+
+@lru_cache(maxsize=4096)
+def _scopes_of(token: str) -> tuple[str, ...] | None:
+    try:
+        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise Forbidden("The token cannot be read.", code="invalid_token") from None
     scope = claims.get("scope")
-    if scope is None:
-        return None
-    return str(scope).split()
+    return None if scope is None else tuple(str(scope).split())
 
 
 def allows(scopes: list[str], resource_type: str, mode: str) -> bool:
