@@ -18,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 
 from _fhir_common import free_port, fresh_database, pct, start_server, wait_ready
@@ -156,8 +157,19 @@ async def main() -> None:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--async-commit",
+        action="store_true",
+        help="synchronous_commit=off for the bench database: shows what WAL fsync costs (not for production)",
+    )
     args = parser.parse_args()
     url = await fresh_database("hims_bench_fhir_crud")
+    if args.async_commit:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("ALTER DATABASE hims_bench_fhir_crud SET synchronous_commit = off")
+        finally:
+            await conn.close()
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(url, port, args.workers, Path(tmp))
@@ -177,7 +189,8 @@ async def main() -> None:
             server.terminate()
             server.wait(timeout=30)
     total = sum(len(v) for v in lat.values())
-    print(f"FHIR CRUD: {args.users} users, {args.duration:.0f} s, hims serve --workers {args.workers}")
+    mode = " (synchronous_commit=off)" if args.async_commit else ""
+    print(f"FHIR CRUD: {args.users} users, {args.duration:.0f} s, hims serve --workers {args.workers}{mode}")
     print(f"total {total} requests in {elapsed:.1f} s = {total / elapsed:,.0f} req/s; errors {len(errors)}")
     all_lat = [x for v in lat.values() for x in v]
     print(f"{'op':8} {'count':>7} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
