@@ -1,0 +1,1 @@
+"""Clinical records: observations, conditions, allergies, prescriptions, labs, and the chart."""

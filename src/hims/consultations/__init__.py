@@ -1,0 +1,1 @@
+"""Consultations (encounters): SOAP notes, signing, amendments; range-partitioned by year."""
