@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from hims.consultations import cli as consultations_cli
 from hims.ops import cli as ops_cli
 from hims.settings import SettingsError
 
@@ -17,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 ops_cli.register(app)
+ops_cli.db_app.add_typer(consultations_cli.partitions_app, name="partitions")
 
 
 def main() -> None:

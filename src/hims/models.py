@@ -3,11 +3,6 @@
 Each domain adds one `import hims.<domain>.models` line here, in dependency order.
 """
 
-import hims.audit.models
-import hims.patients.models
-import hims.practitioners.models
-import hims.consultations.models
-import hims.clinical.models  # noqa: F401
 from hims.core.db import Base
 
 metadata = Base.metadata
