@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hims.clinical.models import (
@@ -128,7 +129,7 @@ async def latest_vitals(session: AsyncSession, patient_id: uuid.UUID) -> Sequenc
     result = await session.execute(
         select(Observation)
         .where(Observation.patient_id == patient_id)
-        .distinct(Observation.code)
+        .ext(distinct_on(Observation.code))
         .order_by(Observation.code, Observation.effective_at.desc())
     )
     return result.scalars().all()
