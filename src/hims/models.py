@@ -3,6 +3,11 @@
 Each domain adds one `import hims.<domain>.models` line here, in dependency order.
 """
 
+import hims.audit.models
+import hims.clinical.models
+import hims.consultations.models
+import hims.patients.models
+import hims.practitioners.models  # noqa: F401
 from hims.core.db import Base
 
 metadata = Base.metadata
