@@ -94,3 +94,22 @@ async def test_cli_ensure_creates_years_ahead(database_url, partitions, monkeypa
 
 async def test_after_migrate_hook_reports_only_when_it_created_something(database_url, partitions):
     assert await _after_migrate(database_url) is None
+
+
+async def test_hims_db_verify_command_is_clean_with_partitions(database_url, partitions):
+    # A fresh process: the models must be complete from `hims.models` alone, not from app imports.
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATABASE_URL": database_url, "HIMS_ENV": "test"}
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "hims", "db", "verify"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "database verified" in result.stdout
