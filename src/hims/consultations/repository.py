@@ -116,3 +116,15 @@ async def belongs_to_patient(
         )
     )
     return row.first() is not None
+
+
+async def patients_without_consultations(session: AsyncSession, *, limit: int) -> Sequence[uuid.UUID]:
+    """Active patients that have no consultation yet (oldest registrations first)."""
+    has_any = select(Consultation.id).where(Consultation.patient_id == Patient.id).exists()
+    result = await session.execute(
+        select(Patient.id)
+        .where(Patient.deleted_at.is_(None), Patient.merged_into_id.is_(None), ~has_any)
+        .order_by(Patient.created_at, Patient.id)
+        .limit(limit)
+    )
+    return result.scalars().all()

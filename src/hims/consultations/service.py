@@ -227,3 +227,8 @@ async def consultation_belongs_to(
 ) -> bool:
     """For other domains linking records to a consultation: is it this patient's?"""
     return await repo.belongs_to_patient(session, consultation_id, patient_id)
+
+
+async def patients_without_consultations(*, session: AsyncSession, limit: int) -> Sequence[uuid.UUID]:
+    """Ids only (no PHI): patients with no consultation yet, for the demo seeder."""
+    return await repo.patients_without_consultations(session, limit=limit)
