@@ -39,6 +39,38 @@ async def test_start_from_appointment_keeps_its_id(client: AsyncClient, physicia
     assert response.status_code == 201
     assert response.json()["kind"] == "appointment"
     assert response.json()["appointment_id"] == appointment_id
+    again = await client.post(
+        f"/api/v1/patients/{patient_id}/consultations",
+        json={"appointment_id": appointment_id},
+        headers=physician,
+    )
+    assert again.status_code == 409
+    assert again.json()["code"] == "appointment_already_started"
+    assert again.json()["consultation_id"] == response.json()["id"]
+
+
+async def test_registered_appointment_checks_run(client: AsyncClient, physician, patient_id):
+    from hims.consultations import service
+    from hims.core.errors import ValidationFailed, field_error
+
+    seen = []
+
+    async def check(_session, appointment_id, pid):
+        seen.append((appointment_id, pid))
+        raise ValidationFailed(errors=[field_error("appointment_id", "No such appointment.", "not_found")])
+
+    service.APPOINTMENT_CHECKS.append(check)
+    try:
+        response = await client.post(
+            f"/api/v1/patients/{patient_id}/consultations",
+            json={"appointment_id": str(uuid.uuid4())},
+            headers=physician,
+        )
+    finally:
+        service.APPOINTMENT_CHECKS.remove(check)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "appointment_id"
+    assert seen[0][1] == patient_id
 
 
 async def test_soap_finish_sign_then_immutable_with_amendments(

@@ -14,6 +14,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -65,6 +66,11 @@ class Consultation(Timestamps, Base):
         PrimaryKeyConstraint("id", "started_at", name="pk_consultations"),
         Index("ix_consultations_patient_started", "patient_id", "started_at"),
         Index("ix_consultations_id", "id"),
+        Index(
+            "ix_consultations_appointment_id",
+            "appointment_id",
+            postgresql_where=text("appointment_id IS NOT NULL"),
+        ),
         {"postgresql_partition_by": "RANGE (started_at)"},
     )
     __mapper_args__ = {"version_id_col": version}

@@ -128,3 +128,11 @@ async def patients_without_consultations(session: AsyncSession, *, limit: int) -
         .limit(limit)
     )
     return result.scalars().all()
+
+
+async def started_for_appointment(session: AsyncSession, appointment_id: uuid.UUID) -> uuid.UUID | None:
+    """The consultation already started from this appointment, if any."""
+    result = await session.execute(
+        select(Consultation.id).where(Consultation.appointment_id == appointment_id).limit(1)
+    )
+    return result.scalar_one_or_none()

@@ -6,7 +6,7 @@ Every function writes the PHI access log in the caller's transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +25,13 @@ log = structlog.get_logger("hims.consultations")
 RESOURCE = "Consultation"
 #: Clock skew tolerated on a client-supplied start time.
 _FUTURE_SLACK = timedelta(minutes=5)
+
+
+#: Checks the scheduling domain registers for ``appointment_id`` (it exists, is the patient's,
+#: may be started): ``async fn(session, appointment_id, patient_id)`` raising a HimsError.
+#: Empty on this branch: appointments live in another domain built in parallel.
+AppointmentCheck = Callable[[AsyncSession, uuid.UUID, uuid.UUID], Awaitable[None]]
+APPOINTMENT_CHECKS: list[AppointmentCheck] = []
 
 
 @dataclass
@@ -63,6 +70,16 @@ async def start_consultation(
         raise ValidationFailed(errors=[field_error("started_at", "Cannot be in the future.", "future")])
     if data.practitioner_id and not await repo.practitioner_exists(session, data.practitioner_id):
         raise ValidationFailed(errors=[field_error("practitioner_id", "No such practitioner.", "not_found")])
+    if data.appointment_id:
+        existing = await repo.started_for_appointment(session, data.appointment_id)
+        if existing:
+            raise Conflict(
+                "A consultation was already started from this appointment.",
+                code="appointment_already_started",
+                extra={"consultation_id": str(existing)},
+            )
+        for check in APPOINTMENT_CHECKS:
+            await check(session, data.appointment_id, patient_id)
     consultation = Consultation(
         id=uuid.uuid4(),
         started_at=started_at.astimezone(UTC),

@@ -234,6 +234,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_consultations_id", "consultations", ["id"], unique=False)
     op.create_index(
+        "ix_consultations_appointment_id",
+        "consultations",
+        ["appointment_id"],
+        unique=False,
+        postgresql_where=sa.text("appointment_id IS NOT NULL"),
+    )
+    op.create_index(
         "ix_consultations_patient_started", "consultations", ["patient_id", "started_at"], unique=False
     )
     # No DEFAULT partition on purpose: a row for a year nobody prepared fails loudly instead of
@@ -287,6 +294,7 @@ def downgrade() -> None:
     op.drop_index("ix_consultation_amendments_consultation", table_name="consultation_amendments")
     op.drop_table("consultation_amendments")
     op.drop_index("ix_consultations_patient_started", table_name="consultations")
+    op.drop_index("ix_consultations_appointment_id", table_name="consultations")
     op.drop_index("ix_consultations_id", table_name="consultations")
     op.drop_table("consultations")  # drops every partition with it
     op.drop_index(op.f("ix_allergy_overrides_prescription_id"), table_name="allergy_overrides")
