@@ -6,8 +6,10 @@ Each domain adds one `import hims.<domain>.models` line here, in dependency orde
 import hims.audit.models
 import hims.clinical.models
 import hims.consultations.models
+import hims.documents.models
 import hims.patients.models
-import hims.practitioners.models  # noqa: F401
+import hims.practitioners.models
+import hims.scheduling.models  # noqa: F401
 from hims.core.db import Base
 
 metadata = Base.metadata
