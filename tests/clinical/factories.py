@@ -14,6 +14,7 @@ from hims.clinical.models import Allergy, Condition, LabOrder, Observation, Pres
 from hims.consultations.models import Consultation
 from hims.patients.models import Patient
 from hims.practitioners.models import Practitioner
+from hims.scheduling.models import Appointment
 
 _mrn = itertools.count(1)
 
@@ -136,3 +137,35 @@ async def make_clinical_history(session: AsyncSession, *, patient_id: uuid.UUID,
         )
     session.add_all(rows)
     await session.flush()
+    practitioner = await make_practitioner(session)
+    for i in range(count):
+        await make_appointment(
+            session,
+            patient_id=patient_id,
+            practitioner_id=practitioner.id,
+            starts_at=now + timedelta(days=i + 1),
+        )
+
+
+async def make_appointment(
+    session: AsyncSession,
+    *,
+    patient_id: uuid.UUID,
+    practitioner_id: uuid.UUID,
+    starts_at: datetime | None = None,
+    status: str = "booked",
+) -> Appointment:
+    """An appointment row (30 minutes, in person)."""
+    start = starts_at or datetime.now(UTC) + timedelta(days=1)
+    appointment = Appointment(
+        id=uuid.uuid4(),
+        patient_id=patient_id,
+        practitioner_id=practitioner_id,
+        starts_at=start,
+        ends_at=start + timedelta(minutes=30),
+        type="in_person",
+        status=status,
+    )
+    session.add(appointment)
+    await session.flush()
+    return appointment

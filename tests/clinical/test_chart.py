@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 from httpx import AsyncClient
@@ -9,7 +10,7 @@ from sqlalchemy import event
 
 from hims.clinical import chart
 from tests.clinical.conftest import auth_headers, phi_rows
-from tests.clinical.factories import make_clinical_history, make_patient
+from tests.clinical.factories import make_appointment, make_clinical_history, make_patient, make_practitioner
 
 
 @contextmanager
@@ -59,6 +60,20 @@ async def test_chart_has_every_section(client: AsyncClient, physician, patient_i
     assert [r["resource_type"] for r in await phi_rows(database_url, action="read")] == ["Chart"]
 
 
+async def test_chart_lists_upcoming_appointments(client: AsyncClient, physician, patient_id, db):
+    async with db.transaction() as session:
+        doctor = await make_practitioner(session)
+        soon = await make_appointment(session, patient_id=patient_id, practitioner_id=doctor.id)
+        await make_appointment(
+            session,
+            patient_id=patient_id,
+            practitioner_id=doctor.id,
+            starts_at=datetime.now(UTC) - timedelta(days=2),
+        )
+    body = (await client.get(f"/api/v1/patients/{patient_id}/chart", headers=physician)).json()
+    assert [(a["id"], a["status"]) for a in body["upcoming_appointments"]] == [(str(soon.id), "booked")]
+
+
 async def test_chart_runs_the_same_number_of_queries_for_1_and_50_records(
     app: FastAPI, client, physician, db, partitions
 ):
@@ -77,6 +92,7 @@ async def test_chart_runs_the_same_number_of_queries_for_1_and_50_records(
     assert counts["Small"] == counts["Large"] <= 10, counts
     assert len(body["recent_consultations"]) == 10
     assert len(body["allergies"]) == 50
+    assert len(body["upcoming_appointments"]) == 10
 
 
 async def test_registered_sections_appear_in_the_chart(client, physician, patient_id):

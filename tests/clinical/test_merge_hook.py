@@ -19,3 +19,22 @@ async def test_repoint_patient_moves_every_record(db, partitions, sql):
         left = await sql.fetchval(f"SELECT count(*) FROM {table} WHERE patient_id = $1", loser.id)
         assert left == 0, table
     assert await count_rows(partitions, "consultations") == 3
+
+
+async def test_patient_merge_moves_clinical_records(client, settings, db, partitions, sql):
+    from tests.clinical.conftest import auth_headers
+
+    async with db.transaction() as session:
+        loser = await make_patient(session, family_name="Dupe")
+        survivor = await make_patient(session, family_name="Keep")
+        await make_clinical_history(session, patient_id=loser.id, count=2)
+    response = await client.post(
+        f"/api/v1/patients/{loser.id}/merge",
+        json={"into": str(survivor.id)},
+        headers=auth_headers(settings, "receptionist"),
+    )
+    assert response.status_code < 300, response.text
+    for table in ("consultations", "observations", "conditions", "allergies", "prescriptions", "lab_orders"):
+        assert await sql.fetchval(f"SELECT count(*) FROM {table} WHERE patient_id = $1", survivor.id) == 2, (
+            table
+        )

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from httpx import AsyncClient
 from prometheus_client import REGISTRY
 
 from hims.settings import Settings
 from tests.clinical.conftest import auth_headers, count_rows, phi_rows
+from tests.clinical.factories import make_appointment, make_patient, make_practitioner
 
 
 def _started() -> float:
@@ -29,19 +30,21 @@ async def test_walk_in_start_counts_metric_and_logs(client: AsyncClient, physici
     assert [(r["patient_id"], r["resource_id"]) for r in rows] == [(patient_id, body["id"])]
 
 
-async def test_start_from_appointment_keeps_its_id(client: AsyncClient, physician, patient_id):
-    appointment_id = str(uuid.uuid4())
+async def test_start_from_appointment_keeps_its_id(client: AsyncClient, physician, patient_id, db):
+    async with db.transaction() as session:
+        doctor = await make_practitioner(session)
+        appointment = await make_appointment(session, patient_id=patient_id, practitioner_id=doctor.id)
     response = await client.post(
         f"/api/v1/patients/{patient_id}/consultations",
-        json={"appointment_id": appointment_id},
+        json={"appointment_id": str(appointment.id)},
         headers=physician,
     )
-    assert response.status_code == 201
+    assert response.status_code == 201, response.text
     assert response.json()["kind"] == "appointment"
-    assert response.json()["appointment_id"] == appointment_id
+    assert response.json()["appointment_id"] == str(appointment.id)
     again = await client.post(
         f"/api/v1/patients/{patient_id}/consultations",
-        json={"appointment_id": appointment_id},
+        json={"appointment_id": str(appointment.id)},
         headers=physician,
     )
     assert again.status_code == 409
@@ -49,28 +52,29 @@ async def test_start_from_appointment_keeps_its_id(client: AsyncClient, physicia
     assert again.json()["consultation_id"] == response.json()["id"]
 
 
-async def test_registered_appointment_checks_run(client: AsyncClient, physician, patient_id):
-    from hims.consultations import service
-    from hims.core.errors import ValidationFailed, field_error
-
-    seen = []
-
-    async def check(_session, appointment_id, pid):
-        seen.append((appointment_id, pid))
-        raise ValidationFailed(errors=[field_error("appointment_id", "No such appointment.", "not_found")])
-
-    service.APPOINTMENT_CHECKS.append(check)
-    try:
-        response = await client.post(
-            f"/api/v1/patients/{patient_id}/consultations",
-            json={"appointment_id": str(uuid.uuid4())},
-            headers=physician,
+async def test_appointment_must_be_the_patients_and_live(
+    client: AsyncClient, physician, patient_id, db, database_url
+):
+    async with db.transaction() as session:
+        doctor = await make_practitioner(session)
+        other = await make_patient(session, family_name="Other")
+        theirs = await make_appointment(session, patient_id=other.id, practitioner_id=doctor.id)
+        cancelled = await make_appointment(
+            session,
+            patient_id=patient_id,
+            practitioner_id=doctor.id,
+            starts_at=datetime.now(UTC) + timedelta(days=3),
+            status="cancelled",
         )
-    finally:
-        service.APPOINTMENT_CHECKS.remove(check)
-    assert response.status_code == 422
-    assert response.json()["errors"][0]["field"] == "appointment_id"
-    assert seen[0][1] == patient_id
+    url = f"/api/v1/patients/{patient_id}/consultations"
+    for appointment_id in (uuid.uuid4(), theirs.id):
+        refused = await client.post(url, json={"appointment_id": str(appointment_id)}, headers=physician)
+        assert refused.status_code == 422
+        assert refused.json()["errors"][0]["field"] == "appointment_id"
+    late = await client.post(url, json={"appointment_id": str(cancelled.id)}, headers=physician)
+    assert late.status_code == 409
+    assert late.json()["code"] == "appointment_not_startable"
+    assert await count_rows(database_url, "consultations") == 0
 
 
 async def test_soap_finish_sign_then_immutable_with_amendments(

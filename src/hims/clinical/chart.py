@@ -27,19 +27,26 @@ from hims.clinical.schemas import (
 from hims.consultations.service import last_consultations
 from hims.core.errors import NotFound
 from hims.core.security import Actor
+from hims.scheduling import service as scheduling
+from hims.scheduling.schemas import AppointmentRead
 
 ChartSection = Callable[[AsyncSession, uuid.UUID], Awaitable[list[Any]]]
 RECENT_CONSULTATIONS = 10
 
 
-async def no_appointments(_session: AsyncSession, _patient_id: uuid.UUID) -> list[Any]:
-    """Placeholder until the scheduling domain registers its own `upcoming_appointments`."""
-    return []
+UPCOMING_APPOINTMENTS = 10
+
+
+async def upcoming_appointments(session: AsyncSession, patient_id: uuid.UUID) -> list[Any]:
+    """The next live appointments (one query, through the scheduling service)."""
+    rows = await scheduling.upcoming_for_chart(
+        session=session, patient_id=patient_id, limit=UPCOMING_APPOINTMENTS
+    )
+    return [AppointmentRead.model_validate(r).model_dump(mode="json") for r in rows]
 
 
 #: Extra chart sections: (name, async fn(session, patient_id) -> JSON-able list).
-#: The scheduling domain replaces the `upcoming_appointments` entry when it is merged.
-CHART_SECTIONS: list[tuple[str, ChartSection]] = [("upcoming_appointments", no_appointments)]
+CHART_SECTIONS: list[tuple[str, ChartSection]] = [("upcoming_appointments", upcoming_appointments)]
 
 
 def register_chart_section(name: str, section: ChartSection) -> None:

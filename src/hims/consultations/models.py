@@ -44,9 +44,8 @@ class Consultation(Timestamps, Base):
     practitioner_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("practitioners.id", ondelete="RESTRICT")
     )
-    # Appointments belong to the scheduling domain, built in parallel: its table does not exist
-    # on this branch, so the id is stored without a foreign key (validated by the service that
-    # owns appointments once it is merged).
+    # Appointments belong to the scheduling domain (built on a parallel branch, so no foreign key
+    # in this migration); the service checks it through `hims.scheduling.service.check_startable`.
     appointment_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     kind: Mapped[str] = mapped_column(String(16))  # walk_in, appointment
     status: Mapped[str] = mapped_column(String(16), default="in_progress")

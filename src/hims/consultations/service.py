@@ -20,6 +20,7 @@ from hims.consultations.schemas import AmendmentCreate, ConsultationStart, SoapU
 from hims.core import metrics
 from hims.core.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed, field_error
 from hims.core.security import Actor
+from hims.scheduling import service as scheduling
 
 log = structlog.get_logger("hims.consultations")
 RESOURCE = "Consultation"
@@ -27,11 +28,16 @@ RESOURCE = "Consultation"
 _FUTURE_SLACK = timedelta(minutes=5)
 
 
-#: Checks the scheduling domain registers for ``appointment_id`` (it exists, is the patient's,
-#: may be started): ``async fn(session, appointment_id, patient_id)`` raising a HimsError.
-#: Empty on this branch: appointments live in another domain built in parallel.
+async def _appointment_is_startable(
+    session: AsyncSession, appointment_id: uuid.UUID, patient_id: uuid.UUID
+) -> None:
+    await scheduling.check_startable(session=session, appointment_id=appointment_id, patient_id=patient_id)
+
+
+#: Checks run on ``appointment_id`` before starting: ``async fn(session, appointment_id, patient_id)``
+#: raising a HimsError. By default the scheduling domain's (exists, is the patient's, still live).
 AppointmentCheck = Callable[[AsyncSession, uuid.UUID, uuid.UUID], Awaitable[None]]
-APPOINTMENT_CHECKS: list[AppointmentCheck] = []
+APPOINTMENT_CHECKS: list[AppointmentCheck] = [_appointment_is_startable]
 
 
 @dataclass
