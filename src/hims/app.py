@@ -11,6 +11,8 @@ import structlog
 from fastapi import FastAPI
 
 from hims import __version__
+from hims.clinical import routes as clinical_routes
+from hims.consultations import routes as consultation_routes
 from hims.core import metrics
 from hims.core.db import Database
 from hims.core.errors import install_error_handlers, register_renderer
@@ -100,4 +102,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scheduling_routes.router)
     app.include_router(documents_routes.router)
     app.include_router(fhir_routes.router)
+    app.include_router(consultation_routes.router)
+    app.include_router(clinical_routes.router)
     return app

@@ -6,7 +6,9 @@ import sys
 
 import typer
 
+from hims.consultations import cli as consultations_cli
 from hims.fhir import cli as fhir_cli
+from hims.ops import benchgen
 from hims.ops import cli as ops_cli
 from hims.settings import SettingsError
 
@@ -19,6 +21,8 @@ app = typer.Typer(
 )
 ops_cli.register(app)
 app.add_typer(fhir_cli.app, name="fhir")
+ops_cli.db_app.add_typer(consultations_cli.partitions_app, name="partitions")
+app.add_typer(benchgen.bench_app, name="bench")
 
 
 def main() -> None:

@@ -4,6 +4,8 @@ Each domain adds one `import hims.<domain>.models` line here, in dependency orde
 """
 
 import hims.audit.models
+import hims.clinical.models
+import hims.consultations.models
 import hims.documents.models
 import hims.fhir.models
 import hims.patients.models

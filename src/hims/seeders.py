@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 
 def load_seeders() -> None:
     """Import the domain seed modules; each appends to `hims.seed.SEEDERS` once."""
@@ -9,3 +11,6 @@ def load_seeders() -> None:
     import hims.patients.seed
     import hims.practitioners.seed
     import hims.scheduling.seed  # noqa: F401
+
+    # Last (import sorting must not move it): gives the patients seeded above a clinical history.
+    importlib.import_module("hims.clinical.seed")

@@ -3,6 +3,7 @@
 from alembic import context
 
 from hims.models import metadata
+from hims.ops.migrate import skip_partitions
 
 config = context.config
 connection = config.attributes.get("connection")
@@ -16,6 +17,7 @@ context.configure(
     compare_server_default=False,
     include_schemas=False,
     transaction_per_migration=True,
+    include_object=skip_partitions(connection),
 )
 with context.begin_transaction():
     context.run_migrations()

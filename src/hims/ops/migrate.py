@@ -113,6 +113,35 @@ def revision(url: str, *, message: str, rev_id: str, head: str = "head") -> str:
     return result
 
 
+def skip_partitions(conn: Connection) -> Callable[..., bool]:
+    """An autogenerate ``include_object`` filter ignoring partition child tables.
+
+    Partitions (e.g. ``consultations_y2026``) are created by maintenance commands, not models,
+    so the model-vs-schema compare must not report them as tables to drop (nor the per-partition
+    foreign keys PostgreSQL adds to tables that reference a partitioned table).
+    """
+    children = {
+        row[0]
+        for row in conn.execute(
+            text(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE c.relkind IN ('r', 'p')"
+            )
+        )
+    }
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        if not reflected or compare_to is not None:
+            return True
+        if type_ == "table":
+            return name not in children
+        if type_ == "foreign_key_constraint":
+            return getattr(obj, "referred_table", None) is None or obj.referred_table.name not in children
+        return True
+
+    return include
+
+
 @dataclass
 class Drift:
     """Everything that makes the live database differ from the code."""
@@ -142,7 +171,9 @@ def verify(url: str) -> Drift:
                 "run `hims db migrate`"
             )
         else:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "include_object": skip_partitions(conn)}
+            )
             for diff in compare_metadata(context, metadata):
                 drift.problems.append(f"schema: {_describe_diff(diff)}")
         installed = {r[0] for r in conn.execute(text("SELECT extname FROM pg_extension"))}

@@ -273,3 +273,37 @@ async def list_appointments(
     next_cursor = _cursor((page[-1].starts_at, page[-1].id)) if len(rows) > limit else None
     await _log(session, actor, "search", page)
     return page, next_cursor
+
+
+#: Appointments a consultation may be started from.
+STARTABLE_STATUSES = frozenset({"booked", "checked_in"})
+
+
+async def upcoming_for_chart(
+    *, session: AsyncSession, patient_id: uuid.UUID, limit: int = 10
+) -> list[Appointment]:
+    """The patient's next live appointments, in one query; the chart logs the access as a whole."""
+    return await repository.list_appointments(
+        session,
+        starts_from=datetime.now(UTC),
+        starts_before=None,
+        practitioner_id=None,
+        patient_id=patient_id,
+        statuses=sorted(STARTABLE_STATUSES),
+        after=None,
+        limit=limit,
+    )
+
+
+async def check_startable(*, session: AsyncSession, appointment_id: uuid.UUID, patient_id: uuid.UUID) -> None:
+    """For the consultations domain: the appointment exists, is this patient's and is still live."""
+    appointment = await repository.get(session, appointment_id)
+    if appointment is None or appointment.patient_id != patient_id:
+        raise ValidationFailed(
+            errors=[field_error("appointment_id", "No such appointment for this patient.", "not_found")]
+        )
+    if appointment.status not in STARTABLE_STATUSES:
+        raise Conflict(
+            f"A {appointment.status} appointment cannot start a consultation.",
+            code="appointment_not_startable",
+        )

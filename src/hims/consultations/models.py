@@ -1,0 +1,104 @@
+"""`consultations` (range-partitioned by year on ``started_at``) and their amendments."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hims.core.db import Base
+from hims.core.models import Timestamps, uuid_pk
+
+#: Lifecycle: in_progress → finished → signed (signed is final; corrections are amendments).
+CONSULTATION_STATUSES = ("in_progress", "finished", "signed")
+
+
+class Consultation(Timestamps, Base):
+    """One encounter between a patient and a clinician.
+
+    The table is partitioned by year on ``started_at`` (guide §9.1), so PostgreSQL requires the
+    partition key in the primary key: the key is ``(id, started_at)``; ``id`` alone is still
+    unique in practice (UUIDv4) and is what URLs carry.
+    """
+
+    __tablename__ = "consultations"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), default=uuid.uuid4)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("patients.id", ondelete="RESTRICT")
+    )
+    practitioner_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("practitioners.id", ondelete="RESTRICT")
+    )
+    # Appointments belong to the scheduling domain (built on a parallel branch, so no foreign key
+    # in this migration); the service checks it through `hims.scheduling.service.check_startable`.
+    appointment_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    kind: Mapped[str] = mapped_column(String(16))  # walk_in, appointment
+    status: Mapped[str] = mapped_column(String(16), default="in_progress")
+    reason: Mapped[str | None] = mapped_column(Text)
+    subjective: Mapped[str | None] = mapped_column(Text)
+    objective: Mapped[str | None] = mapped_column(Text)
+    assessment: Mapped[str | None] = mapped_column(Text)
+    plan: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    signed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Users live in the identity domain (parallel branch): ids without foreign keys.
+    started_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    signed_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __table_args__ = (
+        PrimaryKeyConstraint("id", "started_at", name="pk_consultations"),
+        Index("ix_consultations_patient_started", "patient_id", "started_at"),
+        Index("ix_consultations_id", "id"),
+        Index(
+            "ix_consultations_appointment_id",
+            "appointment_id",
+            postgresql_where=text("appointment_id IS NOT NULL"),
+        ),
+        {"postgresql_partition_by": "RANGE (started_at)"},
+    )
+    __mapper_args__ = {"version_id_col": version}
+
+
+class ConsultationAmendment(Base):
+    """A correction to a signed consultation, with its own author, time and reason."""
+
+    __tablename__ = "consultation_amendments"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    consultation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    consultation_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("patients.id", ondelete="RESTRICT"), index=True
+    )
+    # The author is a user of the identity domain (parallel branch): no foreign key yet.
+    author_user_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    author_name: Mapped[str] = mapped_column(String(150))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    text: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["consultation_id", "consultation_started_at"],
+            ["consultations.id", "consultations.started_at"],
+            name="fk_consultation_amendments_consultation",
+            ondelete="RESTRICT",
+        ),
+        Index("ix_consultation_amendments_consultation", "consultation_id", "consultation_started_at"),
+    )

@@ -1,0 +1,150 @@
+"""Consultation endpoints (thin): /api/v1/patients/{id}/consultations and /api/v1/consultations/{id}."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+
+from hims.consultations import service
+from hims.consultations.schemas import (
+    AmendmentCreate,
+    AmendmentRead,
+    ConsultationRead,
+    ConsultationStart,
+    ConsultationSummary,
+    SoapUpdate,
+)
+from hims.core.deps import SessionDep
+from hims.core.errors import BadRequest
+from hims.core.security import Actor, require
+
+router = APIRouter(prefix="/api/v1", tags=["consultations"])
+
+Reader = Annotated[Actor, require("consultation:read")]
+Writer = Annotated[Actor, require("consultation:write")]
+Signer = Annotated[Actor, require("consultation:sign")]
+IfMatch = Annotated[str | None, Header(alias="If-Match")]
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def _expected_version(if_match: str | None) -> int | None:
+    if if_match is None:
+        return None
+    raw = if_match.strip().removeprefix("W/").strip('"')
+    if not raw.isdigit():
+        raise BadRequest("If-Match must be an ETag returned by this API.", code="invalid_if_match")
+    return int(raw)
+
+
+def _read(result: service.ConsultationWithAmendments, response: Response) -> ConsultationRead:
+    body = ConsultationRead.model_validate(result.consultation)
+    body.amendments = [AmendmentRead.model_validate(a) for a in result.amendments]
+    response.headers["ETag"] = _etag(result.consultation.version)
+    return body
+
+
+@router.post("/patients/{patient_id}/consultations", status_code=201)
+async def start(
+    patient_id: uuid.UUID, data: ConsultationStart, session: SessionDep, actor: Writer, response: Response
+) -> ConsultationRead:
+    """Start a consultation (walk-in, or from an appointment)."""
+    consultation = await service.start_consultation(
+        session=session, actor=actor, patient_id=patient_id, data=data
+    )
+    return _read(service.ConsultationWithAmendments(consultation, []), response)
+
+
+@router.get("/patients/{patient_id}/consultations")
+async def list_for_patient(
+    patient_id: uuid.UUID,
+    session: SessionDep,
+    actor: Reader,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[ConsultationSummary]:
+    """A patient's consultations, newest first."""
+    rows = await service.list_consultations(
+        session=session, actor=actor, patient_id=patient_id, limit=limit, offset=offset
+    )
+    return [ConsultationSummary.model_validate(r) for r in rows]
+
+
+@router.get("/consultations/{consultation_id}")
+async def read(
+    consultation_id: uuid.UUID, session: SessionDep, actor: Reader, response: Response
+) -> ConsultationRead:
+    """One consultation with its SOAP note and amendments (ETag = version)."""
+    result = await service.get_consultation(session=session, actor=actor, consultation_id=consultation_id)
+    return _read(result, response)
+
+
+@router.patch("/consultations/{consultation_id}")
+async def update_note(
+    consultation_id: uuid.UUID,
+    data: SoapUpdate,
+    session: SessionDep,
+    actor: Writer,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ConsultationRead:
+    """Edit the SOAP note (409 consultation_signed once signed; 412 on a stale If-Match)."""
+    result = await service.update_note(
+        session=session,
+        actor=actor,
+        consultation_id=consultation_id,
+        data=data,
+        expected_version=_expected_version(if_match),
+    )
+    return _read(result, response)
+
+
+@router.post("/consultations/{consultation_id}/finish")
+async def finish(
+    consultation_id: uuid.UUID,
+    session: SessionDep,
+    actor: Writer,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ConsultationRead:
+    """Finish the consultation."""
+    result = await service.finish_consultation(
+        session=session,
+        actor=actor,
+        consultation_id=consultation_id,
+        expected_version=_expected_version(if_match),
+    )
+    return _read(result, response)
+
+
+@router.post("/consultations/{consultation_id}/sign")
+async def sign(
+    consultation_id: uuid.UUID,
+    session: SessionDep,
+    actor: Signer,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ConsultationRead:
+    """Sign the consultation; it becomes immutable."""
+    result = await service.sign_consultation(
+        session=session,
+        actor=actor,
+        consultation_id=consultation_id,
+        expected_version=_expected_version(if_match),
+    )
+    return _read(result, response)
+
+
+@router.post("/consultations/{consultation_id}/amendments", status_code=201)
+async def amend(
+    consultation_id: uuid.UUID, data: AmendmentCreate, session: SessionDep, actor: Signer
+) -> AmendmentRead:
+    """Add an amendment to a signed consultation."""
+    amendment = await service.amend_consultation(
+        session=session, actor=actor, consultation_id=consultation_id, data=data
+    )
+    return AmendmentRead.model_validate(amendment)

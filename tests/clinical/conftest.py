@@ -1,0 +1,73 @@
+"""Shared fixtures for the clinical and consultations tests: tokens, partitions, a patient."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from hims.consultations.cli import ensure
+from hims.core.db import Database
+from hims.core.security import encode_access_token
+from hims.settings import Settings
+from tests.clinical.factories import make_patient
+
+PARTITIONS_FROM = 2024
+
+
+def auth_headers(settings: Settings, role: str = "physician", *, username: str = "dr.test") -> dict[str, str]:
+    """The ONE place a token for a role is made (swap here when identity adds checks)."""
+    token = encode_access_token(settings, user_id=uuid.uuid4(), username=username, roles=[role])
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+async def partitions(database_url: str) -> str:
+    """Consultation partitions from 2024 to next year + 2 (the migration only makes this year on)."""
+    await ensure(database_url, from_year=PARTITIONS_FROM)
+    return database_url
+
+
+@pytest.fixture
+def physician(settings: Settings) -> dict[str, str]:
+    """Headers of a physician."""
+    return auth_headers(settings, "physician")
+
+
+@pytest.fixture
+async def patient_id(db: Database, partitions: str) -> uuid.UUID:
+    """A patient, committed."""
+    async with db.transaction() as session:
+        patient = await make_patient(session)
+    return patient.id
+
+
+async def phi_rows(database_url: str, **where: str) -> list[asyncpg.Record]:
+    """Rows of the PHI access log matching ``where`` (column = value)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        clause = " AND ".join(f"{k}::text = ${i}" for i, k in enumerate(where, 1)) or "true"
+        return await conn.fetch(f"SELECT * FROM phi_access_log WHERE {clause} ORDER BY id", *where.values())
+    finally:
+        await conn.close()
+
+
+async def count_rows(database_url: str, table: str) -> int:
+    """Rows in ``table``."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval(f'SELECT count(*) FROM "{table}"'))
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def sql(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A raw connection for assertions."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
