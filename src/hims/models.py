@@ -10,7 +10,7 @@ import hims.documents.models
 import hims.fhir.models
 import hims.patients.models
 import hims.practitioners.models
-import hims.scheduling.models  # noqa: F401
+import hims.scheduling.models
 from hims.core.db import Base
 
 metadata = Base.metadata
