@@ -16,6 +16,7 @@ from hims.core.db import Database
 from hims.core.errors import install_error_handlers
 from hims.core.kv import make_store
 from hims.core.logging import RequestContextMiddleware, configure_logging
+from hims.identity import authn as identity_authn
 from hims.ops import routes as ops_routes
 from hims.settings import Settings, load_settings
 
@@ -86,4 +87,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops_routes.router)
+    identity_authn.install(app, settings)
     return app

@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from hims.identity import cli as identity_cli
 from hims.ops import cli as ops_cli
 from hims.settings import SettingsError
 
@@ -17,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 ops_cli.register(app)
+identity_cli.register(app)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ Each domain adds one `import hims.<domain>.models` line here, in dependency orde
 """
 
 import hims.audit.models
+import hims.identity.models
 import hims.patients.models
 import hims.practitioners.models  # noqa: F401
 from hims.core.db import Base

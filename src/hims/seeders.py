@@ -6,3 +6,4 @@ from __future__ import annotations
 def load_seeders() -> None:
     """Import the domain seed modules; each appends to `hims.seed.SEEDERS` once."""
     # Each domain adds its import here, e.g. `import hims.identity.seed`.
+    import hims.identity.seed  # noqa: F401
