@@ -61,6 +61,12 @@ class LoginResult:
     mfa_enrolment_required: bool = False
 
 
+async def _save(session: AsyncSession, user: User) -> None:
+    """Flush a changed user and reload server-set columns (updated_at) for the response."""
+    await session.flush()
+    await session.refresh(user)
+
+
 def normalise_username(username: str) -> str:
     """Usernames are case-insensitive: stored and compared lower-case."""
     return username.strip().lower()
@@ -450,7 +456,7 @@ async def _set_password(
     user.password_hash = await passwords.hash_password(settings, password)
     # Whole seconds, because token `iat` is whole seconds: tokens from before this second stop working.
     user.password_changed_at = datetime.now(UTC).replace(microsecond=0)
-    await session.flush()
+    await _save(session, user)
     await invalidate_status(kv, user.id)
 
 
@@ -608,7 +614,7 @@ async def confirm_mfa_enrolment(*, session: AsyncSession, kv: KeyValueStore, act
     await record_event(
         session=session, event="mfa_enrolled", user_id=user.id, username=user.username, actor=actor
     )
-    await session.flush()
+    await _save(session, user)
     await invalidate_status(kv, user.id)
     return user
 
@@ -698,7 +704,7 @@ async def set_active(
             username=user.username,
             actor=actor,
         )
-        await session.flush()
+        await _save(session, user)
     await invalidate_status(kv, user.id)
     return user
 
@@ -722,7 +728,7 @@ async def set_roles(
             actor=actor,
             detail={"before": before, "after": new},
         )
-        await session.flush()
+        await _save(session, user)
     await invalidate_status(kv, user.id)
     return user
 
@@ -736,7 +742,7 @@ async def reset_mfa(*, session: AsyncSession, kv: KeyValueStore, actor: Actor, u
     await record_event(
         session=session, event="mfa_reset", user_id=user.id, username=user.username, actor=actor
     )
-    await session.flush()
+    await _save(session, user)
     await invalidate_status(kv, user.id)
     return user
 
