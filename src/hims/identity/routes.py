@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import structlog
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from hims.core.deps import DatabaseDep, SessionDep, SettingsDep, StoreDep
 from hims.core.errors import BadRequest, Forbidden, HimsError, ServiceUnavailable, ValidationFailed
@@ -36,6 +36,7 @@ from hims.identity.schemas import (
 )
 
 log = structlog.get_logger("hims.identity")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 auth_router = APIRouter(prefix="/auth", tags=["auth"])
 users_router = APIRouter(tags=["users"])
@@ -102,26 +103,57 @@ async def refresh(
     return _token_response(result)
 
 
+async def _json_or_form(request: Request) -> dict[str, Any]:
+    """The body as a dict, from JSON or a form post (browser forms carry the CSRF field)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        raw = await request.body()
+        if not raw:
+            return {}
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise BadRequest("The request body is not valid JSON.", code="invalid_json") from None
+        if not isinstance(data, dict):
+            raise ValidationFailed("The body must be a JSON object.", code="validation_failed")
+        return data
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()
+        return {k: v for k, v in form.items() if isinstance(v, str) and k != authn.CSRF_FIELD}
+    return {}
+
+
+def _parse(model: type[ModelT], raw: dict[str, Any]) -> ModelT:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e["loc"]) or "body",
+                "in": "body",
+                "message": e["msg"],
+                "code": e["type"],
+            }
+            for e in exc.errors()
+        ]
+        raise ValidationFailed("The request has invalid fields.", errors=errors) from None
+
+
 @auth_router.post("/logout", status_code=204)
 async def logout(
-    actor: SelfActor,
-    session: SessionDep,
-    kv: StoreDep,
-    settings: SettingsDep,
-    response: Response,
-    body: LogoutRequest | None = None,
-) -> None:
-    """Revoke the access token, its refresh family, and end the browser session if any."""
+    request: Request, actor: SelfActor, session: SessionDep, kv: StoreDep, settings: SettingsDep
+) -> Response:
+    """Revoke the access token and its refresh family (JSON `refresh_token` optional) or end the
+    browser session and clear its cookies."""
+    body = _parse(LogoutRequest, await _json_or_form(request))
     await service.logout(
-        session=session,
-        kv=kv,
-        settings=settings,
-        actor=actor,
-        refresh_token=body.refresh_token if body else None,
+        session=session, kv=kv, settings=settings, actor=actor, refresh_token=body.refresh_token
     )
+    response = Response(status_code=204)
     if actor.extra.get("session_id"):
         response.delete_cookie(authn.SESSION_COOKIE, path="/")
         response.delete_cookie(authn.CSRF_COOKIE, path="/")
+    return response
 
 
 def _me(view: service.MeView) -> Me:
@@ -143,38 +175,12 @@ async def read_me(actor: SelfActor, session: SessionDep, settings: SettingsDep) 
 # ------------------------------------------------------------------ browser sessions
 
 
-async def _login_body(request: Request) -> LoginRequest:
-    content_type = request.headers.get("content-type", "")
-    raw: Any
-    if content_type.startswith("application/json"):
-        try:
-            raw = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            raise BadRequest("The request body is not valid JSON.", code="invalid_json") from None
-    else:
-        form = await request.form()
-        raw = {k: v for k, v in form.items() if isinstance(v, str) and k != authn.CSRF_FIELD}
-    try:
-        return LoginRequest.model_validate(raw)
-    except ValidationError as exc:
-        errors = [
-            {
-                "field": ".".join(str(p) for p in e["loc"]) or "body",
-                "in": "body",
-                "message": e["msg"],
-                "code": e["type"],
-            }
-            for e in exc.errors()
-        ]
-        raise ValidationFailed("The request has invalid fields.", errors=errors) from None
-
-
 @auth_router.post("/session", dependencies=[require_public()])
 async def create_session(
     request: Request, db: DatabaseDep, kv: StoreDep, settings: SettingsDep
 ) -> JSONResponse:
     """Browser login (form or JSON): sets the HttpOnly session cookie; returns the CSRF token."""
-    body = await _login_body(request)
+    body = _parse(LoginRequest, await _json_or_form(request))
     async with db.transaction() as session:
         result = await service.login(
             session=session,
