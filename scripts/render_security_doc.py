@@ -17,7 +17,9 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "security.md"
 
 def rendered() -> str:
     """The doc as it should be."""
-    app = create_app(Settings(database_url=SecretStr("postgresql://render@127.0.0.1:1/none"), log_level="warning"))
+    app = create_app(
+        Settings(database_url=SecretStr("postgresql://render@127.0.0.1:1/none"), log_level="warning")
+    )
     return replace_block(DOC.read_text(encoding="utf-8"), render_matrix(app))
 
 

@@ -74,7 +74,9 @@ async def login(client: AsyncClient, username: str, password: str = DEFAULT_PASS
     return await client.post("/api/v1/auth/login", json={"username": username, "password": password, **extra})
 
 
-async def login_headers(client: AsyncClient, role: str | Role, *, username: str | None = None) -> dict[str, str]:
+async def login_headers(
+    client: AsyncClient, role: str | Role, *, username: str | None = None
+) -> dict[str, str]:
     """Create a real user with ``role`` and log in through the API; returns the Authorization header."""
     user = await create_user_in(app_of(client), roles=[role], username=username)
     response = await login(client, user.username)

@@ -110,7 +110,9 @@ def _matrix_routes(app: FastAPI) -> list[tuple[str, str, str]]:
 
 
 @pytest.mark.parametrize("role", list(Role))
-async def test_each_role_gets_exactly_its_permissions(client: AsyncClient, settings: Settings, role: Role) -> None:
+async def test_each_role_gets_exactly_its_permissions(
+    client: AsyncClient, settings: Settings, role: Role
+) -> None:
     app = app_of(client)
     user = await create_user_in(app, username=f"matrix.{role.value}", roles=[role])
     routes = _matrix_routes(app)

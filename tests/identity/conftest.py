@@ -21,7 +21,7 @@ class Mailbox:
     port: int
     messages: list[Message] = field(default_factory=list)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
 
@@ -45,7 +45,9 @@ def smtp_server() -> Iterator[Mailbox]:
 
 
 @pytest.fixture
-async def mail_client(database_url: str, redis_url: str, tmp_path: Any, smtp_server: Mailbox) -> AsyncIterator[AsyncClient]:
+async def mail_client(
+    database_url: str, redis_url: str, tmp_path: Any, smtp_server: Mailbox
+) -> AsyncIterator[AsyncClient]:
     """A client for an app that sends mail to ``smtp_server``."""
     settings = make_settings(
         database_url,

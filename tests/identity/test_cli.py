@@ -21,19 +21,31 @@ def _hims(env: dict[str, str], *args: str, stdin: str | None = None):
 
 def test_first_admin_is_created_from_the_cli_with_the_password_on_stdin(database_url, redis_url) -> None:
     env = _env(database_url, redis_url)
-    created = _hims(env, "users", "create", "--username", "First.Admin", "--role", "admin",
-                    "--email", "first@example.org", stdin="violet-harbour-lantern-88\n")
+    created = _hims(
+        env,
+        "users",
+        "create",
+        "--username",
+        "First.Admin",
+        "--role",
+        "admin",
+        "--email",
+        "first@example.org",
+        stdin="violet-harbour-lantern-88\n",
+    )
     assert created.exit_code == 0, created.output
     assert "created user first.admin (admin)" in created.output
     listed = _hims(env, "users", "list")
-    assert "first.admin" in listed.output and "admin" in listed.output
+    assert "first.admin" in listed.output
+    assert "admin" in listed.output
 
     async def can_log_in() -> int:
         from tests.conftest import serve_in_process
 
         async with serve_in_process(make_settings(database_url, redis_url)) as http:
             response = await http.post(
-                "/api/v1/auth/login", json={"username": "first.admin", "password": "violet-harbour-lantern-88"}
+                "/api/v1/auth/login",
+                json={"username": "first.admin", "password": "violet-harbour-lantern-88"},
             )
             return response.status_code
 
@@ -42,20 +54,45 @@ def test_first_admin_is_created_from_the_cli_with_the_password_on_stdin(database
 
 def test_the_password_is_never_an_argument_and_must_meet_the_policy(database_url, redis_url) -> None:
     env = _env(database_url, redis_url)
-    argv = _hims(env, "users", "create", "--username", "x.user", "--role", "nurse", "--password", "violet-harbour-lantern-88")
+    argv = _hims(
+        env,
+        "users",
+        "create",
+        "--username",
+        "x.user",
+        "--role",
+        "nurse",
+        "--password",
+        "violet-harbour-lantern-88",
+    )
     assert argv.exit_code == 2  # no such option
     weak = _hims(env, "users", "create", "--username", "x.user", "--role", "nurse", stdin="password1234\n")
     assert weak.exit_code == 1
     assert "too common" in weak.output
-    bad_role = _hims(env, "users", "create", "--username", "x.user", "--role", "root", stdin="violet-harbour-lantern-88\n")
+    bad_role = _hims(
+        env, "users", "create", "--username", "x.user", "--role", "root", stdin="violet-harbour-lantern-88\n"
+    )
     assert bad_role.exit_code == 2
 
 
 def test_disable_enable_and_unlock(database_url, redis_url) -> None:
     env = _env(database_url, redis_url)
-    assert _hims(env, "users", "create", "--username", "worker", "--role", "nurse", stdin="violet-harbour-lantern-88\n").exit_code == 0
+    assert (
+        _hims(
+            env,
+            "users",
+            "create",
+            "--username",
+            "worker",
+            "--role",
+            "nurse",
+            stdin="violet-harbour-lantern-88\n",
+        ).exit_code
+        == 0
+    )
     disabled = _hims(env, "users", "disable", "WORKER")
-    assert disabled.exit_code == 0 and "disabled user worker" in disabled.output
+    assert disabled.exit_code == 0
+    assert "disabled user worker" in disabled.output
     assert "no" in _hims(env, "users", "list").output
     assert _hims(env, "users", "enable", "worker").exit_code == 0
     redis = Redis.from_url(redis_url)

@@ -69,12 +69,15 @@ async def test_admin_resets_mfa_and_enrolment_cannot_be_repeated_while_on(client
     assert (await login(client, "reset.me")).status_code == 200  # no code needed any more
 
 
-async def test_admin_without_mfa_in_production_gets_an_enrolment_only_token(database_url, redis_url, tmp_path) -> None:
+async def test_admin_without_mfa_in_production_gets_an_enrolment_only_token(
+    database_url, redis_url, tmp_path
+) -> None:
     async with client_for(database_url, redis_url, tmp_path, hims_env="production") as http:
         await create_user_in(http.app, username="prod.admin", roles=["admin"])
         await create_user_in(http.app, username="prod.nurse", roles=["nurse"])
         nurse = (await login(http, "prod.nurse")).json()
-        assert nurse["mfa_enrolment_required"] is False and nurse["refresh_token"]
+        assert nurse["mfa_enrolment_required"] is False
+        assert nurse["refresh_token"]
         limited = (await login(http, "prod.admin")).json()
         assert limited["mfa_enrolment_required"] is True
         assert limited["refresh_token"] is None
@@ -90,6 +93,9 @@ async def test_admin_without_mfa_in_production_gets_an_enrolment_only_token(data
         assert (await http.get("/api/v1/users", headers=bearer(full["access_token"]))).status_code == 200
         # The browser login refuses such an account clearly instead of a half-working session.
         await create_user_in(http.app, username="prod.operator", roles=["operator"])
-        refused = await http.post("/api/v1/auth/session", json={"username": "prod.operator", "password": "correct-horse-battery-staple-42"})
+        refused = await http.post(
+            "/api/v1/auth/session",
+            json={"username": "prod.operator", "password": "correct-horse-battery-staple-42"},
+        )
         assert refused.status_code == 403
         assert refused.json()["code"] == "mfa_enrolment_required"

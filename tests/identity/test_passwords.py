@@ -47,7 +47,9 @@ async def test_change_password_invalidates_earlier_tokens(client: AsyncClient, s
     user = await create_user_in(app, username="changer", roles=["nurse"])
     async with app.state.db.transaction() as session:  # the account was made a while ago
         await session.execute(
-            update(User).where(User.id == user.id).values(password_changed_at=datetime.now(UTC) - timedelta(minutes=5))
+            update(User)
+            .where(User.id == user.id)
+            .values(password_changed_at=datetime.now(UTC) - timedelta(minutes=5))
         )
     # A token issued a few seconds ago (token times are whole seconds, so no sleeping is needed).
     earlier = datetime.now(UTC) - timedelta(seconds=3)
@@ -87,8 +89,12 @@ def _link(box: Mailbox) -> str:
     return match.group(1)
 
 
-async def test_password_reset_by_email_link_works_once(mail_client: AsyncClient, smtp_server: Mailbox, redis_url: str) -> None:
-    await create_user_in(mail_client.app, username="forgetful", roles=["nurse"], email="forgetful@example.org")
+async def test_password_reset_by_email_link_works_once(
+    mail_client: AsyncClient, smtp_server: Mailbox, redis_url: str
+) -> None:
+    await create_user_in(
+        mail_client.app, username="forgetful", roles=["nurse"], email="forgetful@example.org"
+    )
     requested = await mail_client.post("/api/v1/auth/password-reset", json={"login": "forgetful@example.org"})
     assert requested.status_code == 202
     message = smtp_server.messages[0]
@@ -102,21 +108,27 @@ async def test_password_reset_by_email_link_works_once(mail_client: AsyncClient,
         assert 1700 < await redis.ttl(keys[0]) <= 1800  # 30 minutes
     finally:
         await redis.aclose()
-    weak = await mail_client.post("/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": "short"})
+    weak = await mail_client.post(
+        "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": "short"}
+    )
     assert weak.status_code == 422  # a weak password does not burn the link
     done = await mail_client.post(
-        "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": "violet-harbour-lantern-88"}
+        "/api/v1/auth/password-reset/confirm",
+        json={"token": token, "new_password": "violet-harbour-lantern-88"},
     )
     assert done.status_code == 204, done.text
     again = await mail_client.post(
-        "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": "another-long-passphrase-9"}
+        "/api/v1/auth/password-reset/confirm",
+        json={"token": token, "new_password": "another-long-passphrase-9"},
     )
     assert again.status_code == 422
     assert again.json()["code"] == "reset_token_invalid"
     assert (await login(mail_client, "forgetful", "violet-harbour-lantern-88")).status_code == 200
 
 
-async def test_password_reset_does_not_reveal_unknown_accounts(mail_client: AsyncClient, smtp_server: Mailbox) -> None:
+async def test_password_reset_does_not_reveal_unknown_accounts(
+    mail_client: AsyncClient, smtp_server: Mailbox
+) -> None:
     response = await mail_client.post("/api/v1/auth/password-reset", json={"login": "nobody@example.org"})
     assert response.status_code == 202
     assert smtp_server.messages == []

@@ -11,7 +11,9 @@ from hims.seeders import load_seeders
 from tests.conftest import make_settings
 
 
-async def test_seed_creates_one_demo_user_per_role_idempotently(db: Database, database_url, redis_url) -> None:
+async def test_seed_creates_one_demo_user_per_role_idempotently(
+    db: Database, database_url, redis_url
+) -> None:
     settings = make_settings(database_url, redis_url)
     for _ in range(2):
         report = SeedReport()
@@ -21,8 +23,10 @@ async def test_seed_creates_one_demo_user_per_role_idempotently(db: Database, da
     assert len(report.logins) == 7
     async with db.transaction() as session:
         names = sorted((await session.execute(select(User.username))).scalars())
-    assert names == sorted(f"demo.{r}" for r in
-                           ["admin", "physician", "nurse", "receptionist", "analyst", "compliance", "operator"])
+    assert names == sorted(
+        f"demo.{r}"
+        for r in ["admin", "physician", "nurse", "receptionist", "analyst", "compliance", "operator"]
+    )
     load_seeders()
     assert "identity.users" in [name for name, _ in SEEDERS]
 

@@ -41,7 +41,9 @@ async def test_refresh_rotates_and_each_refresh_token_works_once(client: AsyncCl
 
 async def test_reusing_a_refresh_token_revokes_the_whole_family(client: AsyncClient) -> None:
     first = await _tokens(client)
-    rotated = (await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})).json()
+    rotated = (
+        await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    ).json()
     # An attacker replays the stolen first token.
     replay = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert replay.status_code == 401
@@ -58,7 +60,9 @@ async def test_reusing_a_refresh_token_revokes_the_whole_family(client: AsyncCli
 async def test_logout_revokes_access_token_and_refresh_family(client: AsyncClient) -> None:
     tokens = await _tokens(client)
     out = await client.post(
-        "/api/v1/auth/logout", headers=bearer(tokens["access_token"]), json={"refresh_token": tokens["refresh_token"]}
+        "/api/v1/auth/logout",
+        headers=bearer(tokens["access_token"]),
+        json={"refresh_token": tokens["refresh_token"]},
     )
     assert out.status_code == 204
     me = await client.get(ME, headers=bearer(tokens["access_token"]))
@@ -73,7 +77,9 @@ async def test_revocations_survive_an_app_restart_with_redis(database_url, redis
     async with serve_in_process(settings) as http:
         await create_user_in(http.app, username="restart.user", roles=["nurse"])
         tokens = (await login(http, "restart.user")).json()
-        assert (await http.post("/api/v1/auth/logout", headers=bearer(tokens["access_token"]))).status_code == 204
+        assert (
+            await http.post("/api/v1/auth/logout", headers=bearer(tokens["access_token"]))
+        ).status_code == 204
     async with serve_in_process(settings) as http:  # a new process would see the same Redis
         assert (await http.get(ME, headers=bearer(tokens["access_token"]))).status_code == 401
         refreshed = await http.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
@@ -84,7 +90,9 @@ async def test_refresh_token_used_as_access_token_is_refused(client: AsyncClient
     tokens = await _tokens(client)
     response = await client.get(ME, headers=bearer(tokens["refresh_token"]))
     assert response.status_code == 401
-    assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["access_token"]})).status_code == 401
+    assert (
+        await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["access_token"]})
+    ).status_code == 401
 
 
 def _unsigned(claims: dict[str, object]) -> str:
@@ -115,7 +123,9 @@ def _claims(user_id: uuid.UUID, **changes: object) -> dict[str, object]:
     "forge",
     ["alg_none", "hs512", "wrong_secret", "expired", "not_yet_valid", "wrong_issuer", "garbage"],
 )
-async def test_forged_and_stale_tokens_are_refused(client: AsyncClient, settings: Settings, forge: str) -> None:
+async def test_forged_and_stale_tokens_are_refused(
+    client: AsyncClient, settings: Settings, forge: str
+) -> None:
     user = await create_user_in(app_of(client), username="target", roles=["nurse"])
     secret = settings.jwt_secret.get_secret_value()
     now = int(datetime.now(UTC).timestamp())
@@ -156,7 +166,9 @@ async def test_roles_come_from_the_account_not_the_token(client: AsyncClient, se
     headers = token_headers(settings, user)
     assert (await client.get(ME, headers=headers)).json()["roles"] == ["nurse"]
     changed = await client.put(
-        f"/api/v1/users/{user.id}/roles", headers=token_headers(settings, admin), json={"roles": ["compliance"]}
+        f"/api/v1/users/{user.id}/roles",
+        headers=token_headers(settings, admin),
+        json={"roles": ["compliance"]},
     )
     assert changed.status_code == 200
     assert (await client.get("/api/v1/users", headers=headers)).status_code == 200  # compliance has user:read

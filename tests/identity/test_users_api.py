@@ -31,7 +31,7 @@ async def test_admin_creates_lists_and_reads_users(client: AsyncClient) -> None:
     body = created.json()
     assert body["username"] == "new.nurse"
     assert body["roles"] == ["nurse"]
-    assert "password" not in body and "password_hash" not in body
+    assert not {"password", "password_hash"} & set(body)
     listed = await client.get("/api/v1/users", headers=headers)
     assert "new.nurse" in [u["username"] for u in listed.json()]
     one = await client.get(f"/api/v1/users/{body['id']}", headers=headers)
@@ -87,11 +87,15 @@ async def test_disable_enable_and_roles_are_security_events(client: AsyncClient,
     assert (await client.post(f"/api/v1/users/{user.id}/disable", headers=headers)).json()["active"] is False
     assert (await login(client, "staff.one")).status_code == 401
     assert (await client.post(f"/api/v1/users/{user.id}/enable", headers=headers)).json()["active"] is True
-    roles = await client.put(f"/api/v1/users/{user.id}/roles", headers=headers, json={"roles": ["physician", "nurse"]})
+    roles = await client.put(
+        f"/api/v1/users/{user.id}/roles", headers=headers, json={"roles": ["physician", "nurse"]}
+    )
     assert roles.json()["roles"] == ["nurse", "physician"]
     self_disable = await client.post(f"/api/v1/users/{admin.id}/disable", headers=headers)
     assert self_disable.status_code == 409
-    self_demote = await client.put(f"/api/v1/users/{admin.id}/roles", headers=headers, json={"roles": ["nurse"]})
+    self_demote = await client.put(
+        f"/api/v1/users/{admin.id}/roles", headers=headers, json={"roles": ["nurse"]}
+    )
     assert self_demote.status_code == 409
     events = await client.get("/api/v1/security-events", headers=headers, params={"user_id": str(user.id)})
     assert events.status_code == 200
@@ -106,5 +110,9 @@ async def test_refused_permission_checks_are_recorded(client: AsyncClient) -> No
     headers = await login_headers(client, "analyst")
     assert (await client.get("/api/v1/users", headers=headers)).status_code == 403
     async with app_of(client).state.db.transaction() as session:
-        denied = (await session.execute(select(SecurityEvent).where(SecurityEvent.event == "access_denied"))).scalars().one()
+        denied = (
+            (await session.execute(select(SecurityEvent).where(SecurityEvent.event == "access_denied")))
+            .scalars()
+            .one()
+        )
     assert denied.detail == {"permission": "user:read", "method": "GET", "path": "/api/v1/users"}

@@ -36,7 +36,11 @@ def iter_routes(app: FastAPI) -> Iterator[RouteInfo]:
     """Every route of ``app``, through included routers, as FastAPI itself resolves them."""
     for context in iter_route_contexts(app.routes):
         original = context.original_route
-        kind = "api" if isinstance(original, APIRoute) else "mount" if isinstance(original, Mount) else "route"
+        kind = "route"
+        if isinstance(original, APIRoute):
+            kind = "api"
+        elif isinstance(original, Mount):
+            kind = "mount"
         dependant = getattr(context, "dependant", None) if kind == "api" else None
         yield RouteInfo(
             kind=kind,
@@ -60,7 +64,7 @@ def dependency_calls(dependant: Dependant | None) -> list[Any]:
 
 def public_routes(app: FastAPI) -> list[tuple[str, str]]:
     """(method, path) of every API route declared public with `require_public()`."""
-    found = []
+    found: list[tuple[str, str]] = []
     for route in iter_routes(app):
         if route.kind == "api":
             policy = route_policy(dependency_calls(route.dependant))
@@ -70,7 +74,7 @@ def public_routes(app: FastAPI) -> list[tuple[str, str]]:
 
 
 def render_matrix(app: FastAPI) -> str:
-    """The Markdown block: role × permission table and the public routes."""
+    """The Markdown block: role-by-permission table and the public routes."""
     roles = list(Role)
     lines = [START, "", "| permission | what it allows | " + " | ".join(r.value for r in roles) + " |"]
     lines.append("| --- | --- | " + " | ".join(":-:" for _ in roles) + " |")
