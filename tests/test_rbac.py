@@ -17,7 +17,7 @@ from hims.core.permissions import ROLE_PERMISSIONS, Role
 from hims.core.security import route_policy
 from hims.identity.matrix import dependency_calls, iter_routes
 from hims.settings import Settings
-from tests.factories import app_of, create_user_in, token_headers
+from tests.identity.factories import app_of, create_user_in, token_headers
 
 #: Routes deliberately open without login. Keep this list short; every entry is a decision.
 PUBLIC_ROUTES = {

@@ -7,8 +7,8 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 
 from hims.identity.models import SecurityEvent, User
-from tests.factories import DEFAULT_PASSWORD, app_of, create_user_in, login
 from tests.identity.conftest import client_for
+from tests.identity.factories import DEFAULT_PASSWORD, app_of, create_user_in, login
 
 
 async def _events(client: AsyncClient, event: str | None = None) -> list[SecurityEvent]:

@@ -5,8 +5,8 @@ from urllib.parse import parse_qs, urlparse
 import pyotp
 from httpx import AsyncClient
 
-from tests.factories import app_of, create_user_in, login
 from tests.identity.conftest import client_for
+from tests.identity.factories import app_of, create_user_in, login
 
 
 def bearer(token: str) -> dict[str, str]:

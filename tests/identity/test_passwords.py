@@ -12,8 +12,8 @@ from hims.core.security import encode_access_token
 from hims.identity import passwords
 from hims.identity.models import User
 from hims.settings import Settings
-from tests.factories import DEFAULT_PASSWORD, app_of, create_user_in, login
 from tests.identity.conftest import Mailbox
+from tests.identity.factories import DEFAULT_PASSWORD, app_of, create_user_in, login
 
 
 @pytest.mark.parametrize(

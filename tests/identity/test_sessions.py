@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from httpx import AsyncClient
 
-from tests.factories import DEFAULT_PASSWORD, app_of, create_user_in
 from tests.identity.conftest import client_for
+from tests.identity.factories import DEFAULT_PASSWORD, app_of, create_user_in
 
 
 def _cookie_header(response, name: str) -> str:

@@ -12,7 +12,7 @@ from httpx import AsyncClient
 from hims.core.security import ISSUER, encode_access_token
 from hims.settings import Settings
 from tests.conftest import make_settings, serve_in_process
-from tests.factories import app_of, create_user_in, login, token_headers
+from tests.identity.factories import app_of, create_user_in, login, token_headers
 
 ME = "/api/v1/auth/me"
 

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from hims.identity.models import SecurityEvent, User
 from hims.settings import Settings
-from tests.factories import app_of, create_user_in, login, login_headers, token_headers
+from tests.identity.factories import app_of, create_user_in, login, login_headers, token_headers
 
 
 async def _count(client: AsyncClient, model: type) -> int:

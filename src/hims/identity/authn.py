@@ -32,10 +32,13 @@ def _channel(request: Request) -> Any:
     return "fhir" if request.url.path.startswith("/fhir") else "api"
 
 
-async def _status(request: Request, user_id: uuid.UUID) -> service.UserStatus:
-    status = await service.cached_status(
-        session_factory=request.app.state.db.sessionmaker, kv=request.app.state.kv, user_id=user_id
-    )
+async def _status(request: Request, user_id: uuid.UUID, cached: str | None = None) -> service.UserStatus:
+    if cached is not None:
+        status = service.parse_status(user_id, cached)
+    else:
+        status = await service.load_status(
+            session_factory=request.app.state.db.sessionmaker, kv=request.app.state.kv, user_id=user_id
+        )
     if status is None or not status.active:
         raise Unauthorized("The account does not exist or is disabled.", code="invalid_token")
     return status
@@ -57,9 +60,13 @@ async def authenticator(request: Request, claims: dict[str, Any] | None) -> Acto
     """Verify a bearer token's account and revocation state, or authenticate the session cookie."""
     kv = request.app.state.kv
     if claims is not None:
-        if await tokens.is_revoked(kv, claims):
+        user_id = uuid.UUID(claims["sub"])
+        # One round trip: revocation markers and the cached account status together.
+        revocations = tokens.revocation_keys(claims)
+        *revoked, cached = await kv.get_many(*revocations, service.status_key(user_id))
+        if any(value is not None for value in revoked):
             raise Unauthorized("The token has been revoked.", code="token_revoked")
-        status = await _status(request, uuid.UUID(claims["sub"]))
+        status = await _status(request, user_id, cached)
         if int(claims["iat"]) < status.tokens_valid_after:
             raise Unauthorized("The token predates a password change.", code="token_revoked")
         limited = claims.get("scope") == tokens.MFA_ENROLMENT_SCOPE
@@ -87,7 +94,7 @@ async def authenticator(request: Request, claims: dict[str, Any] | None) -> Acto
         sent = await _csrf_token_sent(request)
         if not sent or not hmac.compare_digest(sent.encode(), browser.csrf_token.encode()):
             raise Forbidden("Missing or wrong CSRF token.", code="csrf_failed")
-    status = await _status(request, browser.user_id)
+    status = await _status(request, browser.user_id, await kv.get(service.status_key(browser.user_id)))
     roles = frozenset(status.roles)
     return Actor(
         user_id=status.user_id,

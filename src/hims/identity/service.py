@@ -128,7 +128,8 @@ class UserStatus:
     tokens_valid_after: int  # epoch seconds: tokens issued earlier are refused
 
 
-def _status_key(user_id: uuid.UUID) -> str:
+def status_key(user_id: uuid.UUID) -> str:
+    """The kv key caching ``user_id``'s status."""
     return f"auth:user:{user_id}"
 
 
@@ -145,21 +146,23 @@ def status_of(user: User) -> UserStatus:
     )
 
 
-async def cached_status(*, session_factory: Any, kv: KeyValueStore, user_id: uuid.UUID) -> UserStatus | None:
-    """The user's status from the kv store, or from the database (then cached briefly)."""
-    raw = await kv.get(_status_key(user_id))
-    if raw is not None:
-        data = json.loads(raw)
-        if not data:
-            return None
-        return UserStatus(
-            user_id=user_id,
-            username=data["username"],
-            active=data["active"],
-            roles=tuple(data["roles"]),
-            practitioner_id=uuid.UUID(data["practitioner_id"]) if data["practitioner_id"] else None,
-            tokens_valid_after=int(data["tva"]),
-        )
+def parse_status(user_id: uuid.UUID, raw: str) -> UserStatus | None:
+    """A cached status value back into a UserStatus (None: cached 'no such user')."""
+    data = json.loads(raw)
+    if not data:
+        return None
+    return UserStatus(
+        user_id=user_id,
+        username=data["username"],
+        active=data["active"],
+        roles=tuple(data["roles"]),
+        practitioner_id=uuid.UUID(data["practitioner_id"]) if data["practitioner_id"] else None,
+        tokens_valid_after=int(data["tva"]),
+    )
+
+
+async def load_status(*, session_factory: Any, kv: KeyValueStore, user_id: uuid.UUID) -> UserStatus | None:
+    """The user's status from the database, then cached for USER_STATUS_TTL seconds."""
     async with session_factory() as session:
         user = await repository.get_user(session, user_id)
     status = status_of(user) if user else None
@@ -174,13 +177,21 @@ async def cached_status(*, session_factory: Any, kv: KeyValueStore, user_id: uui
         if status
         else {}
     )
-    await kv.set(_status_key(user_id), json.dumps(payload), ttl=USER_STATUS_TTL)
+    await kv.set(status_key(user_id), json.dumps(payload), ttl=USER_STATUS_TTL)
     return status
+
+
+async def cached_status(*, session_factory: Any, kv: KeyValueStore, user_id: uuid.UUID) -> UserStatus | None:
+    """The user's status from the kv store, or from the database (then cached briefly)."""
+    raw = await kv.get(status_key(user_id))
+    if raw is not None:
+        return parse_status(user_id, raw)
+    return await load_status(session_factory=session_factory, kv=kv, user_id=user_id)
 
 
 async def invalidate_status(kv: KeyValueStore, user_id: uuid.UUID) -> None:
     """Forget the cached status so the next request sees the change."""
-    await kv.delete(_status_key(user_id))
+    await kv.delete(status_key(user_id))
 
 
 # ------------------------------------------------------------------ lockout

@@ -96,6 +96,14 @@ async def revoke_family(kv: KeyValueStore, settings: Settings, family: str) -> N
     await kv.set(f"auth:revoked:fam:{family}", "1", ttl=ttl)
 
 
+def revocation_keys(claims: dict[str, Any]) -> list[str]:
+    """The kv keys whose presence means this access token is revoked (its jti, its family)."""
+    keys = [f"auth:revoked:jti:{claims['jti']}"]
+    if claims.get("fam"):
+        keys.append(f"auth:revoked:fam:{claims['fam']}")
+    return keys
+
+
 async def is_revoked(kv: KeyValueStore, claims: dict[str, Any]) -> bool:
     """True when the token's jti or its family was revoked."""
     if await kv.get(f"auth:revoked:jti:{claims['jti']}") is not None:
