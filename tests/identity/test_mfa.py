@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from urllib.parse import parse_qs, urlparse
 
 import pyotp
@@ -11,6 +12,11 @@ from tests.identity.factories import app_of, create_user_in, login
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def next_code(totp: pyotp.TOTP) -> str:
+    """The code of the next 30 s step (accepted within the ±1 step window; unlike now(), unspent)."""
+    return totp.at(time.time() + 30)
 
 
 async def _enrol(client: AsyncClient, headers: dict[str, str]) -> tuple[pyotp.TOTP, list[str]]:
@@ -40,7 +46,9 @@ async def test_enrolled_user_needs_a_totp_code_that_works_once(client: AsyncClie
     wrong = await login(client, "mfa.user", totp="123456")
     assert wrong.status_code == 401
     assert wrong.json()["code"] == "invalid_mfa_code"
-    code = totp.now()
+    spent = await login(client, "mfa.user", totp=totp.now())
+    assert spent.status_code == 401  # the code that confirmed enrolment is spent
+    code = next_code(totp)
     assert (await login(client, "mfa.user", totp=code)).status_code == 200
     replay = await login(client, "mfa.user", totp=code)
     assert replay.status_code == 401  # a TOTP code is single use
@@ -88,7 +96,7 @@ async def test_admin_without_mfa_in_production_gets_an_enrolment_only_token(
         assert me.json()["mfa_required"] is True
         assert me.json()["permissions"] == ["self"]
         totp, _ = await _enrol(http, headers)
-        full = (await login(http, "prod.admin", totp=totp.now())).json()
+        full = (await login(http, "prod.admin", totp=next_code(totp))).json()
         assert full["mfa_enrolment_required"] is False
         assert (await http.get("/api/v1/users", headers=bearer(full["access_token"]))).status_code == 200
         # The browser login refuses such an account clearly instead of a half-working session.

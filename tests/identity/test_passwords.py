@@ -6,14 +6,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from httpx import AsyncClient
 from redis.asyncio import Redis
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from hims.core.security import encode_access_token
 from hims.identity import passwords
 from hims.identity.models import User
 from hims.settings import Settings
 from tests.identity.conftest import Mailbox
-from tests.identity.factories import DEFAULT_PASSWORD, app_of, create_user_in, login
+from tests.identity.factories import DEFAULT_PASSWORD, app_of, create_user_in, login, make_user
 
 
 @pytest.mark.parametrize(
@@ -138,3 +138,15 @@ async def test_password_reset_without_smtp_is_a_clear_503(client: AsyncClient) -
     response = await client.post("/api/v1/auth/password-reset", json={"login": "someone"})
     assert response.status_code == 503
     assert response.json()["code"] == "smtp_not_configured"
+
+
+async def test_old_hash_parameters_are_upgraded_at_login(client: AsyncClient, settings: Settings) -> None:
+    weak = settings.model_copy(update={"password_hash_memory_kib": 8192, "password_hash_time_cost": 1})
+    app = app_of(client)
+    async with app.state.db.transaction() as session:
+        user = await make_user(session, username="old.hash", roles=["nurse"], settings=weak)
+    assert "m=8192,t=1" in (user.password_hash or "")
+    assert (await login(client, "old.hash")).status_code == 200
+    async with app.state.db.transaction() as session:
+        stored = (await session.execute(select(User.password_hash).where(User.id == user.id))).scalar_one()
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")

@@ -177,3 +177,15 @@ async def test_roles_come_from_the_account_not_the_token(client: AsyncClient, se
 async def test_missing_or_malformed_authorization_is_401(client: AsyncClient) -> None:
     assert (await client.get(ME)).status_code == 401
     assert (await client.get(ME, headers={"Authorization": "Basic abc"})).status_code == 401
+
+
+async def test_in_process_fallback_store_revokes_too(database_url, tmp_path) -> None:
+    settings = make_settings(database_url, None, hims_data_dir=tmp_path)  # no REDIS_URL
+    async with serve_in_process(settings) as http:
+        await create_user_in(http.app, username="solo.user", roles=["nurse"])
+        tokens = (await login(http, "solo.user")).json()
+        assert (await http.get(ME, headers=bearer(tokens["access_token"]))).status_code == 200
+        assert (
+            await http.post("/api/v1/auth/logout", headers=bearer(tokens["access_token"]))
+        ).status_code == 204
+        assert (await http.get(ME, headers=bearer(tokens["access_token"]))).status_code == 401

@@ -622,6 +622,8 @@ async def confirm_mfa_enrolment(*, session: AsyncSession, kv: KeyValueStore, act
             errors=[field_error("code", "The code is not valid.", "invalid_mfa_code")],
         )
     user.mfa_enabled = True
+    # The confirming code is spent: it cannot be replayed for a login.
+    await kv.set(f"auth:totp:{user.id}:{code.strip().replace(' ', '')}", "1", ttl=120, only_new=True)
     await record_event(
         session=session, event="mfa_enrolled", user_id=user.id, username=user.username, actor=actor
     )
