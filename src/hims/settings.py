@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 Environment = Literal["development", "test", "staging", "production"]
 
@@ -85,7 +85,8 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
-CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
+# NoDecode: the environment gives `a,b` (not JSON); the validator splits it.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
 
 
 class _SecretFileSource(PydanticBaseSettingsSource):
