@@ -16,8 +16,13 @@ from hims.core.db import Database
 from hims.core.errors import install_error_handlers
 from hims.core.kv import make_store
 from hims.core.logging import RequestContextMiddleware, configure_logging
+from hims.core.storage import make_storage
+from hims.documents import routes as documents_routes
 from hims.identity import authn as identity_authn
 from hims.ops import routes as ops_routes
+from hims.patients import routes as patients_routes
+from hims.practitioners import routes as practitioners_routes
+from hims.scheduling import routes as scheduling_routes
 from hims.settings import Settings, load_settings
 
 log = structlog.get_logger("hims.app")
@@ -61,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.redis_url,
             settings.redis_password.get_secret_value() if settings.redis_password else None,
         )
+        app.state.storage = make_storage(settings)
         app.state.database_ready = False
         waiter = asyncio.create_task(wait_for_database(app))
         metrics.APP_INFO.labels(__version__, settings.hims_env).set(1)
@@ -87,5 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops_routes.router)
+    app.include_router(patients_routes.router)
+    app.include_router(practitioners_routes.router)
+    app.include_router(scheduling_routes.router)
+    app.include_router(documents_routes.router)
     identity_authn.install(app, settings)
     return app

@@ -4,9 +4,11 @@ Each domain adds one `import hims.<domain>.models` line here, in dependency orde
 """
 
 import hims.audit.models
+import hims.documents.models
 import hims.identity.models
 import hims.patients.models
-import hims.practitioners.models  # noqa: F401
+import hims.practitioners.models
+import hims.scheduling.models  # noqa: F401
 from hims.core.db import Base
 
 metadata = Base.metadata

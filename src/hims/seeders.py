@@ -6,4 +6,7 @@ from __future__ import annotations
 def load_seeders() -> None:
     """Import the domain seed modules; each appends to `hims.seed.SEEDERS` once."""
     # Each domain adds its import here, e.g. `import hims.identity.seed`.
-    import hims.identity.seed  # noqa: F401
+    import hims.identity.seed
+    import hims.patients.seed
+    import hims.practitioners.seed
+    import hims.scheduling.seed  # noqa: F401

@@ -194,6 +194,9 @@ class Settings(BaseSettings):
     storage_backend: Literal["local", "s3"] = Field("local", description="Where uploaded files are kept.")
     storage_s3_bucket: str | None = Field(None, description="Bucket for STORAGE_BACKEND=s3.")
     storage_s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO etc.).")
+    document_max_bytes: int = Field(
+        20 * 1024 * 1024, ge=1, description="Largest document upload accepted, in bytes (default 20 MiB)."
+    )
 
     # Monitoring
     sentry_dsn: SecretStr | None = Field(None, description="Sentry DSN (install the [sentry] extra).")

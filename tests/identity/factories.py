@@ -6,16 +6,19 @@ that role and logs in through the API, so every check the identity domain makes 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hims.core.permissions import Role
-from hims.core.security import Actor
+from hims.core.security import Actor, encode_access_token
 from hims.identity import service, tokens
 from hims.identity.models import User
 from hims.identity.schemas import UserCreate
@@ -88,3 +91,35 @@ def token_headers(settings: Settings, user: User) -> dict[str, str]:
     """A bearer header minted directly for an existing user (fast; no login, no lockout counters)."""
     pair = tokens.issue_pair(settings, user_id=user.id, username=user.username, roles=list(user.roles))
     return {"Authorization": f"Bearer {pair.access_token}"}
+
+
+def role_headers(settings: Settings, role: str | Role, *, user_id: uuid.UUID | None = None) -> dict[str, str]:
+    """Synchronous variant for helpers that cannot await: inserts an active user with ``role``
+    (no password) into the test database and mints its access token directly.
+
+    Runs the insert on its own thread and event loop, so it works inside async tests too.
+    """
+    assert settings.database_url is not None
+    uid = user_id or uuid.uuid4()
+    role_value = Role(role).value
+    username = f"test-{role_value}-{uid.hex[:12]}"
+    url = settings.database_url.get_secret_value().replace("postgresql+asyncpg://", "postgresql://")
+
+    async def insert() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(
+                "INSERT INTO users (id, username, display_name, active, roles, mfa_enabled,"
+                " recovery_code_hashes) VALUES ($1, $2, '', true, $3, false, '{}')"
+                " ON CONFLICT (id) DO NOTHING",
+                uid,
+                username,
+                [role_value],
+            )
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, insert()).result()
+    token = encode_access_token(settings, user_id=uid, username=username, roles=[role_value])
+    return {"Authorization": f"Bearer {token}"}

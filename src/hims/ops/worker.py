@@ -74,4 +74,4 @@ def run(settings: Settings, url: str) -> None:
 
     for key, value in worker_settings(settings, url).items():
         setattr(WorkerSettings, key, value)
-    run_worker(WorkerSettings)  # type: ignore[arg-type]
+    run_worker(WorkerSettings)  # type: ignore[arg-type,unused-ignore]

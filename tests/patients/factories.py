@@ -1,0 +1,86 @@
+"""Test helpers for patients, practitioners, appointments and documents (owned by CLINICAL-A).
+
+`auth_headers` is the ONE place a token for a role is made: swap it when identity adds checks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+from httpx import AsyncClient
+
+from hims.settings import Settings
+from tests.identity.factories import role_headers
+
+
+def auth_headers(settings: Settings, role: str, *, user_id: uuid.UUID | None = None) -> dict[str, str]:
+    """Authorization header with a real access token for a real, active user holding ``role``."""
+    return role_headers(settings, role, user_id=user_id)
+
+
+def patient_body(**overrides: Any) -> dict[str, Any]:
+    """A valid PatientCreate body (unique-ish name unless overridden)."""
+    body: dict[str, Any] = {
+        "given_name": "Amara",
+        "family_name": f"Okafor{uuid.uuid4().hex[:6]}",
+        "date_of_birth": "1984-03-12",
+        "sex_at_birth": "female",
+        "phone": None,
+        "email": None,
+        "country": "NG",
+    }
+    body.update(overrides)
+    return body
+
+
+async def make_patient(client: AsyncClient, settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Register a patient through the API (as a receptionist) and return the body."""
+    response = await client.post(
+        "/api/v1/patients?allow_duplicate=true",
+        json=patient_body(**overrides),
+        headers=auth_headers(settings, "receptionist"),
+    )
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def make_facility(client: AsyncClient, settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """A facility through the API (as an admin)."""
+    body = {"code": f"F{uuid.uuid4().hex[:6]}", "name": "Test Hospital", "country": "GB", **overrides}
+    response = await client.post("/api/v1/facilities", json=body, headers=auth_headers(settings, "admin"))
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def make_practitioner(client: AsyncClient, settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """A practitioner through the API (as an admin)."""
+    body = {"given_name": "Ngozi", "family_name": "Adeyemi", "profession": "physician", **overrides}
+    response = await client.post("/api/v1/practitioners", json=body, headers=auth_headers(settings, "admin"))
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def phi_rows(database_url: str, **where: Any) -> list[asyncpg.Record]:
+    """PHI access log rows matching column=value filters, oldest first."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        clauses = " AND ".join(f"{k} = ${i + 1}" for i, k in enumerate(where)) or "TRUE"
+        return list(
+            await conn.fetch(f"SELECT * FROM phi_access_log WHERE {clauses} ORDER BY id", *where.values())
+        )
+    finally:
+        await conn.close()
+
+
+async def count(database_url: str, table: str) -> int:
+    """Rows in ``table``."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval(f'SELECT count(*) FROM "{table}"'))
+    finally:
+        await conn.close()

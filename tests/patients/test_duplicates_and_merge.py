@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import uuid
+
+from hims.patients.merge import MERGE_HOOKS, hook_name
+from tests.patients.factories import (
+    auth_headers,
+    count,
+    make_patient,
+    make_practitioner,
+    patient_body,
+    phi_rows,
+)
+
+
+async def test_possible_duplicates_are_409_with_scored_candidates(client, settings, database_url) -> None:
+    headers = auth_headers(settings, "receptionist")
+    first = await make_patient(
+        client,
+        settings,
+        family_name="Okonkwo",
+        given_name="Chidinma",
+        date_of_birth="1990-05-01",
+        identifiers=[{"type": "national_id", "system": "urn:oid:2.16.566.1", "value": "NIN-123"}],
+    )
+    other = await make_patient(
+        client, settings, family_name="Elsewhere", given_name="Sam", email="sam@example.org"
+    )
+
+    similar = patient_body(family_name="Okonkwo", given_name="Chidimma", date_of_birth="1990-05-01")
+    response = await client.post("/api/v1/patients", json=similar, headers=headers)
+    assert response.status_code == 409, response.text
+    problem = response.json()
+    assert problem["code"] == "possible_duplicates"
+    [candidate] = problem["candidates"]
+    assert candidate["id"] == first["id"]
+    assert candidate["reasons"] == ["same_birth_date_similar_name"]
+    assert 0.5 < candidate["score"] <= 1
+
+    same_email = await client.post(
+        "/api/v1/patients", json=patient_body(email="SAM@example.org"), headers=headers
+    )
+    assert same_email.status_code == 409
+    assert same_email.json()["candidates"][0]["id"] == other["id"]
+    same_id = await client.post(
+        "/api/v1/patients",
+        json=patient_body(identifiers=[{"type": "national_id", "system": "urn:x", "value": "NIN-123"}]),
+        headers=headers,
+    )
+    assert same_id.json()["candidates"][0]["reasons"] == ["same_national_id"]
+    assert await count(database_url, "patients") == 2
+    # The disclosed candidates are in the PHI log even though the request failed.
+    checks = await phi_rows(database_url, action="duplicate_check", patient_id=uuid.UUID(first["id"]))
+    assert len(checks) == 2
+
+    anyway = await client.post("/api/v1/patients?allow_duplicate=true", json=similar, headers=headers)
+    assert anyway.status_code == 201
+    overrides = await phi_rows(database_url, action="duplicate_override")
+    assert [(str(r["patient_id"]), r["resource_id"]) for r in overrides] == [
+        (first["id"], anyway.json()["id"])
+    ]
+    body_flag = await client.post(
+        "/api/v1/patients", json={**similar, "allow_duplicate": True}, headers=headers
+    )
+    assert body_flag.status_code == 201
+
+
+async def test_merge_moves_records_redirects_and_is_audited(client, settings, database_url) -> None:
+    headers = auth_headers(settings, "receptionist")
+    keep = await make_patient(client, settings, family_name="Keeper")
+    dupe = await make_patient(client, settings, family_name="Keeperr")
+    earlier = await make_patient(client, settings, family_name="Keepr")
+    doctor = await make_practitioner(client, settings)
+    booked = await client.post(
+        "/api/v1/appointments",
+        json={
+            "patient_id": dupe["id"],
+            "practitioner_id": doctor["id"],
+            "starts_at": "2030-01-02T09:00:00Z",
+            "ends_at": "2030-01-02T09:30:00Z",
+        },
+        headers=headers,
+    )
+    assert booked.status_code == 201, booked.text
+    upload = await client.post(
+        f"/api/v1/patients/{dupe['id']}/documents",
+        files={"file": ("note.txt", b"referral letter", "text/plain")},
+        headers=auth_headers(settings, "nurse"),
+    )
+    assert upload.status_code == 201, upload.text
+    first_merge = await client.post(
+        f"/api/v1/patients/{earlier['id']}/merge", json={"into": dupe["id"]}, headers=headers
+    )
+    assert first_merge.status_code == 200, first_merge.text
+
+    # Nurses may not merge.
+    denied = await client.post(
+        f"/api/v1/patients/{dupe['id']}/merge",
+        json={"into": keep["id"]},
+        headers=auth_headers(settings, "nurse"),
+    )
+    assert denied.status_code == 403
+
+    merged = await client.post(
+        f"/api/v1/patients/{dupe['id']}/merge", json={"into": keep["id"]}, headers=headers
+    )
+    assert merged.status_code == 200, merged.text
+    result = merged.json()
+    assert result["survivor"]["id"] == keep["id"]
+    assert result["moved"]["hims.scheduling.merge.move_appointments"] == 1
+    assert result["moved"]["hims.documents.merge.move_documents"] == 1
+    assert result["moved"]["hims.patients.earlier_merges"] == 1
+
+    redirect = await client.get(f"/api/v1/patients/{dupe['id']}", headers=headers)
+    assert redirect.status_code == 308
+    assert redirect.headers["Location"] == f"/api/v1/patients/{keep['id']}"
+    assert redirect.json()["merged_into"] == keep["id"]
+    chained = await client.get(f"/api/v1/patients/{earlier['id']}", headers=headers)
+    assert chained.headers["Location"] == f"/api/v1/patients/{keep['id']}"
+
+    appointments = await client.get(
+        "/api/v1/appointments", params={"patient_id": keep["id"]}, headers=headers
+    )
+    assert [a["id"] for a in appointments.json()["items"]] == [booked.json()["id"]]
+    documents = await client.get(
+        f"/api/v1/patients/{keep['id']}/documents", headers=auth_headers(settings, "nurse")
+    )
+    assert [d["id"] for d in documents.json()] == [upload.json()["id"]]
+
+    search = await client.get("/api/v1/patients", params={"family": "keep"}, headers=headers)
+    assert [p["id"] for p in search.json()["items"]] == [keep["id"]]
+    merge_rows = await phi_rows(database_url, action="merge")
+    assert {str(r["patient_id"]) for r in merge_rows} == {keep["id"], dupe["id"], earlier["id"]}
+
+    again = await client.post(
+        f"/api/v1/patients/{dupe['id']}/merge", json={"into": keep["id"]}, headers=headers
+    )
+    assert again.status_code == 409
+    assert again.json()["code"] == "patient_merged"
+    into_merged = await client.post(
+        f"/api/v1/patients/{keep['id']}/merge", json={"into": dupe["id"]}, headers=headers
+    )
+    assert into_merged.status_code == 422
+    itself = await client.post(
+        f"/api/v1/patients/{keep['id']}/merge", json={"into": keep["id"]}, headers=headers
+    )
+    assert itself.status_code == 422
+    update_merged = await client.patch(
+        f"/api/v1/patients/{dupe['id']}", json={"city": "X"}, headers={**headers, "If-Match": "*"}
+    )
+    assert update_merged.status_code == 409
+
+
+def test_merge_hooks_are_registered_by_the_domains() -> None:
+    names = {hook_name(h) for h in MERGE_HOOKS}
+    assert {"hims.scheduling.merge.move_appointments", "hims.documents.merge.move_documents"} <= names
