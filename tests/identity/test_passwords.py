@@ -150,3 +150,17 @@ async def test_old_hash_parameters_are_upgraded_at_login(client: AsyncClient, se
     async with app.state.db.transaction() as session:
         stored = (await session.execute(select(User.password_hash).where(User.id == user.id))).scalar_one()
     assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+async def test_password_reset_requests_are_rate_limited(
+    mail_client: AsyncClient, smtp_server: Mailbox
+) -> None:
+    await create_user_in(mail_client.app, username="flooded", roles=["nurse"], email="flooded@example.org")
+    for _ in range(5):
+        response = await mail_client.post("/api/v1/auth/password-reset", json={"login": "flooded"})
+        assert response.status_code == 202
+    refused = await mail_client.post("/api/v1/auth/password-reset", json={"login": "flooded"})
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "reset_rate_limited"
+    assert int(refused.headers["Retry-After"]) <= 3600
+    assert len(smtp_server.messages) == 5

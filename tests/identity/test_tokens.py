@@ -189,3 +189,16 @@ async def test_in_process_fallback_store_revokes_too(database_url, tmp_path) -> 
             await http.post("/api/v1/auth/logout", headers=bearer(tokens["access_token"]))
         ).status_code == 204
         assert (await http.get(ME, headers=bearer(tokens["access_token"]))).status_code == 401
+
+
+async def test_refresh_fails_once_the_account_is_disabled(client: AsyncClient, settings: Settings) -> None:
+    app = app_of(client)
+    admin = await create_user_in(app, username="boss3", roles=["admin"])
+    tokens = await _tokens(client, "soon.gone")
+    me = await client.get(ME, headers=bearer(tokens["access_token"]))
+    disabled = await client.post(
+        f"/api/v1/users/{me.json()['id']}/disable", headers=token_headers(settings, admin)
+    )
+    assert disabled.status_code == 200
+    refreshed = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 401

@@ -39,6 +39,7 @@ from hims.identity.schemas import UserCreate
 from hims.settings import Settings
 
 INVALID_CREDENTIALS = "Invalid username or password."
+RESET_REQUESTS_PER_HOUR = 5
 #: How long the authenticator may trust a cached user status (invalidated on every change).
 USER_STATUS_TTL = 30.0
 
@@ -523,7 +524,17 @@ async def request_password_reset(
     """A single-use reset link for an active user with an e-mail address (None otherwise).
 
     The caller answers the same way either way so the endpoint does not reveal who exists.
+    At most RESET_REQUESTS_PER_HOUR per client address and per login, so nobody can flood a
+    mailbox or the mail server.
     """
+    for key in (f"auth:reset-req:ip:{client.ip}", f"auth:reset-req:login:{login.lower()}"):
+        if await kv.incr(key, ttl=3600) > RESET_REQUESTS_PER_HOUR:
+            seconds = max(int(await kv.ttl(key) or 1), 1)
+            raise TooManyRequests(
+                "Too many password-reset requests; try again later.",
+                code="reset_rate_limited",
+                headers={"Retry-After": str(seconds)},
+            )
     user = await repository.get_user_by_login(session, login)
     if user is None or not user.active or not user.email:
         await record_event(
