@@ -31,6 +31,7 @@ PUBLIC_ROUTES = {
     ("POST", "/api/v1/auth/session"),  # the browser login form posts here
     ("POST", "/api/v1/auth/password-reset"),
     ("POST", "/api/v1/auth/password-reset/confirm"),
+    ("GET", "/fhir/R4/metadata"),  # the CapabilityStatement must be readable before login (FHIR R4)
     ("GET", "/login"),  # the UI login page (web domain)
     ("POST", "/login"),
 }

@@ -13,11 +13,13 @@ from fastapi import FastAPI
 from hims import __version__
 from hims.core import metrics
 from hims.core.db import Database
-from hims.core.errors import install_error_handlers
+from hims.core.errors import install_error_handlers, register_renderer
 from hims.core.kv import make_store
 from hims.core.logging import RequestContextMiddleware, configure_logging
 from hims.core.storage import make_storage
 from hims.documents import routes as documents_routes
+from hims.fhir import routes as fhir_routes
+from hims.fhir.outcome import render_operation_outcome
 from hims.identity import authn as identity_authn
 from hims.ops import routes as ops_routes
 from hims.patients import routes as patients_routes
@@ -91,11 +93,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    register_renderer("/fhir", render_operation_outcome)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops_routes.router)
     app.include_router(patients_routes.router)
     app.include_router(practitioners_routes.router)
     app.include_router(scheduling_routes.router)
     app.include_router(documents_routes.router)
+    app.include_router(fhir_routes.router)
     identity_authn.install(app, settings)
     return app

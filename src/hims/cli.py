@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from hims.fhir import cli as fhir_cli
 from hims.identity import cli as identity_cli
 from hims.ops import cli as ops_cli
 from hims.settings import SettingsError
@@ -18,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 ops_cli.register(app)
+app.add_typer(fhir_cli.app, name="fhir")
 identity_cli.register(app)
 
 

@@ -5,6 +5,7 @@ Each domain adds one `import hims.<domain>.models` line here, in dependency orde
 
 import hims.audit.models
 import hims.documents.models
+import hims.fhir.models
 import hims.identity.models
 import hims.patients.models
 import hims.practitioners.models

@@ -93,16 +93,23 @@ def token_headers(settings: Settings, user: User) -> dict[str, str]:
     return {"Authorization": f"Bearer {pair.access_token}"}
 
 
-def role_headers(settings: Settings, role: str | Role, *, user_id: uuid.UUID | None = None) -> dict[str, str]:
-    """Synchronous variant for helpers that cannot await: inserts an active user with ``role``
-    (no password) into the test database and mints its access token directly.
+def role_token(
+    settings: Settings,
+    roles: Sequence[str | Role],
+    *,
+    user_id: uuid.UUID | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """Synchronous helper for code that cannot await: inserts an active user holding ``roles``
+    (no password) into the test database and mints its access token directly (``extra`` claims,
+    e.g. a SMART ``scope``, are added to the token).
 
     Runs the insert on its own thread and event loop, so it works inside async tests too.
     """
     assert settings.database_url is not None
     uid = user_id or uuid.uuid4()
-    role_value = Role(role).value
-    username = f"test-{role_value}-{uid.hex[:12]}"
+    role_values = sorted({Role(r).value for r in roles})
+    username = f"test-{'-'.join(role_values)}-{uid.hex[:12]}"
     url = settings.database_url.get_secret_value().replace("postgresql+asyncpg://", "postgresql://")
 
     async def insert() -> None:
@@ -114,12 +121,16 @@ def role_headers(settings: Settings, role: str | Role, *, user_id: uuid.UUID | N
                 " ON CONFLICT (id) DO NOTHING",
                 uid,
                 username,
-                [role_value],
+                role_values,
             )
         finally:
             await conn.close()
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(asyncio.run, insert()).result()
-    token = encode_access_token(settings, user_id=uid, username=username, roles=[role_value])
-    return {"Authorization": f"Bearer {token}"}
+    return encode_access_token(settings, user_id=uid, username=username, roles=role_values, extra=extra)
+
+
+def role_headers(settings: Settings, role: str | Role, *, user_id: uuid.UUID | None = None) -> dict[str, str]:
+    """`role_token` for one role, as an Authorization header."""
+    return {"Authorization": f"Bearer {role_token(settings, [role], user_id=user_id)}"}

@@ -126,17 +126,17 @@ def problem_response(request: Request, error: HimsError) -> Response:
     return JSONResponse(body, status_code=error.status, headers=error.headers, media_type=PROBLEM_JSON)
 
 
-_renderers: list[tuple[str, Renderer]] = []
+_renderers: dict[str, Renderer] = {}
 
 
 def register_renderer(path_prefix: str, renderer: Renderer) -> None:
     """Render errors under ``path_prefix`` with ``renderer`` (e.g. OperationOutcome for /fhir)."""
-    _renderers.append((path_prefix, renderer))
+    _renderers[path_prefix] = renderer
 
 
 def render(request: Request, error: HimsError) -> Response:
     """Pick the renderer for the request's path."""
-    for prefix, renderer in _renderers:
+    for prefix, renderer in _renderers.items():
         if request.url.path.startswith(prefix):
             return renderer(request, error)
     return problem_response(request, error)

@@ -69,7 +69,7 @@ async def authenticator(request: Request, claims: dict[str, Any] | None) -> Acto
         status = await _status(request, user_id, cached)
         if int(claims["iat"]) < status.tokens_valid_after:
             raise Unauthorized("The token predates a password change.", code="token_revoked")
-        limited = claims.get("scope") == tokens.MFA_ENROLMENT_SCOPE
+        limited = claims.get(tokens.LIMIT_CLAIM) == tokens.MFA_ENROLMENT_SCOPE
         roles = frozenset() if limited else frozenset(status.roles)
         return Actor(
             user_id=status.user_id,
@@ -82,7 +82,7 @@ async def authenticator(request: Request, claims: dict[str, Any] | None) -> Acto
             channel=_channel(request),
             token_id=str(claims["jti"]),
             practitioner_id=status.practitioner_id,
-            extra={"exp": claims["exp"], "fam": claims.get("fam"), "scope": claims.get("scope")},
+            extra={"exp": claims["exp"], "fam": claims.get("fam"), "limited": limited},
         )
     session_id = request.cookies.get(SESSION_COOKIE)
     if not session_id:

@@ -22,7 +22,9 @@ from hims.core.kv import KeyValueStore
 from hims.core.security import ALGORITHM, ISSUER, encode_access_token
 from hims.settings import Settings
 
-#: ``scope`` claim of the limited token given to an MFA-obliged user who has not enrolled yet.
+#: ``lim`` claim of the limited token given to an MFA-obliged user who has not enrolled yet (not
+#: ``scope``, which carries SMART scopes for the FHIR API).
+LIMIT_CLAIM = "lim"
 MFA_ENROLMENT_SCOPE = "mfa_enrolment"
 
 
@@ -77,7 +79,7 @@ def issue_enrolment_token(settings: Settings, *, user_id: uuid.UUID, username: s
         user_id=user_id,
         username=username,
         roles=[],
-        extra={"fam": family, "scope": MFA_ENROLMENT_SCOPE},
+        extra={"fam": family, LIMIT_CLAIM: MFA_ENROLMENT_SCOPE},
     )
     return TokenPair(access, None, int(settings.jwt_expires_in.total_seconds()), family)
 

@@ -1,0 +1,80 @@
+"""Shared helpers for the FHIR benchmarks: a fresh database, a server process, percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from hims.ops import migrate
+
+SERVER = os.environ.get("HIMS_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def fresh_database(name: str) -> str:
+    """Drop and create ``name``, migrate it, return its URL."""
+    conn = await asyncpg.connect(SERVER)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = SERVER.rsplit("/", 1)[0] + "/" + name
+    await asyncio.to_thread(migrate.upgrade, url)
+    return url
+
+
+def free_port() -> int:
+    """An unused TCP port on localhost."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(url: str, port: int, workers: int, data_dir: Path) -> subprocess.Popen[bytes]:
+    """`hims serve` on ``port`` against ``url``."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "HIMS_DATA_DIR": str(data_dir),
+        "LOG_LEVEL": "warning",
+        "HIMS_ENV": "development",
+        "DATABASE_MAX_CONNECTIONS": "20",
+    }
+    env.pop("REDIS_URL", None)
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "hims"), "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_ready(base: str, timeout: float = 60) -> None:
+    """Poll /metadata until the server answers."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            try:
+                if (await http.get(f"{base}/metadata")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.3)
+    raise RuntimeError("server did not start")
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of ``values`` in milliseconds."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000

@@ -1,0 +1,159 @@
+"""Loading FHIR data sets: transaction Bundles (.json[.gz]) and Bulk NDJSON files (.ndjson[.gz]).
+
+Synthea repeats the same Organizations and Practitioners in every patient bundle; their POSTs are
+turned into conditional creates on their identifier so each is stored once.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from hims.core.db import Database
+from hims.core.security import Actor
+from hims.fhir import bundles
+
+DEDUPLICATED_TYPES = ("Organization", "Practitioner", "Location")
+#: NDJSON files load in this order so conditional references find their targets.
+LOAD_ORDER = ("Organization", "Location", "Practitioner", "PractitionerRole", "Patient", "Encounter")
+NDJSON_BATCH = 500
+
+
+class NotFhir(ValueError):
+    """A file that is not FHIR data (skipped, not failed)."""
+
+
+@dataclass
+class ImportStats:
+    """What an import did."""
+
+    files: int = 0
+    resources: int = 0
+    errors: int = 0
+    skipped: int = 0
+
+
+def discover(paths: list[Path]) -> list[Path]:
+    """Every importable file under ``paths`` (directories are walked, sorted)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and _kind(p)))
+        elif _kind(path):
+            found.append(path)
+    return sorted(found, key=_priority)
+
+
+def _priority(path: Path) -> tuple[int, str]:
+    stem = path.name.split(".")[0]
+    return (LOAD_ORDER.index(stem) if stem in LOAD_ORDER else len(LOAD_ORDER), str(path))
+
+
+def _kind(path: Path) -> str | None:
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".ndjson"):
+        return "ndjson"
+    if name.endswith(".json"):
+        return "bundle"
+    return None
+
+
+def _read(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.name.endswith(".gz") else data
+
+
+def deduplicate(entries: list[dict[str, Any]]) -> None:
+    """Make POSTs of shared resources conditional on their first identifier."""
+    for entry in entries:
+        resource = entry.get("resource") or {}
+        request = entry.get("request") or {}
+        if resource.get("resourceType") not in DEDUPLICATED_TYPES or request.get("method") != "POST":
+            continue
+        if request.get("ifNoneExist"):
+            continue
+        for ident in resource.get("identifier") or []:
+            if ident.get("system") and ident.get("value"):
+                request["ifNoneExist"] = f"identifier={ident['system']}|{ident['value']}"
+                break
+
+
+def _ndjson_batches(data: bytes) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        resource = orjson.loads(line)
+        rtype, rid = resource.get("resourceType"), resource.get("id")
+        request = {"method": "PUT", "url": f"{rtype}/{rid}"} if rid else {"method": "POST", "url": str(rtype)}
+        batch.append({"resource": resource, "request": request})
+        if len(batch) >= NDJSON_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def import_file(db: Database, path: Path, *, actor: Actor) -> tuple[int, dict[str, Any] | None]:
+    """Import one file, each bundle / NDJSON batch in its own transaction; (resources, last response)."""
+    data = _read(path)
+    if _kind(path) == "ndjson":
+        first = next((line for line in data.splitlines() if line.strip()), b"{}")
+        if "resourceType" not in orjson.loads(first):
+            raise NotFhir(f"{path.name} holds no FHIR resources (e.g. a Bulk Data log); skipped")
+        total = 0
+        for batch in _ndjson_batches(data):
+            async with db.transaction() as session:
+                # Bulk files reference each other across files (and sometimes into files that are absent),
+                # so referential integrity is not enforced for NDJSON loads.
+                await bundles.transaction(
+                    session=session, actor=actor, entries=batch, base_url="", check_references=False
+                )
+            total += len(batch)
+        return total, None
+    bundle = orjson.loads(data)
+    kind, entries = bundles.parse_bundle(bundle)
+    deduplicate(entries)
+    async with db.transaction() as session:
+        if kind == "transaction":
+            response = await bundles.transaction(session=session, actor=actor, entries=entries, base_url="")
+        else:
+            response = await bundles.batch(session=session, actor=actor, entries=entries, base_url="")
+    return len(entries), response
+
+
+async def import_paths(
+    db: Database,
+    paths: list[Path],
+    *,
+    actor: Actor,
+    on_file: Callable[[Path, int, str | None], None] | None = None,
+) -> ImportStats:
+    """Import every file; a failing file is reported and skipped (its transaction rolled back)."""
+    from hims.core.errors import HimsError
+
+    stats = ImportStats()
+    for path in discover(paths):
+        try:
+            count, _ = await import_file(db, path, actor=actor)
+        except NotFhir as exc:
+            stats.skipped += 1
+            if on_file:
+                on_file(path, 0, f"skipped: {exc}")
+            continue
+        except (HimsError, ValueError, orjson.JSONDecodeError) as exc:
+            stats.errors += 1
+            detail = exc.detail if isinstance(exc, HimsError) else str(exc)
+            if on_file:
+                on_file(path, 0, detail)
+            continue
+        stats.files += 1
+        stats.resources += count
+        if on_file:
+            on_file(path, count, None)
+    return stats

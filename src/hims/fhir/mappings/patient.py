@@ -1,0 +1,160 @@
+"""Patient ↔ ``patients`` row."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from hims.fhir.mappings._common import (
+    HIMS,
+    MR_TYPE,
+    address,
+    address_columns,
+    drop_empty,
+    identifiers_in,
+    identifiers_out,
+    telecom,
+    telecoms,
+)
+
+MRN_SYSTEM = f"{HIMS}/sid/mrn"
+_SEX = {"male": "male", "female": "female", "other": "unknown", "unknown": "unknown"}
+
+
+def _official_name(resource: dict[str, Any]) -> dict[str, Any]:
+    names = resource.get("name") or []
+    for name in names:
+        if name.get("use") == "official":
+            return dict(name)
+    return dict(names[0]) if names else {}
+
+
+def _mrn(resource: dict[str, Any]) -> str | None:
+    for ident in resource.get("identifier") or []:
+        if ident.get("system") == MRN_SYSTEM:
+            return str(ident.get("value"))
+    for ident in resource.get("identifier") or []:
+        codes = [c.get("code") for c in (ident.get("type") or {}).get("coding") or []]
+        if "MR" in codes and ident.get("value"):
+            return str(ident["value"])
+    return None
+
+
+def to_row(resource: dict[str, Any]) -> dict[str, Any]:
+    """Column values for ``patients`` (``mrn`` is None when the resource carries no MR identifier)."""
+    name = _official_name(resource)
+    given = list(name.get("given") or [])
+    gender = resource.get("gender") or "unknown"
+    deceased_at = None
+    if isinstance(resource.get("deceasedDateTime"), str):
+        deceased_at = datetime.fromisoformat(resource["deceasedDateTime"].replace("Z", "+00:00"))
+        if deceased_at.tzinfo is None:
+            deceased_at = deceased_at.replace(tzinfo=UTC)
+    language = None
+    for comm in resource.get("communication") or []:
+        codings = (comm.get("language") or {}).get("coding") or []
+        if codings and (comm.get("preferred") or language is None):
+            language = codings[0].get("code")
+    contact = None
+    for item in resource.get("contact") or []:
+        contact_name = item.get("name") or {}
+        relationship = ((item.get("relationship") or [{}])[0].get("coding") or [{}])[0].get("code")
+        contact = (
+            drop_empty(
+                {
+                    "name": contact_name.get("text")
+                    or " ".join(
+                        [*(contact_name.get("given") or []), contact_name.get("family") or ""]
+                    ).strip()
+                    or None,
+                    "relationship": relationship,
+                    "phone": telecom(item, "phone"),
+                }
+            )
+            or None
+        )
+        break
+    mrn = _mrn(resource)
+    return {
+        "mrn": mrn,
+        "given_name": given[0] if given else "",
+        "middle_name": " ".join(given[1:]) or None,
+        "family_name": name.get("family") or "",
+        "date_of_birth": date.fromisoformat(resource["birthDate"])
+        if len(resource.get("birthDate", "")) == 10
+        else None,
+        "sex_at_birth": _SEX.get(gender, "unknown"),
+        "gender_identity": gender if gender == "other" else None,
+        "phone": telecom(resource, "phone"),
+        "email": telecom(resource, "email"),
+        **address_columns(resource),
+        "preferred_language": language,
+        "identifiers": [
+            i
+            for i in identifiers_in(resource, skip_system=MRN_SYSTEM)
+            if not (i.get("type") == "MR" and i.get("value") == mrn)
+        ],
+        "emergency_contact": contact,
+        "deceased": bool(resource.get("deceasedBoolean")) or deceased_at is not None,
+        "deceased_at": deceased_at,
+        "active": resource.get("active", True),
+    }
+
+
+def to_resource(row: dict[str, Any]) -> dict[str, Any]:
+    """A FHIR Patient from a ``patients`` row (id = the row's UUID)."""
+    given = [row["given_name"]] if row.get("given_name") else []
+    if row.get("middle_name"):
+        given.extend(str(row["middle_name"]).split(" "))
+    identifiers = []
+    if row.get("mrn"):
+        identifiers.append({"use": "usual", "type": MR_TYPE, "system": MRN_SYSTEM, "value": row["mrn"]})
+    identifiers.extend(identifiers_out(row.get("identifiers")))
+    gender = "other" if row.get("gender_identity") == "other" else row.get("sex_at_birth")
+    if gender not in ("male", "female", "other", "unknown"):
+        gender = "unknown"
+    resource: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": str(row["id"]) if row.get("id") else None,
+        "identifier": identifiers,
+        "active": row.get("active", True),
+        "name": [drop_empty({"use": "official", "family": row.get("family_name") or None, "given": given})],
+        "telecom": telecoms(row.get("phone"), row.get("email")),
+        "gender": gender,
+        "birthDate": row["date_of_birth"].isoformat() if row.get("date_of_birth") else None,
+        "address": [a] if (a := address(row)) else [],
+    }
+    if row.get("deceased_at"):
+        resource["deceasedDateTime"] = row["deceased_at"].astimezone(UTC).isoformat().replace("+00:00", "Z")
+    elif row.get("deceased"):
+        resource["deceasedBoolean"] = True
+    contact = row.get("emergency_contact")
+    if contact:
+        resource["contact"] = [
+            drop_empty(
+                {
+                    "relationship": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/v2-0131",
+                                    "code": contact["relationship"],
+                                }
+                            ]
+                        }
+                    ]
+                    if contact.get("relationship")
+                    else None,
+                    "name": {"text": contact["name"]} if contact.get("name") else None,
+                    "telecom": telecoms(contact.get("phone"), None),
+                }
+            )
+        ]
+    if row.get("preferred_language"):
+        resource["communication"] = [
+            {
+                "language": {"coding": [{"system": "urn:ietf:bcp:47", "code": row["preferred_language"]}]},
+                "preferred": True,
+            }
+        ]
+    return drop_empty(resource)

@@ -1,0 +1,353 @@
+"""All SQL of the FHIR store. Runs on the session's own connection (same transaction) through
+asyncpg directly: writes are one statement per batch (resource, history and index rows together)."""
+
+# SQL is assembled from fixed fragments; every value is a bound parameter ($n), never spliced.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hims.fhir.extract import IndexRows
+
+
+async def connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under ``session`` (its transaction is already open)."""
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
+    return driver
+
+
+_ROW_COLUMNS = (
+    "SELECT r.rid, r.resource_type, r.id, r.patient_ref, r.last_updated, r.resource::text AS resource "
+)
+
+
+@dataclass
+class Current:
+    """The current row of a resource."""
+
+    rid: int
+    version_id: int
+    deleted: bool
+    last_updated: datetime
+    resource: str | None  # JSON text
+    patient_ref: str | None
+
+
+@dataclass
+class Write:
+    """One version to write: ``resource`` JSON text is None for a delete."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    method: str
+    resource: str | None
+    patient_ref: str | None
+    index: IndexRows | None
+
+
+async def read(
+    conn: asyncpg.Connection, resource_type: str, id_: str, *, lock: bool = False
+) -> Current | None:
+    """The current version (or tombstone), optionally locked for update."""
+    sql = (
+        "SELECT rid, version_id, deleted, last_updated, resource::text AS resource, patient_ref "
+        "FROM fhir_resources WHERE resource_type = $1 AND id = $2"
+    )
+    row = await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), resource_type, id_)
+    return Current(**dict(row)) if row else None
+
+
+async def read_many(
+    conn: asyncpg.Connection, keys: Sequence[tuple[str, str]], *, lock: bool = False
+) -> dict[tuple[str, str], Current]:
+    """Current rows for many (type, id) keys in one round trip."""
+    if not keys:
+        return {}
+    sql = (
+        "SELECT r.resource_type, r.id, rid, version_id, deleted, last_updated, resource::text AS resource, "
+        "patient_ref FROM fhir_resources r JOIN unnest($1::text[], $2::text[]) k(t, i) "
+        "ON r.resource_type = k.t AND r.id = k.i"
+    )
+    rows = await conn.fetch(
+        sql + (" FOR UPDATE OF r" if lock else ""), [k[0] for k in keys], [k[1] for k in keys]
+    )
+    out: dict[tuple[str, str], Current] = {}
+    for row in rows:
+        data = dict(row)
+        key = (data.pop("resource_type"), data.pop("id"))
+        out[key] = Current(**data)
+    return out
+
+
+async def vread(
+    conn: asyncpg.Connection, resource_type: str, id_: str, version_id: int
+) -> tuple[bool, str | None] | None:
+    """(found, resource JSON text or None when that version is a delete)."""
+    row = await conn.fetchrow(
+        "SELECT resource::text AS resource FROM fhir_resource_history "
+        "WHERE resource_type = $1 AND id = $2 AND version_id = $3",
+        resource_type,
+        id_,
+        version_id,
+    )
+    return (True, row["resource"]) if row else None
+
+
+async def history(
+    conn: asyncpg.Connection,
+    resource_type: str | None,
+    id_: str | None,
+    *,
+    since: datetime | None,
+    limit: int,
+    before: tuple[datetime, str, int] | None,
+) -> list[asyncpg.Record]:
+    """Versions newest first (instance, type or system level), keyset-paged on (time, id, version)."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if resource_type:
+        args.append(resource_type)
+        clauses.append(f"resource_type = ${len(args)}")
+    if id_:
+        args.append(id_)
+        clauses.append(f"id = ${len(args)}")
+    if since:
+        args.append(since)
+        clauses.append(f"last_updated >= ${len(args)}")
+    if before:
+        args.extend(before)
+        n = len(args)
+        clauses.append(f"(last_updated, id, version_id) < (${n - 2}, ${n - 1}, ${n})")
+    where = " AND ".join(clauses) or "TRUE"
+    args.append(limit)
+    return list(
+        await conn.fetch(
+            "SELECT resource_type, id, version_id, last_updated, method, resource::text AS resource "
+            f"FROM fhir_resource_history WHERE {where} "
+            f"ORDER BY last_updated DESC, id DESC, version_id DESC LIMIT ${len(args)}",
+            *args,
+        )
+    )
+
+
+_WRITE_SQL = """
+WITH data AS (
+  SELECT * FROM unnest(
+    $1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::text[], $7::text[]
+  )
+    WITH ORDINALITY AS d(rtype, id, version_id, last_updated, patient_ref, resource, method, n)
+),
+up AS (
+  INSERT INTO fhir_resources AS r
+    (resource_type, id, version_id, last_updated, deleted, patient_ref, resource)
+  SELECT rtype, id, version_id, last_updated, method = 'DELETE', patient_ref, resource::jsonb FROM data
+  ON CONFLICT (resource_type, id) DO UPDATE SET
+    version_id = EXCLUDED.version_id, last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted,
+    patient_ref = EXCLUDED.patient_ref, resource = EXCLUDED.resource
+  WHERE r.version_id = EXCLUDED.version_id - 1
+  RETURNING r.rid, r.resource_type, r.id
+),
+keyed AS (
+  SELECT d.n, up.rid, up.resource_type FROM data d JOIN up ON up.resource_type = d.rtype AND up.id = d.id
+),
+hist AS (
+  INSERT INTO fhir_resource_history (resource_type, id, version_id, last_updated, method, resource)
+  SELECT d.rtype, d.id, d.version_id, d.last_updated, d.method, d.resource::jsonb
+  FROM data d JOIN up ON up.resource_type = d.rtype AND up.id = d.id
+),
+dt AS (DELETE FROM fhir_idx_token WHERE rid IN (SELECT rid FROM up) AND $26),
+ds AS (DELETE FROM fhir_idx_string WHERE rid IN (SELECT rid FROM up) AND $26),
+dd AS (DELETE FROM fhir_idx_date WHERE rid IN (SELECT rid FROM up) AND $26),
+dr AS (DELETE FROM fhir_idx_reference WHERE rid IN (SELECT rid FROM up) AND $26),
+dq AS (DELETE FROM fhir_idx_quantity WHERE rid IN (SELECT rid FROM up) AND $26),
+it AS (
+  INSERT INTO fhir_idx_token (rid, rtype, param, system, code)
+  SELECT k.rid, k.resource_type, u.p, u.s, u.c
+  FROM unnest($8::bigint[], $9::text[], $10::text[], $11::text[]) u(n, p, s, c) JOIN keyed k ON k.n = u.n
+),
+istr AS (
+  INSERT INTO fhir_idx_string (rid, rtype, param, value, raw)
+  SELECT k.rid, k.resource_type, u.p, u.v, u.r
+  FROM unnest($12::bigint[], $13::text[], $14::text[], $15::text[]) u(n, p, v, r) JOIN keyed k ON k.n = u.n
+),
+idt AS (
+  INSERT INTO fhir_idx_date (rid, rtype, param, low, high)
+  SELECT k.rid, k.resource_type, u.p, u.l, u.h
+  FROM unnest($16::bigint[], $17::text[], $18::timestamptz[], $19::timestamptz[]) u(n, p, l, h)
+  JOIN keyed k ON k.n = u.n
+),
+iref AS (
+  INSERT INTO fhir_idx_reference (rid, rtype, param, target_type, target_id)
+  SELECT k.rid, k.resource_type, u.p, u.t, u.i
+  FROM unnest($20::bigint[], $21::text[], $22::text[], $23::text[]) u(n, p, t, i) JOIN keyed k ON k.n = u.n
+),
+iq AS (
+  INSERT INTO fhir_idx_quantity (rid, rtype, param, value, system, code)
+  SELECT k.rid, k.resource_type, u.p, u.v, u.s, u.c
+  FROM unnest($24::bigint[], $25::text[], $27::numeric[], $28::text[], $29::text[]) u(n, p, v, s, c)
+  JOIN keyed k ON k.n = u.n
+)
+SELECT resource_type, id FROM up
+"""
+
+
+async def write(
+    conn: asyncpg.Connection, writes: Sequence[Write], *, replace_index: bool = True
+) -> set[tuple[str, str]]:
+    """Write versions, history and index rows in one statement; returns the keys actually written.
+
+    A key missing from the result lost an optimistic-concurrency race (version moved on).
+    """
+    if not writes:
+        return set()
+    tok: tuple[list[Any], ...] = ([], [], [], [])
+    st: tuple[list[Any], ...] = ([], [], [], [])
+    dt: tuple[list[Any], ...] = ([], [], [], [])
+    rf: tuple[list[Any], ...] = ([], [], [], [])
+    qt: tuple[list[Any], ...] = ([], [], [], [], [])
+    for n, item in enumerate(writes, start=1):
+        rows = item.index
+        if rows is None:
+            continue
+        for p, s, c in rows.tokens:
+            _push(tok, n, p, s, c)
+        for p, v, r in rows.strings:
+            _push(st, n, p, v, r)
+        for p, lo, hi in rows.dates:
+            _push(dt, n, p, lo, hi)
+        for p, t, i in rows.refs:
+            _push(rf, n, p, t, i)
+        for p, q, s, c in rows.quantities:
+            _push(qt, n, p, q, s, c)
+    result = await conn.fetch(
+        _WRITE_SQL,
+        [w.resource_type for w in writes],
+        [w.id for w in writes],
+        [w.version_id for w in writes],
+        [w.last_updated for w in writes],
+        [w.patient_ref for w in writes],
+        [w.resource for w in writes],
+        [w.method for w in writes],
+        *tok,
+        *st,
+        *dt,
+        *rf,
+        qt[0],
+        qt[1],
+        replace_index,
+        qt[2],
+        qt[3],
+        qt[4],
+    )
+    return {(r["resource_type"], r["id"]) for r in result}
+
+
+def _push(cols: tuple[list[Any], ...], *values: Any) -> None:
+    for col, value in zip(cols, values, strict=True):
+        col.append(value)
+
+
+async def existing_keys(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of ``keys`` exist and are not deleted."""
+    if not keys:
+        return set()
+    rows = await conn.fetch(
+        "SELECT r.resource_type, r.id FROM fhir_resources r JOIN unnest($1::text[], $2::text[]) k(t, i) "
+        "ON r.resource_type = k.t AND r.id = k.i WHERE NOT r.deleted",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return {(r["resource_type"], r["id"]) for r in rows}
+
+
+async def fetch_by_rids(conn: asyncpg.Connection, rids: Sequence[int]) -> list[asyncpg.Record]:
+    """Resources by rid, in the given order."""
+    rows = await conn.fetch(
+        _ROW_COLUMNS
+        + "FROM fhir_resources r JOIN unnest($1::bigint[]) WITH ORDINALITY k(rid, n) ON r.rid = k.rid "
+        "ORDER BY k.n",
+        list(rids),
+    )
+    return list(rows)
+
+
+async def fetch_by_keys(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]) -> list[asyncpg.Record]:
+    """Live resources by (type, id)."""
+    if not keys:
+        return []
+    return list(
+        await conn.fetch(
+            _ROW_COLUMNS + "FROM fhir_resources r JOIN unnest($1::text[], $2::text[]) k(t, i) "
+            "ON r.resource_type = k.t AND r.id = k.i WHERE NOT r.deleted",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+    )
+
+
+async def references_from(
+    conn: asyncpg.Connection, rids: Sequence[int], param: str, target_type: str | None
+) -> list[tuple[str, str]]:
+    """Targets of ``param`` references held by the resources ``rids`` (for _include)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT target_type, target_id FROM fhir_idx_reference "
+        "WHERE rid = ANY($1::bigint[]) AND param = $2 AND ($3::text IS NULL OR target_type = $3)",
+        list(rids),
+        param,
+        target_type,
+    )
+    return [(r["target_type"], r["target_id"]) for r in rows]
+
+
+async def referencing(
+    conn: asyncpg.Connection, source_type: str, param: str, targets: Sequence[tuple[str, str]], limit: int
+) -> list[int]:
+    """rids of live ``source_type`` resources whose ``param`` points at any of ``targets`` (_revinclude)."""
+    if not targets:
+        return []
+    rows = await conn.fetch(
+        "SELECT DISTINCT x.rid FROM fhir_idx_reference x "
+        "JOIN unnest($3::text[], $4::text[]) k(t, i) ON x.target_type = k.t AND x.target_id = k.i "
+        "WHERE x.rtype = $1 AND x.param = $2 LIMIT $5",
+        source_type,
+        param,
+        [t[0] for t in targets],
+        [t[1] for t in targets],
+        limit,
+    )
+    return [r["rid"] for r in rows]
+
+
+async def compartment_page(
+    conn: asyncpg.Connection,
+    patient_id: str,
+    *,
+    after_rid: int,
+    limit: int,
+    types: Sequence[str] | None,
+    since: datetime | None,
+) -> list[asyncpg.Record]:
+    """The Patient and every live resource in its compartment, in rid order (keyset after ``after_rid``)."""
+    return list(
+        await conn.fetch(
+            _ROW_COLUMNS + "FROM fhir_resources r WHERE patient_ref = $1 AND NOT deleted AND rid > $2 "
+            "AND ($4::text[] IS NULL OR resource_type = ANY($4)) "
+            "AND ($5::timestamptz IS NULL OR last_updated >= $5) ORDER BY rid LIMIT $3",
+            patient_id,
+            after_rid,
+            limit,
+            list(types) if types else None,
+            since,
+        )
+    )

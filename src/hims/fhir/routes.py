@@ -1,0 +1,408 @@
+"""The FHIR R4 REST API under /fhir/R4 (thin: parse HTTP, call the service, shape the response)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import FileResponse, Response
+
+from hims.core.deps import SessionDep, SettingsDep
+from hims.core.errors import BadRequest, Gone, UnsupportedMediaType
+from hims.core.security import Actor, require, require_public
+from hims.fhir import bundles, export, searchset, service
+from hims.fhir.capability import capability_statement
+from hims.fhir.outcome import FHIR_JSON
+from hims.fhir.scopes import check_scope
+
+router = APIRouter(prefix="/fhir/R4", tags=["fhir"])
+Reader = Annotated[Actor, require("fhir:read")]
+Writer = Annotated[Actor, require("fhir:write")]
+Exporter = Annotated[Actor, require("fhir:export")]
+
+
+def base_url(request: Request) -> str:
+    """The FHIR base as the client addressed us."""
+    return str(request.base_url).rstrip("/") + "/fhir/R4"
+
+
+def fhir(
+    body: bytes | str | dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """An application/fhir+json response."""
+    if isinstance(body, dict):
+        body = orjson.dumps(body)
+    return Response(body, status_code=status, headers=headers, media_type=FHIR_JSON)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    ctype = request.headers.get("content-type", "application/fhir+json").split(";")[0].strip().lower()
+    if ctype and "json" not in ctype:
+        raise UnsupportedMediaType(
+            f"Content-Type {ctype!r} is not supported; send application/fhir+json.",
+            code="unsupported_media_type",
+        )
+    return service.parse_body(await request.body())
+
+
+def _params(request: Request) -> list[tuple[str, str]]:
+    return list(request.query_params.multi_items())
+
+
+def _strict(request: Request) -> bool:
+    return "handling=strict" in request.headers.get("prefer", "").replace(" ", "")
+
+
+def _stored(stored: service.Stored, request: Request, status: int) -> Response:
+    headers = {
+        "ETag": stored.etag,
+        "Last-Modified": stored.last_updated.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+    }
+    if status == 201 or request.method in ("POST", "PUT"):
+        headers["Location"] = (
+            f"{base_url(request)}/{stored.resource_type}/{stored.id}/_history/{stored.version_id}"
+        )
+    if "return=minimal" in request.headers.get("prefer", ""):
+        return Response(status_code=status, headers=headers)
+    return fhir(stored.text, status, headers)
+
+
+@router.get("/metadata", dependencies=[require_public()])
+async def metadata(request: Request) -> Response:
+    """The CapabilityStatement (public, as SMART clients fetch it before login)."""
+    base = base_url(request)
+    cached: dict[str, bytes] = request.app.state.__dict__.setdefault("fhir_capability", {})
+    if base not in cached:
+        cached[base] = orjson.dumps(capability_statement(base))
+    return fhir(cached[base])
+
+
+@router.post("")
+@router.post("/", include_in_schema=False)
+async def bundle(request: Request, session: SessionDep, actor: Writer) -> Response:
+    """Transaction or batch Bundle."""
+    check_scope(request, "*", "write")
+    data = await _body(request)
+    kind, entries = bundles.parse_bundle(data)
+    base = base_url(request)
+
+    async def get_handler(rtype: str, url: str, action: str) -> dict[str, Any]:
+        path, _, query = url.partition("?")
+        if action == "read":
+            parts = [p for p in path.split("/") if p]
+            stored = await service.read(session=session, actor=actor, resource_type=parts[0], id_=parts[1])
+            result: dict[str, Any] = orjson.loads(stored.text)
+            return result
+        text = await searchset.search(
+            session=session,
+            actor=actor,
+            resource_type=rtype,
+            params=bundles.parse_query(query),
+            strict=False,
+            base_url=base,
+        )
+        found: dict[str, Any] = orjson.loads(text)
+        return found
+
+    if kind == "transaction":
+        result = await bundles.transaction(
+            session=session, actor=actor, entries=entries, base_url=base, get_handler=get_handler
+        )
+    else:
+        result = await bundles.batch(
+            session=session, actor=actor, entries=entries, base_url=base, get_handler=get_handler
+        )
+    return fhir(result)
+
+
+@router.get("/_history")
+async def system_history(request: Request, session: SessionDep, actor: Reader) -> Response:
+    """History of every resource."""
+    check_scope(request, "*", "read")
+    return fhir(
+        await searchset.history(
+            session=session,
+            actor=actor,
+            resource_type=None,
+            id_=None,
+            params=_params(request),
+            base_url=base_url(request),
+            path="/_history",
+        )
+    )
+
+
+# ---------------------------------------------------------------- Bulk Data
+
+
+@router.get("/$export")
+async def export_system(
+    request: Request, session: SessionDep, actor: Exporter, settings: SettingsDep
+) -> Response:
+    """System-level $export kick-off."""
+    return await export.kick_off(
+        request=request, session=session, actor=actor, settings=settings, level="system", group_id=None
+    )
+
+
+@router.get("/Patient/$export")
+async def export_patients(
+    request: Request, session: SessionDep, actor: Exporter, settings: SettingsDep
+) -> Response:
+    """Patient-level $export kick-off."""
+    return await export.kick_off(
+        request=request, session=session, actor=actor, settings=settings, level="patient", group_id=None
+    )
+
+
+@router.get("/Group/{group_id}/$export")
+async def export_group(
+    group_id: str, request: Request, session: SessionDep, actor: Exporter, settings: SettingsDep
+) -> Response:
+    """Group-level $export kick-off."""
+    return await export.kick_off(
+        request=request, session=session, actor=actor, settings=settings, level="group", group_id=group_id
+    )
+
+
+@router.get("/$export-status/{job_id}")
+async def export_status(job_id: str, request: Request, session: SessionDep, actor: Exporter) -> Response:
+    """Poll a bulk export: 202 with X-Progress while running, 200 with the manifest when done."""
+    job = await export.status(session=session, actor=actor, job_id=job_id)
+    if job.status in ("queued", "running"):
+        return Response(
+            status_code=202, headers={"X-Progress": job.progress or job.status, "Retry-After": "1"}
+        )
+    if job.status == "error":
+        raise BadRequest(job.error or "The export failed.", code="export_failed")
+    if job.status == "cancelled":
+        raise Gone("The export was cancelled.", code="export_cancelled")
+    manifest = dict(job.manifest or {})
+    files = f"{base_url(request)}/$export-file/{job_id}"
+    manifest["output"] = [{**o, "url": f"{files}/{o['url']}"} for o in manifest.get("output", [])]
+    return Response(orjson.dumps(manifest), media_type="application/json")
+
+
+@router.delete("/$export-status/{job_id}")
+async def export_cancel(job_id: str, session: SessionDep, actor: Exporter, settings: SettingsDep) -> Response:
+    """Cancel an export and delete its files."""
+    await export.cancel(session=session, actor=actor, job_id=job_id, settings=settings)
+    return Response(status_code=202)
+
+
+@router.get("/$export-file/{job_id}/{name}")
+async def export_file(
+    job_id: str, name: str, session: SessionDep, actor: Exporter, settings: SettingsDep
+) -> Response:
+    """Download one NDJSON file of a completed export (authenticated)."""
+    path = await export.file_path(session=session, actor=actor, job_id=job_id, name=name, settings=settings)
+    return FileResponse(path, media_type="application/fhir+ndjson")
+
+
+# ---------------------------------------------------------------- Patient/$everything
+
+
+@router.get("/Patient/{patient_id}/$everything")
+async def everything(patient_id: str, request: Request, session: SessionDep, actor: Reader) -> Response:
+    """Everything in the patient's compartment (paged with _count and next links)."""
+    check_scope(request, "Patient", "read")
+    return fhir(
+        await searchset.everything(
+            session=session,
+            actor=actor,
+            patient_id=patient_id,
+            params=_params(request),
+            base_url=base_url(request),
+        )
+    )
+
+
+# ---------------------------------------------------------------- type level
+
+
+@router.get("/{resource_type}")
+async def search_type(resource_type: str, request: Request, session: SessionDep, actor: Reader) -> Response:
+    """Search (GET)."""
+    check_scope(request, resource_type, "read")
+    return fhir(
+        await searchset.search(
+            session=session,
+            actor=actor,
+            resource_type=resource_type,
+            params=_params(request),
+            strict=_strict(request),
+            base_url=base_url(request),
+        )
+    )
+
+
+@router.post("/{resource_type}/_search")
+async def search_post(resource_type: str, request: Request, session: SessionDep, actor: Reader) -> Response:
+    """Search (POST form)."""
+    check_scope(request, resource_type, "read")
+    form = await request.form()
+    params = _params(request) + [(k, str(v)) for k, v in form.multi_items()]
+    return fhir(
+        await searchset.search(
+            session=session,
+            actor=actor,
+            resource_type=resource_type,
+            params=params,
+            strict=_strict(request),
+            base_url=base_url(request),
+        )
+    )
+
+
+@router.get("/{resource_type}/_history")
+async def type_history(resource_type: str, request: Request, session: SessionDep, actor: Reader) -> Response:
+    """History of every resource of a type."""
+    check_scope(request, resource_type, "read")
+    return fhir(
+        await searchset.history(
+            session=session,
+            actor=actor,
+            resource_type=resource_type,
+            id_=None,
+            params=_params(request),
+            base_url=base_url(request),
+            path=f"/{resource_type}/_history",
+        )
+    )
+
+
+@router.post("/{resource_type}")
+async def create(resource_type: str, request: Request, session: SessionDep, actor: Writer) -> Response:
+    """Create (If-None-Exist makes it conditional)."""
+    check_scope(request, resource_type, "write")
+    service.check_type(resource_type)
+    resource = await _body(request)
+    stored = await service.create(
+        session=session,
+        actor=actor,
+        resource_type=resource_type,
+        resource=resource,
+        if_none_exist=request.headers.get("if-none-exist"),
+    )
+    return _stored(stored, request, 201 if stored.created else 200)
+
+
+@router.put("/{resource_type}")
+async def conditional_update(
+    resource_type: str, request: Request, session: SessionDep, actor: Writer
+) -> Response:
+    """Conditional update: PUT Type?criteria."""
+    check_scope(request, resource_type, "write")
+    service.check_type(resource_type)
+    resource = await _body(request)
+    stored = await service.conditional_update(
+        session=session,
+        actor=actor,
+        resource_type=resource_type,
+        query=request.url.query,
+        resource=resource,
+        if_match=request.headers.get("if-match"),
+    )
+    return _stored(stored, request, 201 if stored.created else 200)
+
+
+# ---------------------------------------------------------------- instance level
+
+
+@router.get("/{resource_type}/{id_}")
+async def read(
+    resource_type: str, id_: str, request: Request, session: SessionDep, actor: Reader
+) -> Response:
+    """Read the current version."""
+    check_scope(request, resource_type, "read")
+    stored = await service.read(session=session, actor=actor, resource_type=resource_type, id_=id_)
+    elements = request.query_params.get("_elements")
+    if elements:
+        stored.text = searchset._elements(stored.text, [e.strip() for e in elements.split(",")])
+    return _stored(stored, request, 200)
+
+
+@router.put("/{resource_type}/{id_}")
+async def update(
+    resource_type: str, id_: str, request: Request, session: SessionDep, actor: Writer
+) -> Response:
+    """Update (or create with this id); If-Match gives optimistic concurrency."""
+    check_scope(request, resource_type, "write")
+    service.check_type(resource_type)
+    resource = await _body(request)
+    stored = await service.update(
+        session=session,
+        actor=actor,
+        resource_type=resource_type,
+        id_=id_,
+        resource=resource,
+        if_match=request.headers.get("if-match"),
+    )
+    return _stored(stored, request, 201 if stored.created else 200)
+
+
+@router.patch("/{resource_type}/{id_}")
+async def patch(
+    resource_type: str, id_: str, request: Request, session: SessionDep, actor: Writer
+) -> Response:
+    """JSON Patch (application/json-patch+json); If-Match gives optimistic concurrency."""
+    check_scope(request, resource_type, "write")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json-patch+json":
+        raise UnsupportedMediaType("PATCH takes application/json-patch+json.", code="unsupported_media_type")
+    try:
+        operations = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise BadRequest("The patch is not valid JSON.", code="invalid_json") from None
+    stored = await service.patch(
+        session=session,
+        actor=actor,
+        resource_type=resource_type,
+        id_=id_,
+        operations=operations,
+        if_match=request.headers.get("if-match"),
+    )
+    return _stored(stored, request, 200)
+
+
+@router.delete("/{resource_type}/{id_}")
+async def delete(
+    resource_type: str, id_: str, request: Request, session: SessionDep, actor: Writer
+) -> Response:
+    """Delete (idempotent); reads then answer 410 Gone."""
+    check_scope(request, resource_type, "write")
+    version = await service.delete(session=session, actor=actor, resource_type=resource_type, id_=id_)
+    headers = {"ETag": f'W/"{version}"'} if version else {}
+    return Response(status_code=204, headers=headers)
+
+
+@router.get("/{resource_type}/{id_}/_history")
+async def instance_history(
+    resource_type: str, id_: str, request: Request, session: SessionDep, actor: Reader
+) -> Response:
+    """Every version of one resource, newest first."""
+    check_scope(request, resource_type, "read")
+    return fhir(
+        await searchset.history(
+            session=session,
+            actor=actor,
+            resource_type=resource_type,
+            id_=id_,
+            params=_params(request),
+            base_url=base_url(request),
+            path=f"/{resource_type}/{id_}/_history",
+        )
+    )
+
+
+@router.get("/{resource_type}/{id_}/_history/{version_id}")
+async def vread(
+    resource_type: str, id_: str, version_id: str, request: Request, session: SessionDep, actor: Reader
+) -> Response:
+    """Read one version."""
+    check_scope(request, resource_type, "read")
+    stored = await service.vread(
+        session=session, actor=actor, resource_type=resource_type, id_=id_, version_id=version_id
+    )
+    return _stored(stored, request, 200)

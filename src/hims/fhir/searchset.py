@@ -1,0 +1,231 @@
+"""Search, history and $everything results as Bundles (entries spliced in as stored JSON text)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import asyncpg
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hims.core.errors import BadRequest
+from hims.core.security import Actor
+from hims.fhir import repository as repo
+from hims.fhir import search as fsearch
+from hims.fhir import service
+from hims.fhir.outcome import issue, outcome
+
+ALWAYS_ELEMENTS = ("resourceType", "id", "meta")
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _entry(base_url: str, rtype: str, rid: str, text: str, mode: str | None) -> str:
+    search = f',"search":{{"mode":"{mode}"}}' if mode else ""
+    return f'{{"fullUrl":{_dumps(f"{base_url}/{rtype}/{rid}")},"resource":{text}{search}}}'
+
+
+def _elements(text: str, elements: Sequence[str]) -> str:
+    data = orjson.loads(text)
+    keep = {k: v for k, v in data.items() if k in elements or k in ALWAYS_ELEMENTS}
+    meta = dict(keep.get("meta") or {})
+    meta["tag"] = [
+        *meta.get("tag", []),
+        {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"},
+    ]
+    keep["meta"] = meta
+    return _dumps(keep)
+
+
+def bundle_text(kind: str, entries: list[str], links: list[tuple[str, str]], total: int | None) -> bytes:
+    """A Bundle as JSON bytes from already-serialised entries."""
+    head: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": service.new_id(),
+        "meta": {"lastUpdated": service.iso(datetime.now(UTC))},
+        "type": kind,
+    }
+    if total is not None:
+        head["total"] = total
+    head["link"] = [{"relation": r, "url": u} for r, u in links]
+    text = _dumps(head)[:-1]
+    return (text + ',"entry":[' + ",".join(entries) + "]}").encode()
+
+
+async def search(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    resource_type: str,
+    params: list[tuple[str, str]],
+    strict: bool,
+    base_url: str,
+) -> bytes:
+    """A searchset Bundle for ``params`` (with includes, paging links and warnings)."""
+    service.check_type(resource_type)
+    request = fsearch.parse(resource_type, params, strict=strict)
+    conn = await repo.connection(session)
+    page = await fsearch.execute(conn, request)
+    entries: list[str] = []
+    audit_items: list[tuple[str | None, str | None]] = []
+    for row in page.rows:
+        text = row["resource"] if request.elements is None else _elements(row["resource"], request.elements)
+        entries.append(_entry(base_url, row["resource_type"], row["id"], text, "match"))
+        audit_items.append((row["patient_ref"], f"{row['resource_type']}/{row['id']}"))
+    extra = await _included(conn, request, page.rows)
+    for row in extra:
+        entries.append(_entry(base_url, row["resource_type"], row["id"], row["resource"], "include"))
+        audit_items.append((row["patient_ref"], f"{row['resource_type']}/{row['id']}"))
+    if request.warnings:
+        warn = outcome(
+            [
+                issue("warning", "not-supported", w, detail_code="unknown_search_parameter")
+                for w in request.warnings
+            ]
+        )
+        entries.append(f'{{"resource":{_dumps(warn)},"search":{{"mode":"outcome"}}}}')
+    if audit_items:
+        await service.audit(session, actor, "search", resource_type, _per_patient(audit_items))
+    self_url = f"{base_url}/{resource_type}?{urlencode(request.echo)}"
+    links = [("self", self_url if not request.cursor else self_url + "&_cursor=" + request.cursor)]
+    if page.next_cursor:
+        links.append(
+            (
+                "next",
+                f"{base_url}/{resource_type}?{urlencode([*request.echo, ('_cursor', page.next_cursor)])}",
+            )
+        )
+    return bundle_text("searchset", entries, links, page.total)
+
+
+def _per_patient(items: list[tuple[str | None, str | None]]) -> list[tuple[str | None, str | None]]:
+    """One log row per patient returned (resource id kept when a single resource came back)."""
+    if len(items) == 1:
+        return items
+    patients: dict[str | None, str | None] = {}
+    for patient, _ in items:
+        patients.setdefault(patient, None)
+    return list(patients.items())
+
+
+async def _included(
+    conn: asyncpg.Connection, request: fsearch.SearchRequest, rows: Sequence[asyncpg.Record]
+) -> list[asyncpg.Record]:
+    if not rows or not (request.includes or request.revincludes):
+        return []
+    seen = {(r["resource_type"], r["id"]) for r in rows}
+    out: list[asyncpg.Record] = []
+    rids = [r["rid"] for r in rows]
+    for source, param, target in request.includes:
+        if source != request.resource_type:
+            continue
+        keys = [k for k in await repo.references_from(conn, rids, param, target) if k not in seen]
+        for row in await repo.fetch_by_keys(conn, keys):
+            seen.add((row["resource_type"], row["id"]))
+            out.append(row)
+    keys = list({(r["resource_type"], r["id"]) for r in rows})
+    for source, param, _ in request.revincludes:
+        found = await repo.referencing(conn, source, param, keys, fsearch.MAX_COUNT)
+        for row in await repo.fetch_by_rids(conn, found):
+            if (row["resource_type"], row["id"]) not in seen:
+                seen.add((row["resource_type"], row["id"]))
+                out.append(row)
+    return out
+
+
+async def everything(
+    *, session: AsyncSession, actor: Actor, patient_id: str, params: list[tuple[str, str]], base_url: str
+) -> bytes:
+    """Patient/$everything: the Patient and its compartment, paged in storage order."""
+    await service.read(session=session, actor=actor, resource_type="Patient", id_=patient_id)
+    query = dict(params)
+    try:
+        count = min(int(query.get("_count", "1000")), 5000)
+    except ValueError:
+        raise BadRequest("_count must be an integer.", code="invalid_count") from None
+    after = 0
+    if query.get("_cursor"):
+        (after,) = fsearch.decode_cursor(query["_cursor"], int)
+    since = None
+    if query.get("_since"):
+        since = fsearch.parse_search_date(query["_since"], "_since")[0]
+    types = [t for t in query.get("_type", "").split(",") if t] or None
+    conn = await repo.connection(session)
+    rows = await repo.compartment_page(
+        conn, f"Patient/{patient_id}", after_rid=after, limit=count + 1, types=types, since=since
+    )
+    has_next = len(rows) > count
+    rows = rows[:count]
+    entries = [_entry(base_url, r["resource_type"], r["id"], r["resource"], "match") for r in rows]
+    if rows:
+        await service.audit(session, actor, "everything", "Patient", [(f"Patient/{patient_id}", None)])
+    echo = [(k, v) for k, v in params if k != "_cursor"]
+    base = f"{base_url}/Patient/{patient_id}/$everything"
+    links = [("self", f"{base}?{urlencode(params)}")]
+    if has_next:
+        links.append(
+            ("next", f"{base}?{urlencode([*echo, ('_cursor', fsearch.encode_cursor([rows[-1]['rid']]))])}")
+        )
+    return bundle_text("searchset", entries, links, None)
+
+
+async def history(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    resource_type: str | None,
+    id_: str | None,
+    params: list[tuple[str, str]],
+    base_url: str,
+    path: str,
+) -> bytes:
+    """A history Bundle, newest first, paged by cursor."""
+    query = dict(params)
+    try:
+        count = max(1, min(int(query.get("_count", "100")), 1000))
+    except ValueError:
+        raise BadRequest("_count must be an integer.", code="invalid_count") from None
+    since = fsearch.parse_search_date(query["_since"], "_since")[0] if query.get("_since") else None
+    cursor = None
+    if query.get("_cursor"):
+        moment, rid, version = fsearch.decode_cursor(query["_cursor"], datetime.fromisoformat, str, int)
+        cursor = (moment, rid, version)
+    rows = await service.history(
+        session=session,
+        actor=actor,
+        resource_type=resource_type,
+        id_=id_,
+        since=since,
+        count=count,
+        cursor=cursor,
+    )
+    entries = []
+    for row in rows[:count]:
+        url = f"{base_url}/{row['resource_type']}/{row['id']}"
+        method = row["method"]
+        request = {
+            "method": method,
+            "url": f"{row['resource_type']}/{row['id']}" if method != "POST" else row["resource_type"],
+        }
+        status = {"POST": "201 Created", "PUT": "200 OK", "DELETE": "204 No Content"}[method]
+        response = {
+            "status": status,
+            "etag": f'W/"{row["version_id"]}"',
+            "lastModified": service.iso(row["last_updated"]),
+        }
+        resource = f',"resource":{row["resource"]}' if row["resource"] else ""
+        entries.append(
+            f'{{"fullUrl":{_dumps(url)}{resource},"request":{_dumps(request)},"response":{_dumps(response)}}}'
+        )
+    echo = [(k, v) for k, v in params if k != "_cursor"]
+    links = [("self", f"{base_url}{path}?{urlencode(params)}")]
+    if len(rows) > count:
+        last = rows[count - 1]
+        cur = fsearch.encode_cursor([last["last_updated"].isoformat(), last["id"], last["version_id"]])
+        links.append(("next", f"{base_url}{path}?{urlencode([*echo, ('_cursor', cur)])}"))
+    return bundle_text("history", entries, links, None)

@@ -1,0 +1,531 @@
+"""The FHIR interactions on the store: the rules (ids, versions, preconditions, references, audit).
+
+No HTTP and no commit here: the route or CLI owns the transaction.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hims.audit.service import record_phi_access
+from hims.core.errors import (
+    BadRequest,
+    Conflict,
+    Gone,
+    NotFound,
+    PreconditionFailed,
+    ValidationFailed,
+    field_error,
+)
+from hims.core.security import Actor
+from hims.fhir import repository as repo
+from hims.fhir.extract import compartment_patient, extract, split_reference
+from hims.fhir.patch import apply
+from hims.fhir.registry import RESOURCE_TYPES
+from hims.fhir.search import find_ids
+from hims.fhir.storage import storage_for
+
+ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+SERVER_META = ("versionId", "lastUpdated")
+
+
+@dataclass
+class Stored:
+    """A resource as stored: JSON text plus its version facts."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    text: str
+    patient_ref: str | None = None
+    created: bool = False
+
+    @property
+    def etag(self) -> str:
+        """The weak ETag of this version."""
+        return f'W/"{self.version_id}"'
+
+
+def check_type(resource_type: str) -> None:
+    """404 for a type we do not know."""
+    if resource_type not in RESOURCE_TYPES:
+        raise NotFound(f"Unknown resource type {resource_type!r}.", code="unknown_resource_type")
+
+
+def check_id(id_: str) -> None:
+    """400 for an id that is not a FHIR id."""
+    if not ID_RE.match(id_):
+        raise BadRequest(f"Invalid resource id {id_!r} (1-64 of A-Z a-z 0-9 - .).", code="invalid_id")
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a precise 400."""
+    if not body:
+        raise BadRequest("The request body is empty; send a FHIR JSON resource.", code="empty_body")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise BadRequest("The request body must be a JSON object (a FHIR resource).", code="invalid_json")
+    return data
+
+
+def validate_resource(resource: dict[str, Any], *, expected_type: str | None) -> str:
+    """Check resourceType and references; returns the resource type."""
+    rtype = resource.get("resourceType")
+    if not isinstance(rtype, str):
+        raise ValidationFailed(
+            "The resource has no resourceType.",
+            code="missing_resource_type",
+            errors=[field_error("resourceType", "required", "required")],
+        )
+    if rtype not in RESOURCE_TYPES:
+        raise ValidationFailed(
+            f"Unknown resourceType {rtype!r}.",
+            code="unknown_resource_type",
+            errors=[field_error("resourceType", "not an R4 resource type")],
+        )
+    if expected_type is not None and rtype != expected_type:
+        raise BadRequest(
+            f"resourceType {rtype!r} does not match the URL type {expected_type!r}.",
+            code="resource_type_mismatch",
+        )
+    for where, ref in iter_references(resource):
+        if not _valid_reference(ref):
+            raise ValidationFailed(
+                f"Invalid reference {ref!r} at {rtype}.{where}.",
+                code="invalid_reference",
+                errors=[
+                    field_error(
+                        where,
+                        "expected Type/id, an absolute URL, #contained or urn:uuid:",
+                        "invalid_reference",
+                    )
+                ],
+            )
+    return rtype
+
+
+def _valid_reference(ref: str) -> bool:
+    if ref.startswith(("#", "urn:uuid:", "urn:oid:", "http://", "https://")):
+        return True
+    if "?" in ref:  # conditional reference, only meaningful inside a transaction
+        return ref.split("?", 1)[0] in RESOURCE_TYPES
+    parts = ref.split("/")
+    if len(parts) == 2:
+        return parts[0] in RESOURCE_TYPES and bool(ID_RE.match(parts[1]))
+    if len(parts) == 4 and parts[2] == "_history":
+        return parts[0] in RESOURCE_TYPES and bool(ID_RE.match(parts[1]))
+    return False
+
+
+def iter_references(node: Any, path: str = "") -> Iterable[tuple[str, str]]:
+    """(path, reference) for every Reference.reference in ``node``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                yield path or key, value
+            elif isinstance(value, dict | list):
+                yield from iter_references(value, f"{path}.{key}" if path else key)
+    elif isinstance(node, list):
+        for item in node:
+            yield from iter_references(item, path)
+
+
+def local_targets(resource: dict[str, Any]) -> set[tuple[str, str]]:
+    """Relative references (Type/id) to resources on this server."""
+    out = set()
+    for _, ref in iter_references(resource):
+        if ref.startswith(("#", "urn:", "http://", "https://")) or "?" in ref:
+            continue
+        target = split_reference(ref)
+        if target:
+            out.add(target)
+    return out
+
+
+async def check_targets_exist(conn: asyncpg.Connection, targets: set[tuple[str, str]]) -> None:
+    """422 when a relative reference points at nothing (referential integrity, like HAPI's default)."""
+    if not targets:
+        return
+    found = await repo.existing_keys(conn, sorted(targets))
+    missing = sorted(targets - found)
+    if missing:
+        names = ", ".join(f"{t}/{i}" for t, i in missing[:5])
+        raise ValidationFailed(
+            f"Reference target(s) not found: {names}.",
+            code="invalid_reference",
+            errors=[
+                field_error("reference", f"{t}/{i} does not exist", "reference_not_found")
+                for t, i in missing[:20]
+            ],
+        )
+
+
+def prepare(
+    resource: dict[str, Any], *, resource_type: str, id_: str, version_id: int, now: datetime, method: str
+) -> repo.Write:
+    """Set id and server meta, serialise, and extract the search index of one version."""
+    resource["id"] = id_
+    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+    assert isinstance(meta, dict)
+    meta = {k: v for k, v in meta.items() if k not in SERVER_META}
+    resource["meta"] = {"versionId": str(version_id), "lastUpdated": iso(now), **meta}
+    patient = compartment_patient(resource)
+    return repo.Write(
+        resource_type=resource_type,
+        id=id_,
+        version_id=version_id,
+        last_updated=now,
+        method=method,
+        resource=orjson.dumps(resource).decode(),
+        patient_ref=f"Patient/{patient}" if patient else None,
+        index=extract(resource),
+    )
+
+
+def iso(moment: datetime) -> str:
+    """FHIR instant text with milliseconds and a Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def new_id() -> str:
+    """A server-assigned logical id."""
+    return str(uuid.uuid4())
+
+
+def audit_patient(patient_ref: str | None) -> uuid.UUID | None:
+    """The PHI log's patient_id for a compartment reference: the Patient id when it is a UUID.
+
+    Server-assigned ids are UUIDs, so this matches the domain patients table once Patient is
+    routed there; client-chosen ids ("example") give None and the log's resource_id still names
+    the resource (docs/fhir.md, "Audit").
+    """
+    if not patient_ref:
+        return None
+    try:
+        return uuid.UUID(patient_ref.removeprefix("Patient/"))
+    except ValueError:
+        return None
+
+
+async def audit(
+    session: AsyncSession,
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    items: Sequence[tuple[str | None, str | None]],
+) -> None:
+    """One PHI access row per (patient_ref, "Type/id") in ``items`` (dedup per patient for searches)."""
+    await record_phi_access(
+        session=session,
+        actor=actor,
+        action=action,
+        resource_type=resource_type,
+        accesses=[(audit_patient(p), r) for p, r in items],
+    )
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """The version in an If-Match header (W/"3", "3" or 3)."""
+    if value is None:
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    try:
+        return int(text)
+    except ValueError:
+        raise BadRequest(
+            f'Invalid If-Match header {value!r}; expected W/"<version>".', code="invalid_if_match"
+        ) from None
+
+
+# ---------------------------------------------------------------- interactions
+
+
+async def read(*, session: AsyncSession, actor: Actor, resource_type: str, id_: str) -> Stored:
+    """The current version; 404 if never existed, 410 if deleted."""
+    check_type(resource_type)
+    conn = await repo.connection(session)
+    current = await storage_for(resource_type).read(conn, resource_type, id_)
+    if current is None:
+        raise NotFound(f"{resource_type}/{id_} is not known.", code="resource_not_found")
+    if current.deleted or current.resource is None:
+        raise Gone(
+            f"{resource_type}/{id_} was deleted.",
+            code="resource_deleted",
+            headers={"ETag": f'W/"{current.version_id}"'},
+        )
+    await audit(session, actor, "read", resource_type, [(current.patient_ref, f"{resource_type}/{id_}")])
+    return Stored(
+        resource_type, id_, current.version_id, current.last_updated, current.resource, current.patient_ref
+    )
+
+
+async def vread(
+    *, session: AsyncSession, actor: Actor, resource_type: str, id_: str, version_id: str
+) -> Stored:
+    """One version from history."""
+    check_type(resource_type)
+    try:
+        version = int(version_id)
+    except ValueError:
+        raise NotFound(
+            f"Version {version_id!r} of {resource_type}/{id_} is not known.", code="version_not_found"
+        ) from None
+    conn = await repo.connection(session)
+    found = await storage_for(resource_type).vread(conn, resource_type, id_, version)
+    if found is None:
+        raise NotFound(f"Version {version} of {resource_type}/{id_} is not known.", code="version_not_found")
+    if found[1] is None:
+        raise Gone(f"Version {version} of {resource_type}/{id_} is a delete.", code="resource_deleted")
+    data = orjson.loads(found[1])
+    patient = compartment_patient(data)
+    patient_ref = f"Patient/{patient}" if patient else None
+    await audit(session, actor, "vread", resource_type, [(patient_ref, f"{resource_type}/{id_}")])
+    return Stored(
+        resource_type,
+        id_,
+        version,
+        datetime.fromisoformat(data["meta"]["lastUpdated"]),
+        found[1],
+        patient_ref,
+    )
+
+
+async def create(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    resource_type: str,
+    resource: dict[str, Any],
+    if_none_exist: str | None = None,
+) -> Stored:
+    """POST: a new resource with a server id (or the match of If-None-Exist)."""
+    check_type(resource_type)
+    validate_resource(resource, expected_type=resource_type)
+    conn = await repo.connection(session)
+    if if_none_exist:
+        matches = await find_ids(conn, resource_type, if_none_exist, limit=2)
+        if len(matches) > 1:
+            raise PreconditionFailed("If-None-Exist matched more than one resource.", code="multiple_matches")
+        if matches:
+            current = await storage_for(resource_type).read(conn, resource_type, matches[0])
+            assert current is not None
+            assert current.resource is not None
+            await audit(
+                session,
+                actor,
+                "read",
+                resource_type,
+                [(current.patient_ref, f"{resource_type}/{matches[0]}")],
+            )
+            return Stored(
+                resource_type,
+                matches[0],
+                current.version_id,
+                current.last_updated,
+                current.resource,
+                current.patient_ref,
+            )
+    await check_targets_exist(conn, local_targets(resource))
+    now = datetime.now(UTC)
+    write = prepare(resource, resource_type=resource_type, id_=new_id(), version_id=1, now=now, method="POST")
+    await storage_for(resource_type).write(conn, [write])
+    await audit(session, actor, "create", resource_type, [(write.patient_ref, f"{resource_type}/{write.id}")])
+    assert write.resource is not None
+    return Stored(resource_type, write.id, 1, now, write.resource, write.patient_ref, created=True)
+
+
+async def update(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    resource_type: str,
+    id_: str,
+    resource: dict[str, Any],
+    if_match: str | None = None,
+) -> Stored:
+    """PUT: a new version (or create with the client's id). If-Match mismatch is 412."""
+    check_type(resource_type)
+    check_id(id_)
+    validate_resource(resource, expected_type=resource_type)
+    body_id = resource.get("id")
+    if body_id is None:
+        raise BadRequest("The resource must carry its id for an update.", code="missing_id")
+    if body_id != id_:
+        raise BadRequest(f"Resource id {body_id!r} does not match the URL id {id_!r}.", code="id_mismatch")
+    conn = await repo.connection(session)
+    expected = parse_if_match(if_match)
+    current = await storage_for(resource_type).read(conn, resource_type, id_, lock=True)
+    if expected is not None and (current is None or current.version_id != expected or current.deleted):
+        have = "none" if current is None else str(current.version_id)
+        raise PreconditionFailed(
+            f"If-Match version {expected} does not match the current version ({have}).",
+            code="version_conflict",
+        )
+    await check_targets_exist(conn, local_targets(resource))
+    version = 1 if current is None else current.version_id + 1
+    now = datetime.now(UTC)
+    write = prepare(resource, resource_type=resource_type, id_=id_, version_id=version, now=now, method="PUT")
+    written = await storage_for(resource_type).write(conn, [write])
+    if not written:
+        raise Conflict(f"{resource_type}/{id_} was changed concurrently; retry.", code="version_conflict")
+    created = current is None or current.deleted
+    await audit(
+        session,
+        actor,
+        "create" if created else "update",
+        resource_type,
+        [(write.patient_ref, f"{resource_type}/{id_}")],
+    )
+    assert write.resource is not None
+    return Stored(resource_type, id_, version, now, write.resource, write.patient_ref, created=created)
+
+
+async def conditional_update(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    resource_type: str,
+    query: str,
+    resource: dict[str, Any],
+    if_match: str | None = None,
+) -> Stored:
+    """PUT Type?search: update the one match, create when none, 412 when several."""
+    check_type(resource_type)
+    conn = await repo.connection(session)
+    matches = await find_ids(conn, resource_type, query, limit=2)
+    if len(matches) > 1:
+        raise PreconditionFailed(
+            "The conditional update matched more than one resource.", code="multiple_matches"
+        )
+    if not matches:
+        if resource.get("id"):
+            return await update(
+                session=session,
+                actor=actor,
+                resource_type=resource_type,
+                id_=resource["id"],
+                resource=resource,
+            )
+        return await create(session=session, actor=actor, resource_type=resource_type, resource=resource)
+    if resource.get("id") not in (None, matches[0]):
+        raise BadRequest(
+            "The resource id does not match the resource found by the condition.", code="id_mismatch"
+        )
+    resource["id"] = matches[0]
+    return await update(
+        session=session,
+        actor=actor,
+        resource_type=resource_type,
+        id_=matches[0],
+        resource=resource,
+        if_match=if_match,
+    )
+
+
+async def delete(*, session: AsyncSession, actor: Actor, resource_type: str, id_: str) -> int | None:
+    """DELETE: a tombstone version; idempotent (returns the delete's version, None if nothing to do)."""
+    check_type(resource_type)
+    conn = await repo.connection(session)
+    current = await storage_for(resource_type).read(conn, resource_type, id_, lock=True)
+    if current is None or current.deleted:
+        return None
+    now = datetime.now(UTC)
+    version = current.version_id + 1
+    await storage_for(resource_type).write(
+        conn, [repo.Write(resource_type, id_, version, now, "DELETE", None, current.patient_ref, None)]
+    )
+    await audit(session, actor, "delete", resource_type, [(current.patient_ref, f"{resource_type}/{id_}")])
+    return version
+
+
+async def history(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    resource_type: str | None,
+    id_: str | None,
+    since: datetime | None,
+    count: int,
+    cursor: tuple[datetime, str, int] | None,
+) -> list[asyncpg.Record]:
+    """Versions newest first; one extra row tells whether there is a next page."""
+    if resource_type:
+        check_type(resource_type)
+    conn = await repo.connection(session)
+    if resource_type and id_:
+        current = await storage_for(resource_type).read(conn, resource_type, id_)
+        if current is None:
+            raise NotFound(f"{resource_type}/{id_} is not known.", code="resource_not_found")
+    rows = await repo.history(conn, resource_type, id_, since=since, limit=count + 1, before=cursor)
+    items: list[tuple[str | None, str | None]] = []
+    for row in rows[:count]:
+        patient = None
+        if row["resource"]:
+            found = compartment_patient(orjson.loads(row["resource"]))
+            patient = f"Patient/{found}" if found else None
+        items.append((patient, f"{row['resource_type']}/{row['id']}"))
+    await audit(session, actor, "history", resource_type or "*", _dedupe(items))
+    return rows
+
+
+def _dedupe(items: Sequence[tuple[str | None, str | None]]) -> list[tuple[str | None, str | None]]:
+    """One row per patient (resource id kept when a single resource was returned)."""
+    if len(items) <= 1:
+        return list(items)
+    seen: dict[str | None, str | None] = {}
+    for patient, _ in items:
+        seen.setdefault(patient, None)
+    return list(seen.items())
+
+
+async def patch(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    resource_type: str,
+    id_: str,
+    operations: Any,
+    if_match: str | None = None,
+) -> Stored:
+    """PATCH: apply a JSON Patch to the current version and store the result as a new version."""
+    check_type(resource_type)
+    conn = await repo.connection(session)
+    current = await storage_for(resource_type).read(conn, resource_type, id_, lock=True)
+    if current is None:
+        raise NotFound(f"{resource_type}/{id_} is not known.", code="resource_not_found")
+    if current.deleted or current.resource is None:
+        raise Gone(f"{resource_type}/{id_} was deleted.", code="resource_deleted")
+    expected = parse_if_match(if_match)
+    if expected is not None and expected != current.version_id:
+        raise PreconditionFailed(
+            f"If-Match version {expected} does not match the current version ({current.version_id}).",
+            code="version_conflict",
+        )
+    patched = apply(orjson.loads(current.resource), operations)
+    if (
+        not isinstance(patched, dict)
+        or patched.get("resourceType") != resource_type
+        or patched.get("id") != id_
+    ):
+        raise BadRequest("The patch may not change resourceType or id.", code="invalid_patch")
+    return await update(
+        session=session,
+        actor=actor,
+        resource_type=resource_type,
+        id_=id_,
+        resource=patched,
+        if_match=f'W/"{current.version_id}"',
+    )

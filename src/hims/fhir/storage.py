@@ -1,0 +1,103 @@
+"""The per-type storage seam: every read and write of a resource goes through `storage_for(type)`.
+
+In this release every type uses `JsonbStorage` (the versioned JSONB store). When a domain service
+(patients, practitioners, facilities...) is ready to own a type, implement `Storage` for it with
+the pure mappings in ``hims.fhir.mappings`` (``to_row`` / ``to_resource``) and register it in
+`STORAGE`; the FHIR API and the REST API then see the same rows. Search and history keep using
+the JSONB store's index until the domain storage provides its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+import asyncpg
+
+from hims.fhir import repository as repo
+
+T = TypeVar("T")
+
+
+class Storage(Protocol):
+    """Where the versions of one resource type live."""
+
+    async def read(
+        self, conn: asyncpg.Connection, resource_type: str, id_: str, *, lock: bool = False
+    ) -> repo.Current | None:
+        """The current version (or tombstone)."""
+
+    async def read_many(
+        self, conn: asyncpg.Connection, keys: Sequence[tuple[str, str]], *, lock: bool = False
+    ) -> dict[tuple[str, str], repo.Current]:
+        """Current versions of many resources of this storage."""
+
+    async def vread(
+        self, conn: asyncpg.Connection, resource_type: str, id_: str, version_id: int
+    ) -> tuple[bool, str | None] | None:
+        """One historical version."""
+
+    async def write(self, conn: asyncpg.Connection, writes: Sequence[repo.Write]) -> set[tuple[str, str]]:
+        """Write versions; returns the keys written (missing: lost an optimistic-concurrency race)."""
+
+
+class JsonbStorage:
+    """The versioned JSONB resource store (`fhir_resources`, history and index tables)."""
+
+    async def read(
+        self, conn: asyncpg.Connection, resource_type: str, id_: str, *, lock: bool = False
+    ) -> repo.Current | None:
+        """The current version (or tombstone)."""
+        return await repo.read(conn, resource_type, id_, lock=lock)
+
+    async def read_many(
+        self, conn: asyncpg.Connection, keys: Sequence[tuple[str, str]], *, lock: bool = False
+    ) -> dict[tuple[str, str], repo.Current]:
+        """Current versions of many resources in one round trip."""
+        return await repo.read_many(conn, keys, lock=lock)
+
+    async def vread(
+        self, conn: asyncpg.Connection, resource_type: str, id_: str, version_id: int
+    ) -> tuple[bool, str | None] | None:
+        """One historical version."""
+        return await repo.vread(conn, resource_type, id_, version_id)
+
+    async def write(self, conn: asyncpg.Connection, writes: Sequence[repo.Write]) -> set[tuple[str, str]]:
+        """Resource, history and index rows in one statement."""
+        return await repo.write(conn, writes)
+
+
+JSONB = JsonbStorage()
+
+#: Storage per resource type; anything absent uses the JSONB store.
+STORAGE: dict[str, Storage] = {}
+
+
+def storage_for(resource_type: str) -> Storage:
+    """The storage of ``resource_type`` (the JSONB store until a domain storage is registered)."""
+    return STORAGE.get(resource_type, JSONB)
+
+
+async def read_many(
+    conn: asyncpg.Connection, keys: Sequence[tuple[str, str]], *, lock: bool = False
+) -> dict[tuple[str, str], repo.Current]:
+    """Current versions of keys of any types, one call per storage."""
+    out: dict[tuple[str, str], repo.Current] = {}
+    for storage, group in _group(keys, lambda k: k[0]).items():
+        out.update(await storage.read_many(conn, group, lock=lock))
+    return out
+
+
+async def write(conn: asyncpg.Connection, writes: Sequence[repo.Write]) -> set[tuple[str, str]]:
+    """Write versions of any types, one call per storage."""
+    written: set[tuple[str, str]] = set()
+    for storage, group in _group(writes, lambda w: w.resource_type).items():
+        written |= await storage.write(conn, group)
+    return written
+
+
+def _group(items: Sequence[T], type_of: Callable[[T], str]) -> dict[Storage, list[T]]:
+    groups: dict[Storage, list[T]] = {}
+    for item in items:
+        groups.setdefault(storage_for(type_of(item)), []).append(item)
+    return groups

@@ -1,0 +1,132 @@
+"""Read, vread, create, update, delete, history, conditional interactions, errors as OperationOutcome."""
+
+from __future__ import annotations
+
+from httpx import AsyncClient
+
+from tests.fhir.conftest import create, patient
+
+
+async def test_create_read_update_delete(fhir: AsyncClient) -> None:
+    response = await fhir.post("/Patient", json=patient())
+    assert response.status_code == 201
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    assert response.headers["etag"] == 'W/"1"'
+    body = response.json()
+    pid = body["id"]
+    assert response.headers["location"].endswith(f"/fhir/R4/Patient/{pid}/_history/1")
+    assert body["meta"]["versionId"] == "1"
+
+    read = await fhir.get(f"/Patient/{pid}")
+    assert read.status_code == 200
+    assert read.json()["name"][0]["family"] == "Okafor"
+
+    updated = {**read.json(), "gender": "other"}
+    stale = await fhir.put(f"/Patient/{pid}", json=updated, headers={"If-Match": 'W/"7"'})
+    assert stale.status_code == 412
+    assert stale.json()["resourceType"] == "OperationOutcome"
+    ok = await fhir.put(f"/Patient/{pid}", json=updated, headers={"If-Match": 'W/"1"'})
+    assert ok.status_code == 200, ok.text
+    assert ok.headers["etag"] == 'W/"2"'
+
+    v1 = await fhir.get(f"/Patient/{pid}/_history/1")
+    assert v1.json()["gender"] == "female"
+    history = await fhir.get(f"/Patient/{pid}/_history")
+    assert [e["response"]["etag"] for e in history.json()["entry"]] == ['W/"2"', 'W/"1"']
+
+    deleted = await fhir.delete(f"/Patient/{pid}")
+    assert deleted.status_code == 204
+    gone = await fhir.get(f"/Patient/{pid}")
+    assert gone.status_code == 410
+    assert gone.json()["issue"][0]["code"] == "deleted"
+
+
+async def test_conditional_create_and_update(fhir: AsyncClient) -> None:
+    first = await create(fhir, patient())
+    again = await fhir.post("/Patient", json=patient(), headers={"If-None-Exist": "identifier=urn:mrn|MRN-1"})
+    assert again.status_code == 200
+    assert again.json()["id"] == first["id"]
+    put = await fhir.put("/Patient?identifier=urn:mrn|MRN-1", json=patient(gender="male"))
+    assert put.status_code == 200
+    assert put.json()["id"] == first["id"]
+    assert put.json()["meta"]["versionId"] == "2"
+    created = await fhir.put(
+        "/Patient?identifier=urn:mrn|MRN-2",
+        json=patient(identifier=[{"system": "urn:mrn", "value": "MRN-2"}]),
+    )
+    assert created.status_code == 201
+
+
+async def test_bad_input_is_operation_outcome(fhir: AsyncClient) -> None:
+    bad_json = await fhir.post("/Patient", content=b"{not json")
+    assert bad_json.status_code == 400
+    assert bad_json.json()["issue"][0]["details"]["coding"][0]["code"] == "invalid_json"
+    wrong_type = await fhir.post("/Patient", json={"resourceType": "Observation", "status": "final"})
+    assert wrong_type.status_code == 400
+    assert wrong_type.json()["issue"][0]["details"]["coding"][0]["code"] == "resource_type_mismatch"
+    unknown = await fhir.get("/Spaceship/1")
+    assert unknown.status_code == 404
+    assert unknown.json()["resourceType"] == "OperationOutcome"
+    bad_ref = await fhir.post(
+        "/Observation",
+        json={
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": "Patient/nope"},
+        },
+    )
+    assert bad_ref.status_code == 422
+    assert bad_ref.json()["issue"][0]["details"]["coding"][0]["code"] == "invalid_reference"
+    bad_date = await fhir.post("/Patient", json=patient(birthDate="1980-13-45"))
+    assert bad_date.status_code == 422
+    assert bad_date.json()["issue"][0]["details"]["coding"][0]["code"] == "invalid_date"
+    missing = await fhir.get("/Patient/does-not-exist")
+    assert missing.status_code == 404
+    no_auth = await fhir.get("/Patient", headers={"Authorization": ""})
+    assert no_auth.status_code == 401
+    assert no_auth.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_oversized_and_odd_values_never_500(fhir: AsyncClient) -> None:
+    huge = "ü" * 5000
+    response = await fhir.post(
+        "/Patient",
+        json=patient(
+            name=[{"family": huge}],
+            identifier=[{"system": "urn:x", "value": huge}],
+            managingOrganization={"reference": "http://elsewhere.example/fhir/Organization/" + "x" * 300},
+        ),
+    )
+    assert response.status_code == 201, response.text
+    found = await fhir.get("/Patient", params={"family": "üüü"})
+    assert len(found.json()["entry"]) == 1
+    twice = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {"resourceType": "Patient", "id": "dup"},
+                "request": {"method": "PUT", "url": "Patient/dup"},
+            }
+        ]
+        * 2,
+    }
+    dup = await fhir.post("", json=twice)
+    assert dup.status_code == 400
+    assert dup.json()["resourceType"] == "OperationOutcome"
+    quantity = await fhir.get("/Observation", params={"value-quantity": "1e999999"})
+    assert quantity.status_code in (200, 400)
+
+
+async def test_put_recreates_a_deleted_resource_with_a_new_version(fhir: AsyncClient) -> None:
+    first = await fhir.put("/Patient/again", json={**patient(), "id": "again"})
+    assert first.status_code == 201
+    assert (await fhir.delete("/Patient/again")).status_code == 204
+    assert (await fhir.delete("/Patient/again")).status_code == 204
+    again = await fhir.put("/Patient/again", json={**patient(), "id": "again"})
+    assert again.status_code == 201
+    assert again.json()["meta"]["versionId"] == "3"
+    history = (await fhir.get("/Patient/again/_history")).json()
+    assert [e["request"]["method"] for e in history["entry"]] == ["PUT", "DELETE", "PUT"]
+    assert (await fhir.get("/Patient/again/_history/2")).status_code == 410

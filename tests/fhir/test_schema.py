@@ -1,0 +1,52 @@
+"""The FHIR tables match the models, and searches use the indexes built for them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hims.core.db import Database
+from hims.fhir import repository as repo
+from hims.fhir import search, service
+from hims.ops import migrate
+
+
+def test_schema_matches_models(database_url: str) -> None:
+    drift = migrate.verify(database_url)
+    assert drift.ok, drift.problems
+
+
+async def test_name_prefix_and_birthdate_use_their_indexes(db: Database) -> None:
+    now = datetime.now(UTC)
+    writes = []
+    for n in range(3000):
+        resource = {
+            "resourceType": "Patient",
+            "id": f"x{n}",
+            "name": [{"family": f"Fam{n:04d}", "given": ["G"]}],
+            "birthDate": f"{1920 + n % 90}-01-{1 + n % 28:02d}",
+        }
+        writes.append(
+            service.prepare(
+                resource, resource_type="Patient", id_=f"x{n}", version_id=1, now=now, method="PUT"
+            )
+        )
+    async with db.transaction() as session:
+        conn = await repo.connection(session)
+        await repo.write(conn, writes)
+    async with db.transaction() as session:
+        conn = await repo.connection(session)
+        await conn.execute("ANALYZE fhir_idx_string; ANALYZE fhir_idx_date; ANALYZE fhir_resources")
+        for params, index in (
+            (["name", "fam012"], "ix_fhir_idx_string_prefix"),
+            (["birthdate", "1931-01-05"], "ix_fhir_idx_date"),
+        ):
+            request = search.parse("Patient", [(params[0], params[1])])
+            where = " AND ".join(request.where)
+            plan = "\n".join(
+                r[0]
+                for r in await conn.fetch(
+                    f"EXPLAIN SELECT r.id FROM fhir_resources r WHERE {where} ORDER BY r.rid LIMIT 21",
+                    *request.builder.args,
+                )
+            )
+            assert index in plan, plan

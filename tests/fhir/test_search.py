@@ -1,0 +1,234 @@
+"""Search: parameter types, modifiers, prefixes, chains, paging, sort, include, elements, warnings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from httpx import AsyncClient
+
+from tests.fhir.conftest import create, patient
+
+
+def ids(bundle: dict[str, Any], mode: str = "match") -> list[str]:
+    return [e["resource"]["id"] for e in bundle.get("entry", []) if e.get("search", {}).get("mode") == mode]
+
+
+async def _people(fhir: AsyncClient) -> dict[str, str]:
+    made = {}
+    for family, given, birth, city in [
+        ("Müller", "Anna", "1970-01-15", "Berlin"),
+        ("Mullins", "Bob", "1985-06-30", "Dublin"),
+        ("Smith", "Carol", "1985-07-01", "Boston"),
+        ("Okafor", "Dede", "2001", "Lagos"),
+    ]:
+        body = patient(
+            name=[{"family": family, "given": [given]}],
+            birthDate=birth,
+            address=[{"city": city, "line": [f"{given} street"]}],
+            identifier=[{"system": "urn:mrn", "value": given}],
+        )
+        made[given] = (await create(fhir, body))["id"]
+    return made
+
+
+async def test_string_search_prefix_exact_contains(fhir: AsyncClient) -> None:
+    p = await _people(fhir)
+    assert set(ids((await fhir.get("/Patient", params={"name": "mul"})).json())) == {p["Anna"], p["Bob"]}
+    assert ids((await fhir.get("/Patient", params={"name:exact": "Müller"})).json()) == [p["Anna"]]
+    assert ids((await fhir.get("/Patient", params={"name:exact": "müller"})).json()) == []
+    assert ids((await fhir.get("/Patient", params={"name:contains": "LLIN"})).json()) == [p["Bob"]]
+    assert ids((await fhir.get("/Patient", params={"address": "dub"})).json()) == [p["Bob"]]
+    assert ids((await fhir.get("/Patient", params={"address:contains": "agO"})).json()) == [p["Dede"]]
+    assert ids((await fhir.get("/Patient", params={"family": "smith,okafor", "_sort": "family"})).json()) == [
+        p["Dede"],
+        p["Carol"],
+    ]
+
+
+async def test_birthdate_prefixes(fhir: AsyncClient) -> None:
+    p = await _people(fhir)
+
+    async def born(value: str) -> set[str]:
+        return set(ids((await fhir.get("/Patient", params={"birthdate": value, "_count": "50"})).json()))
+
+    assert await born("1985") == {p["Bob"], p["Carol"]}
+    assert await born("eq1985-06") == {p["Bob"]}
+    assert await born("ne1985") == {p["Anna"], p["Dede"]}
+    assert await born("lt1985-06-30") == {p["Anna"]}
+    assert await born("le1985-06-30") == {p["Anna"], p["Bob"]}
+    assert await born("gt1985-07-01") == {p["Dede"]}
+    assert await born("ge1985-07-01") == {p["Carol"], p["Dede"]}
+    assert await born("sa1985") == {p["Dede"]}
+    assert await born("eb1985") == {p["Anna"]}
+    assert p["Carol"] in await born("ap1985-07-02")
+    bad = await fhir.get("/Patient", params={"birthdate": "19x5"})
+    assert bad.status_code == 400
+    assert bad.json()["issue"][0]["details"]["coding"][0]["code"] == "invalid_date"
+
+
+async def test_token_reference_chain_quantity_include(fhir: AsyncClient) -> None:
+    p = await _people(fhir)
+    assert ids((await fhir.get("/Patient", params={"identifier": "urn:mrn|Bob"})).json()) == [p["Bob"]]
+    assert ids((await fhir.get("/Patient", params={"identifier": "Bob"})).json()) == [p["Bob"]]
+    assert ids((await fhir.get("/Patient", params={"identifier": "|Bob"})).json()) == []
+    practitioner = await create(fhir, {"resourceType": "Practitioner", "name": [{"family": "House"}]})
+    encounter = await create(
+        fhir,
+        {
+            "resourceType": "Encounter",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": f"Patient/{p['Bob']}"},
+            "period": {"start": "2024-03-01T10:00:00Z", "end": "2024-03-01T11:00:00Z"},
+        },
+    )
+    obs = await create(
+        fhir,
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                            "code": "vital-signs",
+                        }
+                    ]
+                }
+            ],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+            "subject": {"reference": f"Patient/{p['Bob']}"},
+            "encounter": {"reference": f"Encounter/{encounter['id']}"},
+            "effectiveDateTime": "2024-03-01T10:30:00Z",
+            "valueQuantity": {
+                "value": 72.5,
+                "unit": "/min",
+                "system": "http://unitsofmeasure.org",
+                "code": "/min",
+            },
+        },
+    )
+    med = await create(
+        fhir,
+        {
+            "resourceType": "MedicationRequest",
+            "status": "active",
+            "intent": "order",
+            "medicationCodeableConcept": {"text": "aspirin"},
+            "subject": {"reference": f"Patient/{p['Bob']}"},
+            "requester": {"reference": f"Practitioner/{practitioner['id']}"},
+        },
+    )
+
+    async def find(rtype: str, **params: str) -> list[str]:
+        response = await fhir.get(f"/{rtype}", params=params)
+        assert response.status_code == 200, response.text
+        return ids(response.json())
+
+    assert await find("Observation", category="vital-signs") == [obs["id"]]
+    assert await find("Observation", code="http://loinc.org|8867-4") == [obs["id"]]
+    assert await find("Observation", subject=f"Patient/{p['Bob']}") == [obs["id"]]
+    assert await find("Observation", patient=p["Bob"]) == [obs["id"]]
+    assert await find("Observation", patient=p["Anna"]) == []
+    assert await find("Observation", **{"subject:Patient.name": "mullins"}) == [obs["id"]]
+    assert await find("Observation", **{"subject:Patient.name": "smith"}) == []
+    assert await find("Observation", **{"value-quantity": "gt72"}) == [obs["id"]]
+    assert await find("Observation", **{"value-quantity": "72.5|http://unitsofmeasure.org|/min"}) == [
+        obs["id"]
+    ]
+    assert await find("Observation", **{"value-quantity": "lt72"}) == []
+    assert await find("Observation", date="2024-03-01") == [obs["id"]]
+    assert await find("Observation", date="gt2024-03-02") == []
+    assert await find("Encounter", date="2024-03") == [encounter["id"]]
+    assert await find("Encounter", date="ge2024-03-01T10:30:00Z") == [encounter["id"]]
+    assert await find("Encounter", status="finished", **{"class": "AMB"}) == [encounter["id"]]
+    assert await find("Observation", **{"category:missing": "false"}) == [obs["id"]]
+    assert await find("MedicationRequest", **{"category:missing": "true"}) == [med["id"]]
+
+    inc = (await fhir.get("/Encounter", params={"_include": "Encounter:patient"})).json()
+    assert ids(inc, "include") == [p["Bob"]]
+    inc = (await fhir.get("/Observation", params={"_include": "Observation:encounter"})).json()
+    assert ids(inc, "include") == [encounter["id"]]
+    inc = (await fhir.get("/MedicationRequest", params={"_include": "MedicationRequest:requester"})).json()
+    assert ids(inc, "include") == [practitioner["id"]]
+    rev = (await fhir.get("/Encounter", params={"_revinclude": "Observation:encounter"})).json()
+    assert ids(rev, "include") == [obs["id"]]
+
+    elements = (await fhir.get("/Observation", params={"_elements": "status"})).json()["entry"][0]["resource"]
+    assert set(elements) == {"resourceType", "id", "meta", "status"}
+    count = (await fhir.get("/Patient", params={"_summary": "count"})).json()
+    assert count["total"] == 4
+    assert "entry" not in count or count["entry"] == []
+
+
+async def test_paging_is_stable_under_concurrent_writes(fhir: AsyncClient) -> None:
+    made = [(await create(fhir, patient(name=[{"family": f"Page{i:02d}"}])))["id"] for i in range(7)]
+    seen: list[str] = []
+    response = (await fhir.get("/Patient", params={"_count": "3"})).json()
+    first = True
+    while True:
+        seen.extend(ids(response))
+        if first:
+            # A write between pages neither duplicates nor skips anything already there.
+            await create(fhir, patient(name=[{"family": "Late"}]))
+            await fhir.put(f"/Patient/{made[5]}", json={**patient(name=[{"family": "Moved"}]), "id": made[5]})
+            first = False
+        nxt = [link["url"] for link in response["link"] if link["relation"] == "next"]
+        if not nxt:
+            break
+        response = (await fhir.get(nxt[0].split("/fhir/R4", 1)[1])).json()
+    assert seen[:7] == made
+    assert len(seen) == len(set(seen)) == 8
+
+
+async def test_unknown_parameter_warns_or_fails_strict(fhir: AsyncClient) -> None:
+    await create(fhir, patient())
+    lenient = (await fhir.get("/Patient", params={"shoe-size": "42"})).json()
+    outcomes = [e for e in lenient["entry"] if e["search"]["mode"] == "outcome"]
+    assert outcomes[0]["resource"]["issue"][0]["severity"] == "warning"
+    assert len(ids(lenient)) == 1
+    strict = await fhir.get("/Patient", params={"shoe-size": "42"}, headers={"Prefer": "handling=strict"})
+    assert strict.status_code == 400
+    assert strict.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_id_last_updated_post_search_and_histories(fhir: AsyncClient) -> None:
+    a = await create(fhir, patient(name=[{"family": "First"}]))
+    b = await create(fhir, patient(name=[{"family": "Second"}]))
+    assert set(ids((await fhir.get("/Patient", params={"_id": f"{a['id']},{b['id']}"})).json())) == {
+        a["id"],
+        b["id"],
+    }
+    stamp = b["meta"]["lastUpdated"]
+    assert ids((await fhir.get("/Patient", params={"_lastUpdated": f"ge{stamp}"})).json()) == [b["id"]]
+    assert ids((await fhir.get("/Patient", params={"_sort": "-_lastUpdated"})).json()) == [b["id"], a["id"]]
+    posted = await fhir.post(
+        "/Patient/_search",
+        data={"family": "sec"},
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert ids(posted.json()) == [b["id"]]
+    type_history = (await fhir.get("/Patient/_history")).json()
+    assert type_history["type"] == "history"
+    assert len(type_history["entry"]) == 2
+    system_history = (await fhir.get("/_history", params={"_count": "1"})).json()
+    assert len(system_history["entry"]) == 1
+    assert any(link["relation"] == "next" for link in system_history["link"])
+
+
+async def test_malformed_cursors_and_odd_values_are_400_not_500(fhir: AsyncClient) -> None:
+    await create(fhir, patient())
+    for url in (
+        "/Patient?_cursor=bm9wZQ",
+        "/Patient?_cursor=WyJ4Il0",
+        "/Patient?_sort=family&_cursor=WzFd",
+        "/_history?_cursor=WyJ4IiwxLDJd",
+        "/Patient?_count=abc",
+        "/Patient?_sort=shoe",
+    ):
+        response = await fhir.get(url)
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["resourceType"] == "OperationOutcome"
+    odd = await fhir.get("/Patient", params={"name": "a\U0010ffff"})
+    assert odd.status_code == 200
