@@ -22,6 +22,7 @@ from hims.core.storage import make_storage
 from hims.documents import routes as documents_routes
 from hims.fhir import routes as fhir_routes
 from hims.fhir.outcome import render_operation_outcome
+from hims.identity import authn as identity_authn
 from hims.ops import routes as ops_routes
 from hims.patients import routes as patients_routes
 from hims.practitioners import routes as practitioners_routes
@@ -104,4 +105,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(fhir_routes.router)
     app.include_router(consultation_routes.router)
     app.include_router(clinical_routes.router)
+    identity_authn.install(app, settings)
     return app

@@ -8,6 +8,7 @@ import hims.clinical.models
 import hims.consultations.models
 import hims.documents.models
 import hims.fhir.models
+import hims.identity.models
 import hims.patients.models
 import hims.practitioners.models
 import hims.scheduling.models

@@ -8,6 +8,7 @@ import importlib
 def load_seeders() -> None:
     """Import the domain seed modules; each appends to `hims.seed.SEEDERS` once."""
     # Each domain adds its import here, e.g. `import hims.identity.seed`.
+    import hims.identity.seed
     import hims.patients.seed
     import hims.practitioners.seed
     import hims.scheduling.seed  # noqa: F401

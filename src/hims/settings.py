@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 Environment = Literal["development", "test", "staging", "production"]
 
@@ -85,7 +85,8 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
-CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
+# NoDecode: the environment gives `a,b` (not JSON); the validator splits it.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
 
 
 class _SecretFileSource(PydanticBaseSettingsSource):
@@ -153,6 +154,30 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr = Field(SecretStr(DEV_JWT_SECRET), description="HS256 signing key for tokens.")
     jwt_expires_in: Duration = Field(timedelta(hours=1), description="Access token lifetime.")
     jwt_refresh_expires_in: Duration = Field(timedelta(days=7), description="Refresh token lifetime.")
+
+    # Identity (guide §8.2: fail2ban maxretry=3 / bantime=3600, done in the app for HIMS logins)
+    login_max_failures: int = Field(
+        3, ge=1, le=100, description="Failed logins per account, or per client IP, before a lockout."
+    )
+    login_lockout_seconds: int = Field(
+        3600, ge=1, description="How long a locked account or IP is refused (seconds)."
+    )
+    password_reset_ttl: Duration = Field(
+        timedelta(minutes=30), description="Lifetime of a single-use password-reset link."
+    )
+    mfa_required_roles: CommaList = Field(
+        default_factory=lambda: ["admin", "operator"],
+        description="Roles that must use TOTP MFA in production and staging.",
+    )
+    session_ttl: Duration = Field(timedelta(hours=8), description="Lifetime of a browser session cookie.")
+    public_url: str = Field(
+        "http://localhost:3000", description="Public base URL of the app (used in password-reset e-mails)."
+    )
+    password_hash_time_cost: int = Field(2, ge=1, le=20, description="argon2id iterations.")
+    password_hash_memory_kib: int = Field(
+        19456, ge=1024, le=4194304, description="argon2id memory cost in KiB (19 MiB: OWASP minimum)."
+    )
+    password_hash_parallelism: int = Field(1, ge=1, le=16, description="argon2id lanes.")
 
     # External services
     smtp_host: str | None = Field(None, description="SMTP server for outgoing mail.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,18 +9,17 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
-from hims.core.security import encode_access_token
 from hims.settings import Settings
+from tests.identity.factories import role_token
 
 FHIR_JSON = "application/fhir+json"
 
 
 def token_for(settings: Settings, *, roles: list[str], scope: str | None = None) -> str:
-    """A real access token for ``roles`` (the one place tests mint FHIR tokens)."""
+    """A real access token for a real, active user holding ``roles`` (the one place tests mint
+    FHIR tokens)."""
     extra = {"scope": scope} if scope is not None else None
-    return encode_access_token(
-        settings, user_id=uuid.uuid4(), username="fhir-tester", roles=roles, extra=extra
-    )
+    return role_token(settings, roles, extra=extra)
 
 
 def auth(settings: Settings, *roles: str, scope: str | None = None) -> dict[str, str]:

@@ -11,16 +11,13 @@ from typing import Any
 import asyncpg
 from httpx import AsyncClient
 
-from hims.core.security import encode_access_token
 from hims.settings import Settings
+from tests.identity.factories import role_headers
 
 
 def auth_headers(settings: Settings, role: str, *, user_id: uuid.UUID | None = None) -> dict[str, str]:
-    """Authorization header with a real access token for a user holding ``role``."""
-    token = encode_access_token(
-        settings, user_id=user_id or uuid.uuid4(), username=f"test-{role}", roles=[role]
-    )
-    return {"Authorization": f"Bearer {token}"}
+    """Authorization header with a real access token for a real, active user holding ``role``."""
+    return role_headers(settings, role, user_id=user_id)
 
 
 def patient_body(**overrides: Any) -> dict[str, Any]:

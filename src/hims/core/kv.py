@@ -22,6 +22,9 @@ class KeyValueStore(Protocol):
     async def get(self, key: str) -> str | None:
         """Value of ``key`` or None."""
 
+    async def get_many(self, *keys: str) -> list[str | None]:
+        """Values of ``keys`` in one round trip (None for absent keys)."""
+
     async def set(self, key: str, value: str, *, ttl: float | None = None, only_new: bool = False) -> bool:
         """Store ``value``; with ``only_new`` only if the key is absent. True when stored."""
 
@@ -57,6 +60,10 @@ class RedisStore:
     async def get(self, key: str) -> str | None:
         value = await self.redis.get(key)
         return None if value is None else str(value)
+
+    async def get_many(self, *keys: str) -> list[str | None]:
+        values = await self.redis.mget(keys) if keys else []
+        return [None if v is None else str(v) for v in values]
 
     async def set(self, key: str, value: str, *, ttl: float | None = None, only_new: bool = False) -> bool:
         px = int(ttl * 1000) if ttl else None
@@ -100,6 +107,9 @@ class MemoryStore:
     async def get(self, key: str) -> str | None:
         item = self._live(key)
         return None if item is None else item[0]
+
+    async def get_many(self, *keys: str) -> list[str | None]:
+        return [await self.get(key) for key in keys]
 
     async def set(self, key: str, value: str, *, ttl: float | None = None, only_new: bool = False) -> bool:
         async with self._lock:
