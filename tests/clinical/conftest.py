@@ -10,17 +10,16 @@ import pytest
 
 from hims.consultations.cli import ensure
 from hims.core.db import Database
-from hims.core.security import encode_access_token
 from hims.settings import Settings
 from tests.clinical.factories import make_patient
+from tests.identity.factories import role_headers
 
 PARTITIONS_FROM = 2024
 
 
-def auth_headers(settings: Settings, role: str = "physician", *, username: str = "dr.test") -> dict[str, str]:
-    """The ONE place a token for a role is made (swap here when identity adds checks)."""
-    token = encode_access_token(settings, user_id=uuid.uuid4(), username=username, roles=[role])
-    return {"Authorization": f"Bearer {token}"}
+def auth_headers(settings: Settings, role: str = "physician") -> dict[str, str]:
+    """The ONE place a token for a role is made: a real, active user holding ``role``."""
+    return role_headers(settings, role)
 
 
 @pytest.fixture(scope="session")

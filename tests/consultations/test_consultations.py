@@ -119,7 +119,8 @@ async def test_soap_finish_sign_then_immutable_with_amendments(
         headers=physician,
     )
     assert amendment.status_code == 201
-    assert amendment.json()["author_name"] == "dr.test"
+    me = (await client.get("/api/v1/auth/me", headers=physician)).json()
+    assert amendment.json()["author_name"] == me["username"]
     read = (await client.get(f"/api/v1/consultations/{cid}", headers=physician)).json()
     assert read["plan"] == "fluids"  # unchanged
     assert [a["reason"] for a in read["amendments"]] == ["transcription error"]
