@@ -17,7 +17,7 @@ from hims.core.errors import install_error_handlers
 from hims.core.kv import make_store
 from hims.core.logging import RequestContextMiddleware, configure_logging
 from hims.ops import routes as ops_routes
-from hims.settings import Settings, load_settings
+from hims.settings import Settings, SettingsError, load_settings
 
 log = structlog.get_logger("hims.app")
 
@@ -46,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     if settings.database_url is None:
         raise RuntimeError("create_app needs DATABASE_URL; `hims serve` starts the embedded database")
+    if settings.is_production and settings.problems():
+        raise SettingsError(settings.problems())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 Environment = Literal["development", "test", "staging", "production"]
 
@@ -85,7 +85,8 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
-CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
+# NoDecode: the environment holds "a,b", not JSON.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
 
 
 class _SecretFileSource(PydanticBaseSettingsSource):
@@ -208,7 +209,10 @@ class Settings(BaseSettings):
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for item in value:
-            ipaddress.ip_network(item, strict=False)
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not a network such as 10.0.0.0/8") from None
         return value
 
     @property
@@ -281,5 +285,7 @@ def load_settings(**overrides: Any) -> Settings:
             name = str(error["loc"][0]).upper() if error["loc"] else "SETTINGS"
             lines.append(f"{name}: {error['msg']}")
         raise SettingsError(lines) from None
-    except ValueError as exc:  # unreadable NAME_FILE
+    except SettingsError:
+        raise
+    except ValueError as exc:  # unreadable NAME_FILE, undecodable value
         raise SettingsError([str(exc)]) from None

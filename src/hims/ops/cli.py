@@ -66,7 +66,7 @@ def _fail_on_problems(settings: Settings) -> None:
     problems = settings.problems()
     if problems and settings.is_production:
         for line in problems:
-            console.print(f"configuration error: {line}", markup=False)
+            typer.echo(f"configuration error: {line}", err=True)
         raise typer.Exit(2)
 
 
@@ -110,10 +110,10 @@ def config_check() -> None:
     settings = load_settings()
     problems = settings.problems()
     for line in problems:
-        out.print(f"problem: {line}", markup=False)
+        typer.echo(f"problem: {line}")
     if problems:
         raise typer.Exit(1)
-    out.print(f"configuration OK for {settings.hims_env}")
+    typer.echo(f"configuration OK for {settings.hims_env}")
 
 
 # ---------------------------------------------------------------- db
@@ -154,7 +154,7 @@ def db_verify() -> None:
     with database_url(settings) as url:
         drift = migrate.verify(url)
     for line in drift.problems:
-        out.print(f"drift: {line}", markup=False)
+        typer.echo(f"drift: {line}")
     if not drift.ok:
         raise typer.Exit(1)
     out.print("database verified: migrations at head, schema matches the models")
