@@ -61,3 +61,30 @@ def wait_for_status(url: str, status: int = 200, *, timeout: float = 30, proc: A
             pass
         time.sleep(0.05)
     raise AssertionError(f"{url} did not answer {status} within {timeout}s")
+
+
+class Server:
+    """A real `hims` server process; its stderr goes to a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [HIMS, *args], env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+
+    def log(self) -> str:
+        """Everything the server printed so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, sig: int = 15, timeout: float = 30) -> int:
+        """Send ``sig`` (SIGTERM) and wait for the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode

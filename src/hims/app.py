@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await waiter
             await app.state.kv.close()
             await app.state.db.dispose()
+            metrics.mark_process_dead(os.getpid())
             log.info("stopped")
 
     configure_logging(settings.log_level)

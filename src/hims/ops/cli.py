@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -305,6 +306,21 @@ def _serve(settings: Settings, url: str, host: str | None, port: int | None, wor
     )
 
 
+def _exit_cleanly_on_signals() -> None:
+    """SIGTERM/SIGINT end the command through SystemExit so `finally` blocks run.
+
+    uvicorn restores these handlers after its graceful shutdown and re-raises the signal it
+    caught; without this, SIGTERM's default action would kill the process before the embedded
+    PostgreSQL is stopped.
+    """
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 HostOpt = Annotated[str | None, typer.Option(help="Interface to bind (default HOST).")]
 PortOpt = Annotated[int | None, typer.Option(help="Port (default PORT, 3000).")]
 WorkersOpt = Annotated[int, typer.Option(min=1, max=64, help="uvicorn worker processes.")]
@@ -314,6 +330,7 @@ def serve(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = 1) -
     """Run the HTTP server (graceful shutdown: in-flight requests finish, pools close)."""
     settings = load_settings()
     _fail_on_problems(settings)
+    _exit_cleanly_on_signals()
     with database_url(settings) as url:
         _serve(settings, url, host, port, workers)
 
@@ -329,6 +346,7 @@ def up(
 
     settings = load_settings()
     _fail_on_problems(settings)
+    _exit_cleanly_on_signals()
     with database_url(settings) as url:
         with console.status("Migrating…"):
             migrate.upgrade(url)
