@@ -60,8 +60,18 @@ def find_bindir() -> Path:
     return path
 
 
-def _free_port() -> int:
+def _free_port(preferred: int | None = None) -> int:
+    """``preferred`` when nothing listens there (a restart keeps its URL), else a random free port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if preferred:
+            # SO_REUSEADDR as PostgreSQL itself uses: connections of the previous run may linger
+            # in TIME_WAIT, which does not stop the server from listening.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", preferred))
+                return preferred
+            except OSError:
+                pass
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
@@ -157,7 +167,8 @@ class EmbeddedPostgres:
             self.init()
         if self.running_pid() is None:
             bindir = find_bindir()
-            port = _free_port()
+            previous = self._port_file.read_text(encoding="utf-8").strip() if self._port_file.exists() else ""
+            port = _free_port(int(previous) if previous.isdigit() else None)
             self._port_file.write_text(str(port), encoding="utf-8")
             sockets = self.root / "run"
             sockets.mkdir(exist_ok=True)
