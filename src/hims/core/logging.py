@@ -61,6 +61,16 @@ def _scrub_stdlib_messages(
     return event
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is now (test capture and daemon redirection replace it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "info", *, json: bool = True) -> None:
     """JSON lines on stderr through structlog; stdlib loggers (uvicorn, sqlalchemy) too."""
     shared: list[Any] = [
@@ -72,10 +82,10 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
     structlog.configure(
         processors=[*shared, _safe_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_CurrentStderr())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _safe_exc_info, renderer],
