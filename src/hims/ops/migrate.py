@@ -159,16 +159,30 @@ def verify(url: str) -> Drift:
     return result
 
 
+_MISSING = "in the models but missing from the database"
+_STRAY = "in the database but not in the models"
+
+
 def _describe_diff(diff: Any) -> str:
+    """One readable line for an autogenerate difference (``add_*`` = missing from the database)."""
     if isinstance(diff, list):  # column modifications come grouped
         return "; ".join(_describe_diff(d) for d in diff)
-    kind, *rest = diff
-    names = []
-    for item in rest:
-        name = getattr(item, "name", None)
-        table = getattr(getattr(item, "table", None), "name", None)
-        if name:
-            names.append(f"{table}.{name}" if table and table != name else str(name))
-        elif isinstance(item, str):
-            names.append(item)
-    return f"{kind} {' '.join(names)}".strip()
+    kind = diff[0]
+    if kind in ("add_table", "remove_table"):
+        return f"table {diff[1].name} is {_MISSING if kind == 'add_table' else _STRAY}"
+    if kind in ("add_column", "remove_column"):
+        where = f"{diff[2]}.{diff[3].name}"
+        return f"column {where} is {_MISSING if kind == 'add_column' else _STRAY}"
+    if kind in ("add_index", "remove_index"):
+        index = diff[1]
+        return f"index {index.name} on {index.table.name} is {_MISSING if kind == 'add_index' else _STRAY}"
+    if kind in ("add_constraint", "remove_constraint", "add_fk", "remove_fk"):
+        constraint = diff[1]
+        what = "foreign key" if kind.endswith("_fk") else "constraint"
+        state = _MISSING if kind.startswith("add") else _STRAY
+        return f"{what} {constraint.name} on {constraint.table.name} is {state}"
+    if kind.startswith("modify_"):
+        _, _schema, table, column, _info, existing, wanted = diff
+        what = kind.removeprefix("modify_")
+        return f"column {table}.{column}: {what} is {existing!r} in the database, {wanted!r} in the models"
+    return " ".join(str(getattr(item, "name", item)) for item in diff)
