@@ -15,6 +15,7 @@ from hims import __version__
 from hims.core import metrics
 from hims.core.db import Database
 from hims.core.errors import install_error_handlers
+from hims.core.jobs import ArqQueue
 from hims.core.kv import make_store
 from hims.core.logging import RequestContextMiddleware, configure_logging
 from hims.ops import routes as ops_routes
@@ -53,11 +54,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         assert settings.database_url is not None
+        redis_password = settings.redis_password.get_secret_value() if settings.redis_password else None
+        queue = ArqQueue(settings.redis_url, redis_password) if settings.redis_url else None
         app.state.db = Database(
             settings.database_url.get_secret_value(),
             read_urls=settings.database_read_urls,
             pool_size=settings.database_max_connections,
             idle_timeout_ms=settings.database_idle_timeout,
+            queue=queue,
         )
         app.state.kv = make_store(
             settings.redis_url,
@@ -74,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await waiter
             await app.state.kv.close()
+            if queue is not None:
+                await queue.close()
             await app.state.db.dispose()
             metrics.mark_process_dead(os.getpid())
             log.info("stopped")

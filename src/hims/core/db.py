@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from hims.core import metrics
+from hims.core import jobs, metrics
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -92,8 +92,11 @@ class Database:
         read_urls: list[str] | None = None,
         pool_size: int = 20,
         idle_timeout_ms: int = 30000,
+        queue: jobs.JobQueue | None = None,
     ) -> None:
         self.url = url
+        #: Where jobs deferred inside `transaction()` go after commit (None: no queue).
+        self.queue = queue
         self.engine = make_engine(url, pool_size=pool_size, idle_timeout_ms=idle_timeout_ms)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
         replicas = [
@@ -105,10 +108,21 @@ class Database:
         self._next_replica = itertools.cycle(range(len(replicas))) if replicas else None
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in one transaction: committed on success, rolled back on any error."""
-        async with self.sessionmaker() as session, session.begin():
-            yield session
+    async def transaction(self, *, queue: jobs.JobQueue | None = None) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction: committed on success, rolled back on any error.
+
+        Jobs recorded with `hims.core.jobs.defer` are sent to ``queue`` (default: this Database's)
+        only after the commit succeeded; on rollback they are dropped.
+        """
+        async with self.sessionmaker() as session:
+            try:
+                async with session.begin():
+                    yield session
+            except BaseException:
+                jobs.take_deferred(session)
+                raise
+            deferred = jobs.take_deferred(session)
+        await jobs.send(queue or self.queue, deferred)
 
     @asynccontextmanager
     async def read_transaction(self) -> AsyncIterator[AsyncSession]:
