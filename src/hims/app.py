@@ -18,6 +18,7 @@ from hims.core.errors import install_error_handlers
 from hims.core.jobs import ArqQueue
 from hims.core.kv import make_store
 from hims.core.logging import RequestContextMiddleware, configure_logging
+from hims.core.observability import init_observability
 from hims.ops import routes as ops_routes
 from hims.settings import Settings, SettingsError, load_settings
 
@@ -96,4 +97,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops_routes.router)
+    init_observability(app, settings)
     return app

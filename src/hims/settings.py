@@ -176,6 +176,10 @@ class Settings(BaseSettings):
     datadog_api_key: SecretStr | None = Field(
         None, description="Datadog API key (metrics are also on /metrics)."
     )
+    otel_enabled: bool = Field(
+        False,
+        description="Trace requests with OpenTelemetry (install the [otel] extra; OTEL_* configure it).",
+    )
     metrics_token: SecretStr | None = Field(None, description="Bearer token required on /metrics.")
     metrics_allow_networks: CommaList = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
