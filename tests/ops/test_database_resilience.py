@@ -132,3 +132,23 @@ def test_embedded_cluster_as_current_user_creates_no_system_users(tmp_path):
     # A second start reuses the cluster and its port (so a running app's URL stays valid).
     assert cluster.start() == url
     cluster.stop()
+
+
+def test_server_without_contrib_is_reported_clearly(tmp_path):
+    # The PyPI wheel's PostgreSQL has no contrib extensions: a bare machine's situation.
+    from hims.core.embedded import wheel_bindir
+    from tests.support import base_env, hims
+
+    cluster = EmbeddedPostgres(tmp_path / "pg", bindir=wheel_bindir())
+    url = cluster.start()
+    try:
+        env = base_env(tmp_path, DATABASE_URL=url)
+        migrated = hims("db", "migrate", env=env)
+        assert migrated.returncode == 0, migrated.stderr
+        assert "warning: PostgreSQL extensions not available: pg_trgm" in migrated.stderr
+        assert "postgresql-contrib" in migrated.stderr
+        verify = hims("db", "verify", env=env)
+        assert verify.returncode == 1
+        assert "drift: extension: pg_trgm is not installed" in verify.stdout
+    finally:
+        cluster.stop()

