@@ -60,7 +60,14 @@ async def wait_ready(http: AsyncClient, timeout: float = 15) -> None:
     raise AssertionError("never became ready")
 
 
+def pool_in_use() -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("hims_db_pool_connections_in_use", {"role": "primary"}) or 0.0
+
+
 async def test_requests_get_503_while_database_is_down_and_recover(cluster, redis_url, tmp_path):
+    in_use_before = pool_in_use()
     url = await asyncio.to_thread(cluster.start)
     await asyncio.to_thread(migrate.upgrade, url)
     async for http in client_for(url, redis_url, tmp_path):
@@ -82,6 +89,8 @@ async def test_requests_get_503_while_database_is_down_and_recover(cluster, redi
         await wait_ready(http)
         response = await http.get("/api/v1/resilience/patients/count")
         assert response.status_code == 200, response.text
+    # Connections lost in the outage were given back: the in-use gauge did not drift.
+    assert pool_in_use() == in_use_before
 
 
 async def test_app_started_before_database_waits_and_becomes_ready(

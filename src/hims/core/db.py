@@ -71,12 +71,20 @@ def make_engine(url: str, *, pool_size: int, idle_timeout_ms: int, role: str = "
 def _track_pool(engine: AsyncEngine, role: str, size: int) -> None:
     metrics.DB_POOL_SIZE.labels(role).set(size)
     in_use = metrics.DB_POOL_IN_USE.labels(role)
+    key = "hims_counted_in_use"
 
-    def checkout(_dbapi: Any, _record: ConnectionPoolEntry, _proxy: Any) -> None:
-        in_use.inc()
+    # A checkout that fails its pre-ping (database gone) is checked in without a checkout
+    # event; counting per connection record keeps the gauge from drifting during outages.
+    def checkout(_dbapi: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        info = record.record_info
+        if info is not None and not info.get(key):
+            info[key] = True
+            in_use.inc()
 
-    def checkin(_dbapi: Any, _record: ConnectionPoolEntry) -> None:
-        in_use.dec()
+    def checkin(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+        info = record.record_info if record is not None else None
+        if info is not None and info.pop(key, False):
+            in_use.dec()
 
     event.listen(engine.sync_engine.pool, "checkout", checkout)
     event.listen(engine.sync_engine.pool, "checkin", checkin)
