@@ -141,3 +141,21 @@ def test_comma_lists_are_plain_text_not_json(monkeypatch: pytest.MonkeyPatch):
     settings = load_settings()
     assert settings.metrics_allow_networks == ["10.0.0.0/8", "192.168.1.0/24"]
     assert settings.database_read_urls == ["postgresql://r1/h", "postgresql://r2/h"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATABASE_URL", "mysql://u:p@h/db"),
+        ("DATABASE_URL", "sqlite:///hims.db"),
+        ("DATABASE_READ_URLS", "postgresql://r1/h,mysql://r2/h"),
+        ("REDIS_URL", "localhost:6379"),
+    ],
+)
+def test_urls_of_the_wrong_kind_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert [line.split(":")[0] for line in caught.value.lines] == [name]
+    # The rejected URL (which may hold a password) is not echoed back.
+    assert "u:p@" not in caught.value.lines[0]

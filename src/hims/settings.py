@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 Environment = Literal["development", "test", "staging", "production"]
 
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+asyncpg://")
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -203,6 +204,28 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Init arguments win, then the environment, then ``NAME_FILE`` secret files."""
         return (init_settings, env_settings, _SecretFileSource(settings_cls))
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(_POSTGRES_SCHEMES):
+            raise ValueError("must be a postgresql:// URL (PostgreSQL is the only supported database)")
+        return value
+
+    @field_validator("database_read_urls", mode="after")
+    @classmethod
+    def _postgres_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(_POSTGRES_SCHEMES):
+                raise ValueError("every entry must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("database_read_urls", "metrics_allow_networks", mode="after")
     @classmethod
