@@ -61,11 +61,13 @@ def test_defaults_follow_the_guide():
 
 @pytest.mark.parametrize("name", SECRET_FIELDS)
 def test_every_secret_reads_from_name_file(monkeypatch: pytest.MonkeyPatch, tmp_path, name: str):
-    value = "postgresql://u:from-file@db/x" if name == "database_url" else "value-from-a-secret-file"
+    urls = {"database_url": "postgresql://u:from-file@db/x", "redis_url": "redis://:from-file@cache:6379/0"}
+    value = urls.get(name, "value-from-a-secret-file")
     path = tmp_path / "secret"
     path.write_text(value + "\n", encoding="utf-8")
     monkeypatch.setenv(f"{name.upper()}_FILE", str(path))
-    assert getattr(load_settings(), name).get_secret_value() == value
+    loaded = getattr(load_settings(), name)
+    assert (loaded if isinstance(loaded, str) else loaded.get_secret_value()) == value
 
 
 def test_variable_wins_over_its_file(monkeypatch: pytest.MonkeyPatch, tmp_path):

@@ -47,6 +47,7 @@ DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"  # noqa: S105 - refuse
 
 SECRET_FIELDS = (
     "database_url",
+    "redis_url",  # may carry a password (redis://:pw@host); masked like DATABASE_URL
     "redis_password",
     "jwt_secret",
     "smtp_pass",

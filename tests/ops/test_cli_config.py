@@ -58,6 +58,7 @@ def test_config_show_masks_secrets(tmp_path):
         JWT_SECRET="jwt-secret-value-" + "z" * 20,
         SMTP_PASS="smtp-password-value",
         METRICS_TOKEN="metrics-token-value",
+        REDIS_URL="redis://:redis-password-value@cache:6379/0",
     )
     result = hims("config", "show", "--json", env=env)
     assert result.returncode == 0, result.stderr
@@ -66,9 +67,11 @@ def test_config_show_masks_secrets(tmp_path):
     assert values["JWT_SECRET"] == "********"
     assert values["SMTP_PASS"] == "********"
     assert values["JWT_EXPIRES_IN"] == "3600s"
+    assert values["REDIS_URL"] == "redis://:***@cache:6379/0"
     table = hims("config", "show", env=env)
     assert table.returncode == 0
-    for secret in ("hunter2", "jwt-secret-value", "smtp-password-value", "metrics-token-value"):
+    secrets = ("hunter2", "jwt-secret-value", "smtp-password-value", "metrics-token-value", "redis-password")
+    for secret in secrets:
         assert secret not in result.stdout
         assert secret not in table.stdout
     assert "postgresql://hims:***@db:5432/hims" in table.stdout

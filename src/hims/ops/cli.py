@@ -80,7 +80,7 @@ def _effective(settings: Settings) -> dict[str, Any]:
         value = getattr(settings, name)
         if name in SECRET_FIELDS and value is not None:
             raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-            value = mask_url(raw) if name == "database_url" else "********"
+            value = mask_url(raw) if name in ("database_url", "redis_url") else "********"
         elif name == "database_read_urls":
             value = [mask_url(u) for u in value]
         elif hasattr(value, "total_seconds"):
