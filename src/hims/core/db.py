@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import MetaData, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -39,10 +40,19 @@ class Base(DeclarativeBase):
 
 
 def async_url(url: str) -> str:
-    """Normalise a PostgreSQL URL to the asyncpg driver (accepts postgres:// and postgresql://)."""
+    """Normalise a PostgreSQL URL to the asyncpg driver (accepts postgres:// and postgresql://).
+
+    libpq's ``sslmode=require`` (the guide's own DATABASE_URL form) becomes asyncpg's ``ssl``,
+    which takes the same values; passed through unchanged asyncpg rejects it.
+    """
     for prefix in ("postgresql+asyncpg://", "postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix) :]
+            parsed = make_url("postgresql+asyncpg://" + url[len(prefix) :])
+            if "sslmode" in parsed.query:
+                query = dict(parsed.query)
+                query["ssl"] = query.pop("sslmode")
+                parsed = parsed.set(query=query)
+            return parsed.render_as_string(hide_password=False)
     raise ValueError("DATABASE_URL must be a postgresql:// URL")
 
 
