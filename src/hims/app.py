@@ -33,8 +33,12 @@ async def wait_for_database(app: FastAPI) -> None:
         try:
             await db.ping()
         except Exception as exc:
+            detail = str(exc).split("\n")[0][:200]
             log.warning(
-                "database_unavailable", error=type(exc).__name__, detail=str(exc)[:200], retry_in_s=delay
+                "database_unavailable",
+                error=type(exc).__name__,
+                detail="connection failed" if "://" in detail else detail,  # never a URL with a password
+                retry_in_s=delay,
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)

@@ -99,21 +99,29 @@ async def test_app_started_before_database_waits_and_becomes_ready(
     url = await asyncio.to_thread(cluster.start)
     await asyncio.to_thread(migrate.upgrade, url)
     await asyncio.to_thread(cluster.stop)
+    captured: list[str] = []
+
+    def start_up_waits() -> list[dict]:
+        captured.append(capfd.readouterr().err)
+        records = [json.loads(line) for line in "".join(captured).splitlines() if line.startswith("{")]
+        return [r for r in records if r.get("event") == "database_unavailable" and "retry_in_s" in r]
+
     async for http in client_for(url, redis_url, tmp_path):
         assert (await http.get("/health/ready")).status_code == 503
         assert (await http.get("/api/v1/resilience/patients/count")).status_code == 503
-        await asyncio.sleep(0.8)  # let the start-up retry loop log at least twice (0.5 s, then 1 s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while len(start_up_waits()) < 2 and loop.time() < deadline:  # the retry loop backs off
+            await asyncio.sleep(0.05)
         assert http.app.state.database_ready is False  # type: ignore[attr-defined]
         await asyncio.to_thread(cluster.start)
         await wait_ready(http)
-        loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
         while not http.app.state.database_ready and loop.time() < deadline:  # type: ignore[attr-defined]
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
         assert http.app.state.database_ready  # type: ignore[attr-defined]
         assert (await http.get("/api/v1/resilience/patients/count")).status_code == 200
-    records = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
-    waits = [r for r in records if r.get("event") == "database_unavailable" and "retry_in_s" in r]
+    waits = start_up_waits()
     assert len(waits) >= 2
     assert waits[1]["retry_in_s"] > waits[0]["retry_in_s"]  # backoff
     assert all("://" not in r.get("detail", "") for r in waits)  # no URL with its password
