@@ -78,8 +78,8 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_url(request: pytest.FixtureRequest) -> str:
     """This worker's Redis logical database (offset by checkout so parallel checkouts rarely share)."""
-    offset = zlib.crc32(str(request.config.rootpath).encode()) % 15
-    index = 1 + (offset + _worker_index(request.config)) % 15
+    offset = zlib.crc32(str(request.config.rootpath).encode()) % 13
+    index = 3 + (offset + _worker_index(request.config)) % 13
     return f"{REDIS_URL.rstrip('/')}/{index}"
 
 

@@ -116,3 +116,20 @@ async def test_request_id_is_echoed_or_generated(http: AsyncClient):
     # A request id that could inject into logs is replaced, not echoed.
     hostile = await http.get("/health", headers={"X-Request-ID": "a b\tc"})
     assert hostile.headers["x-request-id"] != "a b\tc"
+
+
+async def test_unexpected_errors_reach_registered_trackers(http: AsyncClient):
+    from hims.core.errors import UNEXPECTED_ERROR_HOOKS
+
+    seen: list[BaseException] = []
+
+    def broken(_exc: BaseException) -> None:
+        raise OSError("tracker down")
+
+    UNEXPECTED_ERROR_HOOKS.extend([broken, seen.append])
+    try:
+        response = await http.get("/api/v1/test-errors/boom")
+    finally:
+        del UNEXPECTED_ERROR_HOOKS[-2:]
+    assert response.status_code == 500
+    assert [type(e) for e in seen] == [RuntimeError]

@@ -37,6 +37,33 @@ def test_sentry_events_lose_anything_that_may_hold_phi():
             "query_string": "name=Okafor",
             "data": {},
         },
-        "exception": {"values": [{"type": "ValueError", "value": "cannot find Okafor"}]},
+        "exception": {
+            "values": [
+                {
+                    "type": "ValueError",
+                    "value": "cannot find Okafor",
+                    "stacktrace": {"frames": [{"function": "search", "vars": {"name": "Okafor"}}]},
+                }
+            ]
+        },
+        "breadcrumbs": {"values": [{"message": "GET /patients?name=Okafor"}]},
     }
     assert "Okafor" not in json.dumps(_scrub(event, None))
+
+
+def test_trace_spans_lose_raw_paths_and_queries():
+    from hims.core.observability import _redact_span_url
+
+    class Span:
+        def __init__(self) -> None:
+            self.attributes = {"http.target": "/api/v1/patients/Okafor", "http.url": "http://h/p?name=Okafor"}
+
+        def is_recording(self) -> bool:
+            return True
+
+        def set_attribute(self, key: str, value: str) -> None:
+            self.attributes[key] = value
+
+    span = Span()
+    _redact_span_url(span, {})
+    assert "Okafor" not in json.dumps(span.attributes)

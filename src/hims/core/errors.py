@@ -181,6 +181,11 @@ def is_connection_error(exc: BaseException) -> bool:
     }
 
 
+#: Called with every unexpected (500) exception; error trackers (Sentry) register here because the
+#: request middleware renders the 500 itself and the exception never reaches the ASGI server.
+UNEXPECTED_ERROR_HOOKS: list[Callable[[BaseException], object]] = []
+
+
 def unexpected_error(exc: BaseException) -> HimsError:
     """The client-safe error for an exception nobody handled: 503 for a lost database, else 500.
 
@@ -195,6 +200,11 @@ def unexpected_error(exc: BaseException) -> HimsError:
             headers={"Retry-After": "5"},
         )
     log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
+    for hook in UNEXPECTED_ERROR_HOOKS:
+        try:
+            hook(exc)
+        except Exception as hook_error:  # a broken tracker must not turn a 500 into a crash
+            log.warning("error_hook_failed", error=type(hook_error).__name__)
     return HimsError("An unexpected error occurred; it has been logged.")
 
 

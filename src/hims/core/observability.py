@@ -14,6 +14,7 @@ import structlog
 from fastapi import FastAPI
 
 from hims import __version__
+from hims.core.errors import UNEXPECTED_ERROR_HOOKS
 from hims.settings import Settings
 
 log = structlog.get_logger("hims.observability")
@@ -35,7 +36,20 @@ def _scrub(event: dict[str, Any], _hint: Any) -> dict[str, Any]:
         request["url"] = "<redacted>"
     for exc in (event.get("exception") or {}).get("values", []):
         exc["value"] = "<redacted>"
+        for frame in (exc.get("stacktrace") or {}).get("frames", []):
+            frame.pop("vars", None)
+    event.pop("breadcrumbs", None)
     return event
+
+
+#: Span attributes that carry the raw path or query (names, MRNs); `http.route` keeps the template.
+_URL_ATTRIBUTES = ("http.target", "http.url", "url.full", "url.path", "url.query")
+
+
+def _redact_span_url(span: Any, _scope: dict[str, Any]) -> None:
+    if span is not None and span.is_recording():
+        for name in _URL_ATTRIBUTES:
+            span.set_attribute(name, "<redacted>")
 
 
 def init_observability(app: FastAPI, settings: Settings) -> list[str]:
@@ -56,8 +70,13 @@ def init_observability(app: FastAPI, settings: Settings) -> list[str]:
                 environment=settings.hims_env,
                 release=__version__,
                 send_default_pii=False,
+                # Local variables of a request's frames hold query values, bodies, rows: PHI.
+                include_local_variables=False,
+                max_breadcrumbs=0,
                 before_send=_scrub,
             )
+            if sentry_sdk.capture_exception not in UNEXPECTED_ERROR_HOOKS:
+                UNEXPECTED_ERROR_HOOKS.append(sentry_sdk.capture_exception)
             enabled.append("sentry")
     if settings.otel_enabled:
         if not installed("opentelemetry.instrumentation.fastapi"):
@@ -69,7 +88,9 @@ def init_observability(app: FastAPI, settings: Settings) -> list[str]:
         else:
             from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-            FastAPIInstrumentor.instrument_app(app, excluded_urls="health,metrics")
+            FastAPIInstrumentor.instrument_app(
+                app, excluded_urls="health,metrics", server_request_hook=_redact_span_url
+            )
             enabled.append("otel")
     if enabled:
         log.info("observability_enabled", integrations=enabled)
