@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import typer
+from sqlalchemy.exc import DBAPIError
 
 from hims.ops import cli as ops_cli
-from hims.settings import SettingsError
+from hims.core.errors import is_connection_error
+from hims.settings import SettingsError, mask_url
 
 app = typer.Typer(
     name="hims",
@@ -20,10 +23,18 @@ ops_cli.register(app)
 
 
 def main() -> None:
-    """Entry point: configuration problems exit 2 with one line per variable."""
+    """Entry point: configuration problems exit 2 with one line per variable; an unreachable
+    or refusing database exits 1 with one line, not a traceback."""
     try:
         app()
     except SettingsError as exc:
         for line in exc.lines:
             print(f"configuration error: {line}", file=sys.stderr)  # noqa: T201
         sys.exit(2)
+    except (DBAPIError, OSError) as exc:
+        if not (isinstance(exc, DBAPIError) or is_connection_error(exc)):
+            raise
+        detail = str(getattr(exc, "orig", None) or exc).split("\n")[0]
+        detail = re.sub(r"\S+://\S+", lambda m: mask_url(m.group(0)), detail)
+        print(f"database error: {type(exc).__name__}: {detail}", file=sys.stderr)  # noqa: T201
+        sys.exit(1)

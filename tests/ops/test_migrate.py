@@ -132,3 +132,22 @@ def test_downgrade_with_yes(env, empty_database):
     tables = {r["tablename"] for r in _query(empty_database, "SELECT tablename FROM pg_tables")}
     assert "patients" not in tables
     assert "phi_access_log" in tables
+
+
+def test_unreachable_database_is_one_line_not_a_traceback(tmp_path):
+    env = base_env(tmp_path, DATABASE_URL="postgresql://hims:hunter2@127.0.0.1:1/hims")
+    for command in (["db", "migrate"], ["db", "verify"]):
+        result = hims(*command, env=env)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [
+            "database error: ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 1)"
+        ]
+        assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_missing_database_is_named(tmp_path):
+    url = _with_database(SERVER_URL, "hims_does_not_exist")
+    result = hims("db", "verify", env=base_env(tmp_path, DATABASE_URL=url))
+    assert result.returncode == 1
+    assert 'database "hims_does_not_exist" does not exist' in result.stderr
+    assert "Traceback" not in result.stderr
