@@ -8,8 +8,8 @@ import sys
 import typer
 from sqlalchemy.exc import DBAPIError
 
-from hims.ops import cli as ops_cli
 from hims.core.errors import is_connection_error
+from hims.ops import cli as ops_cli
 from hims.settings import SettingsError, mask_url
 
 app = typer.Typer(
