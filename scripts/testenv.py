@@ -79,12 +79,17 @@ def redis_url() -> str | None:
 def main() -> int:
     """Print `export` lines for scripts/test."""
     require = "--require" in sys.argv
-    postgres_url()
+    database = postgres_url()
     redis = redis_url()
     if redis is None:
+        message = "no Redis answers at 127.0.0.1:6379 and redis-server is not installed"
         if require:
+            print(f"echo '{message}' >&2; exit 1")
             return 1
+        print(f"echo 'warning: {message}; Redis tests will fail' >&2")
         redis = "redis://127.0.0.1:6379"
+    print(f"export HIMS_TEST_DATABASE_URL='{database}'")
+    print(f"export HIMS_TEST_REDIS_URL='{redis}'")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,8 +17,10 @@ from hims.consultations import routes as consultation_routes
 from hims.core import metrics
 from hims.core.db import Database
 from hims.core.errors import install_error_handlers, register_renderer
+from hims.core.jobs import ArqQueue
 from hims.core.kv import make_store
 from hims.core.logging import RequestContextMiddleware, configure_logging
+from hims.core.observability import init_observability
 from hims.core.storage import make_storage
 from hims.documents import routes as documents_routes
 from hims.fhir import routes as fhir_routes
@@ -27,7 +30,7 @@ from hims.ops import routes as ops_routes
 from hims.patients import routes as patients_routes
 from hims.practitioners import routes as practitioners_routes
 from hims.scheduling import routes as scheduling_routes
-from hims.settings import Settings, load_settings
+from hims.settings import Settings, SettingsError, load_settings
 
 log = structlog.get_logger("hims.app")
 
@@ -40,8 +43,12 @@ async def wait_for_database(app: FastAPI) -> None:
         try:
             await db.ping()
         except Exception as exc:
+            detail = str(exc).split("\n")[0][:200]
             log.warning(
-                "database_unavailable", error=type(exc).__name__, detail=str(exc)[:200], retry_in_s=delay
+                "database_unavailable",
+                error=type(exc).__name__,
+                detail="connection failed" if "://" in detail else detail,  # never a URL with a password
+                retry_in_s=delay,
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
@@ -56,20 +63,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     if settings.database_url is None:
         raise RuntimeError("create_app needs DATABASE_URL; `hims serve` starts the embedded database")
+    if settings.is_production and settings.problems():
+        raise SettingsError(settings.problems())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         assert settings.database_url is not None
+        redis_password = settings.redis_password.get_secret_value() if settings.redis_password else None
+        queue = ArqQueue(settings.redis_url, redis_password) if settings.redis_url else None
         app.state.db = Database(
             settings.database_url.get_secret_value(),
             read_urls=settings.database_read_urls,
             pool_size=settings.database_max_connections,
             idle_timeout_ms=settings.database_idle_timeout,
+            queue=queue,
         )
-        app.state.kv = make_store(
-            settings.redis_url,
-            settings.redis_password.get_secret_value() if settings.redis_password else None,
-        )
+        app.state.kv = make_store(settings.redis_url, redis_password)
         app.state.storage = make_storage(settings)
         app.state.database_ready = False
         waiter = asyncio.create_task(wait_for_database(app))
@@ -82,7 +91,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await waiter
             await app.state.kv.close()
+            if queue is not None:
+                await queue.close()
             await app.state.db.dispose()
+            metrics.mark_process_dead(os.getpid())
             log.info("stopped")
 
     configure_logging(settings.log_level)
@@ -106,4 +118,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(consultation_routes.router)
     app.include_router(clinical_routes.router)
     identity_authn.install(app, settings)
+    init_observability(app, settings)
     return app

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import typer
+from sqlalchemy.exc import DBAPIError
 
 from hims.consultations import cli as consultations_cli
+from hims.core.errors import is_connection_error
 from hims.fhir import cli as fhir_cli
 from hims.identity import cli as identity_cli
 from hims.ops import benchgen
 from hims.ops import cli as ops_cli
-from hims.settings import SettingsError
+from hims.settings import SettingsError, mask_url
 
 app = typer.Typer(
     name="hims",
@@ -28,10 +31,18 @@ identity_cli.register(app)
 
 
 def main() -> None:
-    """Entry point: configuration problems exit 2 with one line per variable."""
+    """Entry point: configuration problems exit 2 with one line per variable; an unreachable
+    or refusing database exits 1 with one line, not a traceback."""
     try:
         app()
     except SettingsError as exc:
         for line in exc.lines:
             print(f"configuration error: {line}", file=sys.stderr)  # noqa: T201
         sys.exit(2)
+    except (DBAPIError, OSError) as exc:
+        if not (isinstance(exc, DBAPIError) or is_connection_error(exc)):
+            raise
+        detail = str(getattr(exc, "orig", None) or exc).split("\n")[0]
+        detail = re.sub(r"\S+://\S+", lambda m: mask_url(m.group(0)), detail)
+        print(f"database error: {type(exc).__name__}: {detail}", file=sys.stderr)  # noqa: T201
+        sys.exit(1)

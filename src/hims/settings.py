@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 Environment = Literal["development", "test", "staging", "production"]
 
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+asyncpg://")
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -46,6 +47,7 @@ DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"  # noqa: S105 - refuse
 
 SECRET_FIELDS = (
     "database_url",
+    "redis_url",  # may carry a password (redis://:pw@host); masked like DATABASE_URL
     "redis_password",
     "jwt_secret",
     "smtp_pass",
@@ -203,6 +205,10 @@ class Settings(BaseSettings):
     datadog_api_key: SecretStr | None = Field(
         None, description="Datadog API key (metrics are also on /metrics)."
     )
+    otel_enabled: bool = Field(
+        False,
+        description="Trace requests with OpenTelemetry (install the [otel] extra; OTEL_* configure it).",
+    )
     metrics_token: SecretStr | None = Field(None, description="Bearer token required on /metrics.")
     metrics_allow_networks: CommaList = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
@@ -227,6 +233,28 @@ class Settings(BaseSettings):
         """Init arguments win, then the environment, then ``NAME_FILE`` secret files."""
         return (init_settings, env_settings, _SecretFileSource(settings_cls))
 
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(_POSTGRES_SCHEMES):
+            raise ValueError("must be a postgresql:// URL (PostgreSQL is the only supported database)")
+        return value
+
+    @field_validator("database_read_urls", mode="after")
+    @classmethod
+    def _postgres_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(_POSTGRES_SCHEMES):
+                raise ValueError("every entry must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
     @field_validator("database_read_urls", "metrics_allow_networks", mode="after")
     @classmethod
     def _no_empty(cls, value: list[str]) -> list[str]:
@@ -236,7 +264,10 @@ class Settings(BaseSettings):
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for item in value:
-            ipaddress.ip_network(item, strict=False)
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not a network such as 10.0.0.0/8") from None
         return value
 
     @property
@@ -309,5 +340,7 @@ def load_settings(**overrides: Any) -> Settings:
             name = str(error["loc"][0]).upper() if error["loc"] else "SETTINGS"
             lines.append(f"{name}: {error['msg']}")
         raise SettingsError(lines) from None
-    except ValueError as exc:  # unreadable NAME_FILE
+    except SettingsError:
+        raise
+    except ValueError as exc:  # unreadable NAME_FILE, undecodable value
         raise SettingsError([str(exc)]) from None

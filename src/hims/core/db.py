@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import MetaData, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from hims.core import metrics
+from hims.core import jobs, metrics
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -39,10 +40,19 @@ class Base(DeclarativeBase):
 
 
 def async_url(url: str) -> str:
-    """Normalise a PostgreSQL URL to the asyncpg driver (accepts postgres:// and postgresql://)."""
+    """Normalise a PostgreSQL URL to the asyncpg driver (accepts postgres:// and postgresql://).
+
+    libpq's ``sslmode=require`` (the guide's own DATABASE_URL form) becomes asyncpg's ``ssl``,
+    which takes the same values; passed through unchanged asyncpg rejects it.
+    """
     for prefix in ("postgresql+asyncpg://", "postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix) :]
+            parsed = make_url("postgresql+asyncpg://" + url[len(prefix) :])
+            if "sslmode" in parsed.query:
+                query = dict(parsed.query)
+                query["ssl"] = query.pop("sslmode")
+                parsed = parsed.set(query=query)
+            return parsed.render_as_string(hide_password=False)
     raise ValueError("DATABASE_URL must be a postgresql:// URL")
 
 
@@ -71,12 +81,20 @@ def make_engine(url: str, *, pool_size: int, idle_timeout_ms: int, role: str = "
 def _track_pool(engine: AsyncEngine, role: str, size: int) -> None:
     metrics.DB_POOL_SIZE.labels(role).set(size)
     in_use = metrics.DB_POOL_IN_USE.labels(role)
+    key = "hims_counted_in_use"
 
-    def checkout(_dbapi: Any, _record: ConnectionPoolEntry, _proxy: Any) -> None:
-        in_use.inc()
+    # A checkout that fails its pre-ping (database gone) is checked in without a checkout
+    # event; counting per connection record keeps the gauge from drifting during outages.
+    def checkout(_dbapi: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        info = record.record_info
+        if info is not None and not info.get(key):
+            info[key] = True
+            in_use.inc()
 
-    def checkin(_dbapi: Any, _record: ConnectionPoolEntry) -> None:
-        in_use.dec()
+    def checkin(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+        info = record.record_info if record is not None else None
+        if info is not None and info.pop(key, False):
+            in_use.dec()
 
     event.listen(engine.sync_engine.pool, "checkout", checkout)
     event.listen(engine.sync_engine.pool, "checkin", checkin)
@@ -92,8 +110,11 @@ class Database:
         read_urls: list[str] | None = None,
         pool_size: int = 20,
         idle_timeout_ms: int = 30000,
+        queue: jobs.JobQueue | None = None,
     ) -> None:
         self.url = url
+        #: Where jobs deferred inside `transaction()` go after commit (None: no queue).
+        self.queue = queue
         self.engine = make_engine(url, pool_size=pool_size, idle_timeout_ms=idle_timeout_ms)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
         replicas = [
@@ -105,10 +126,21 @@ class Database:
         self._next_replica = itertools.cycle(range(len(replicas))) if replicas else None
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in one transaction: committed on success, rolled back on any error."""
-        async with self.sessionmaker() as session, session.begin():
-            yield session
+    async def transaction(self, *, queue: jobs.JobQueue | None = None) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction: committed on success, rolled back on any error.
+
+        Jobs recorded with `hims.core.jobs.defer` are sent to ``queue`` (default: this Database's)
+        only after the commit succeeded; on rollback they are dropped.
+        """
+        async with self.sessionmaker() as session:
+            try:
+                async with session.begin():
+                    yield session
+            except BaseException:
+                jobs.take_deferred(session)
+                raise
+            deferred = jobs.take_deferred(session)
+        await jobs.send(queue or self.queue, deferred)
 
     @asynccontextmanager
     async def read_transaction(self) -> AsyncIterator[AsyncSession]:

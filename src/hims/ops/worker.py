@@ -10,6 +10,7 @@ from arq import run_worker
 from arq.connections import RedisSettings
 
 from hims.core.db import Database
+from hims.core.jobs import QUEUE_NAME, ArqQueue
 from hims.settings import Settings
 
 log = structlog.get_logger("hims.worker")
@@ -17,7 +18,7 @@ log = structlog.get_logger("hims.worker")
 Job = Callable[..., Awaitable[Any]]
 #: Job functions by name; domains append theirs. Each receives arq's ctx (with ``db``) first.
 JOBS: dict[str, Job] = {}
-QUEUE_NAME = "hims:jobs"
+__all__ = ["JOBS", "QUEUE_NAME", "run"]
 
 
 async def ping(ctx: dict[str, Any]) -> str:
@@ -43,7 +44,12 @@ def worker_settings(settings: Settings, url: str) -> dict[str, Any]:
     """The arq worker configuration as keyword arguments."""
 
     async def startup(ctx: dict[str, Any]) -> None:
-        ctx["db"] = Database(url, pool_size=min(settings.database_max_connections, 10))
+        # Jobs may defer further jobs; they go to the same Redis after the job's commit.
+        ctx["db"] = Database(
+            url,
+            pool_size=min(settings.database_max_connections, 10),
+            queue=ArqQueue(settings.redis_url or "", pool=ctx["redis"]),
+        )
         ctx["settings"] = settings
         log.info("worker_started", jobs=sorted(JOBS))
 
