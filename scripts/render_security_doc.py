@@ -28,4 +28,4 @@ if __name__ == "__main__":
     if "--check" in sys.argv:
         sys.exit(0 if text == DOC.read_text(encoding="utf-8") else 1)
     DOC.write_text(text, encoding="utf-8")
-    print(f"wrote {DOC}")  # noqa: T201
+    print(f"wrote {DOC}")

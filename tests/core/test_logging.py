@@ -14,7 +14,8 @@ from hims.settings import Settings
 
 NAME = "Okafor"
 
-router = APIRouter(prefix="/api/v1", dependencies=[require_public()])
+# A stand-in under its own prefix, so the real (authenticated) patient routes do not shadow it.
+router = APIRouter(prefix="/logtest", dependencies=[require_public()])
 
 
 @router.get("/patients")
@@ -40,12 +41,12 @@ async def test_logs_carry_no_patient_name(settings: Settings, capfd: pytest.Capt
         app.router.lifespan_context(app),
         AsyncClient(transport=transport, base_url="http://t") as http,
     ):
-        ok = await http.get(f"/api/v1/patients?name={NAME}", headers={"X-Request-ID": "req-1"})
+        ok = await http.get(f"/logtest/patients?name={NAME}", headers={"X-Request-ID": "req-1"})
         assert ok.status_code == 200
-        assert (await http.get(f"/api/v1/patients/{NAME}")).status_code == 200
+        assert (await http.get(f"/logtest/patients/{NAME}")).status_code == 200
         assert (await http.get(f"/does-not-exist/{NAME}?q={NAME}")).status_code == 404
-        assert (await http.get(f"/api/v1/patients?nam={NAME}")).status_code == 422
-        assert (await http.get(f"/api/v1/patients-crash?name={NAME}")).status_code == 500
+        assert (await http.get(f"/logtest/patients?nam={NAME}")).status_code == 422
+        assert (await http.get(f"/logtest/patients-crash?name={NAME}")).status_code == 500
     err = capfd.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     records = [json.loads(line) for line in lines if line.startswith("{")]
@@ -55,11 +56,11 @@ async def test_logs_carry_no_patient_name(settings: Settings, capfd: pytest.Capt
     assert len(access) == 5
     first = access[0]
     assert first["request_id"] == "req-1"
-    assert first["route"] == "/api/v1/patients"
+    assert first["route"] == "/logtest/patients"
     assert first["status"] == 200
     assert first["method"] == "GET"
     assert first["latency_ms"] >= 0
-    assert access[1]["route"] == "/api/v1/patients/{patient_id}"
+    assert access[1]["route"] == "/logtest/patients/{patient_id}"
     assert access[2]["route"] == "<unmatched>"
     assert access[2]["status"] == 404
     assert [r["status"] for r in access[3:]] == [422, 500]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from httpx import AsyncClient
+from pydantic import SecretStr
 
 from tests.conftest import make_settings, serve_in_process
 
@@ -63,5 +65,10 @@ async def mail_client(
 
 
 def client_for(database_url: str, redis_url: str, tmp_path: Any, **overrides: Any) -> Any:
-    """An app+client context with extra settings (production mode, other lockout numbers...)."""
+    """An app+client context with extra settings (production mode, other lockout numbers...).
+
+    Production refuses to start with the development JWT secret, so those runs get a real one.
+    """
+    if overrides.get("hims_env") in ("production", "staging"):
+        overrides.setdefault("jwt_secret", SecretStr(secrets.token_urlsafe(48)))
     return serve_in_process(make_settings(database_url, redis_url, hims_data_dir=tmp_path, **overrides))

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -167,5 +168,39 @@ def test_server_without_contrib_is_reported_clearly(tmp_path):
         verify = hims("db", "verify", env=env)
         assert verify.returncode == 1
         assert "drift: extension: pg_trgm is not installed" in verify.stdout
+        # No btree_gist, so no exclusion constraint: the fallback trigger still refuses a
+        # practitioner's overlapping booking, with the constraint's SQLSTATE.
+        asyncio.run(_assert_double_booking_refused(url))
     finally:
         cluster.stop()
+
+
+async def _assert_double_booking_refused(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        practitioner = await conn.fetchval(
+            "INSERT INTO practitioners (id, identifiers, given_name, family_name, profession, active,"
+            " version) VALUES (gen_random_uuid(), '[]', 'Ada', 'Test', 'physician', true, 1) RETURNING id"
+        )
+        patient = await conn.fetchval(
+            "INSERT INTO patients (id, mrn, given_name, family_name, date_of_birth, sex_at_birth,"
+            " identifiers, deceased, active, version) VALUES (gen_random_uuid(), 'T1', 'Sam', 'Test',"
+            " '1980-01-01', 'unknown', '[]', false, true, 1) RETURNING id"
+        )
+        book = (
+            "INSERT INTO appointments (id, patient_id, practitioner_id, starts_at, ends_at, type, status,"
+            " version) VALUES (gen_random_uuid(), $1, $2, $3::timestamptz, $4::timestamptz,"
+            " 'in_person', 'booked', 1)"
+        )
+
+        def at(hour: int, minute: int) -> datetime:
+            return datetime(2030, 1, 1, hour, minute, tzinfo=UTC)
+
+        await conn.execute(book, patient, practitioner, at(9, 0), at(9, 30))
+        await conn.execute(book, patient, practitioner, at(9, 30), at(10, 0))  # back to back is fine
+        with pytest.raises(asyncpg.ExclusionViolationError):
+            await conn.execute(book, patient, practitioner, at(9, 15), at(9, 45))
+    finally:
+        await conn.close()

@@ -54,6 +54,11 @@ async def _with_connection(url: str, fn: Callable[[Connection], Any], *, lock: b
                 result = await conn.run_sync(fn)
                 await conn.commit()
                 return result
+            except BaseException:
+                # End the failed transaction first, or the unlock below would fail with
+                # "current transaction is aborted" and hide the migration's real error.
+                await conn.rollback()
+                raise
             finally:
                 if lock:
                     await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})

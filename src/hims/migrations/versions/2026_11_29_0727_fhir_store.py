@@ -96,14 +96,18 @@ def upgrade() -> None:
         postgresql_ops={"value": "text_pattern_ops"},
     )
     op.create_index(op.f("ix_fhir_idx_string_rid"), "fhir_idx_string", ["rid"], unique=False)
-    op.create_index(
-        "ix_fhir_idx_string_trgm",
-        "fhir_idx_string",
-        ["value"],
-        unique=False,
-        postgresql_using="gin",
-        postgresql_ops={"value": "gin_trgm_ops"},
-    )
+    # The trigram index serves `:contains`; without pg_trgm (no contrib) searches still work, by
+    # scanning, and `hims db verify` reports the missing index and extension.
+    has_trgm = op.get_bind().execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")).first()
+    if has_trgm:
+        op.create_index(
+            "ix_fhir_idx_string_trgm",
+            "fhir_idx_string",
+            ["value"],
+            unique=False,
+            postgresql_using="gin",
+            postgresql_ops={"value": "gin_trgm_ops"},
+        )
     op.create_table(
         "fhir_idx_token",
         sa.Column("pk", sa.BigInteger(), sa.Identity(always=False), nullable=False),
@@ -169,12 +173,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_fhir_idx_token_rid"), table_name="fhir_idx_token")
     op.drop_index("ix_fhir_idx_token_lookup", table_name="fhir_idx_token")
     op.drop_table("fhir_idx_token")
-    op.drop_index(
-        "ix_fhir_idx_string_trgm",
-        table_name="fhir_idx_string",
-        postgresql_using="gin",
-        postgresql_ops={"value": "gin_trgm_ops"},
-    )
+    op.execute("DROP INDEX IF EXISTS ix_fhir_idx_string_trgm")
     op.drop_index(op.f("ix_fhir_idx_string_rid"), table_name="fhir_idx_string")
     op.drop_index(
         "ix_fhir_idx_string_prefix",

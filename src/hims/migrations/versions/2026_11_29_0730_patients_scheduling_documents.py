@@ -31,12 +31,38 @@ def _extension_schema(name: str) -> str | None:
     return str(row[0]) if row else None
 
 
+# Without btree_gist (a PostgreSQL without contrib, e.g. the embedded wheel on a bare laptop) the
+# exclusion constraint cannot be built; this trigger enforces the same rule. It serialises
+# bookings per practitioner with a transaction advisory lock, then looks for an overlap with a
+# fresh snapshot (READ COMMITTED), and fails with the exclusion constraint's own SQLSTATE and
+# name so the service reports 409 double_booking either way. `hims db verify` still reports
+# the missing extension.
+NO_DOUBLE_BOOKING_TRIGGER = """
+CREATE FUNCTION appointments_no_double_booking() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.status IN ('cancelled', 'no_show') THEN
+    RETURN NEW;
+  END IF;
+  PERFORM pg_advisory_xact_lock(hashtext('appointments:' || NEW.practitioner_id::text));
+  IF EXISTS (
+    SELECT 1 FROM appointments a
+    WHERE a.practitioner_id = NEW.practitioner_id AND a.id <> NEW.id
+      AND a.status NOT IN ('cancelled', 'no_show')
+      AND tstzrange(a.starts_at, a.ends_at) && tstzrange(NEW.starts_at, NEW.ends_at)
+  ) THEN
+    RAISE EXCEPTION 'conflicting appointment for practitioner %', NEW.practitioner_id
+      USING ERRCODE = 'exclusion_violation', CONSTRAINT = 'ex_appointments_no_double_booking';
+  END IF;
+  RETURN NEW;
+END $$;
+--
+CREATE TRIGGER appointments_no_double_booking BEFORE INSERT OR UPDATE ON appointments
+  FOR EACH ROW EXECUTE FUNCTION appointments_no_double_booking();
+"""
+
+
 def upgrade() -> None:
-    if _extension_schema("btree_gist") is None:
-        raise RuntimeError(
-            "the btree_gist extension is required (no double booking is enforced with it); "
-            "install PostgreSQL contrib and run `hims db migrate` again"
-        )
+    gist = _extension_schema("btree_gist") is not None
     unaccent = _extension_schema("unaccent")
     # Without unaccent (contrib missing) names are still lower-cased; `hims db verify` reports it.
     unaccented = f"{unaccent}.unaccent('{unaccent}.unaccent'::regdictionary, value)" if unaccent else "value"
@@ -89,12 +115,18 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        postgresql.ExcludeConstraint(
-            (sa.column("practitioner_id"), "="),
-            (sa.text("tstzrange(starts_at, ends_at)"), "&&"),
-            where=sa.text("status NOT IN ('cancelled', 'no_show')"),
-            using="gist",
-            name="ex_appointments_no_double_booking",
+        *(
+            [
+                postgresql.ExcludeConstraint(
+                    (sa.column("practitioner_id"), "="),
+                    (sa.text("tstzrange(starts_at, ends_at)"), "&&"),
+                    where=sa.text("status NOT IN ('cancelled', 'no_show')"),
+                    using="gist",
+                    name="ex_appointments_no_double_booking",
+                )
+            ]
+            if gist
+            else []
         ),
         sa.CheckConstraint(
             "status IN ('booked', 'checked_in', 'completed', 'cancelled', 'no_show')",
@@ -135,6 +167,9 @@ def upgrade() -> None:
         "ix_appointments_practitioner_starts", "appointments", ["practitioner_id", "starts_at"], unique=False
     )
     op.create_index("ix_appointments_starts_at", "appointments", ["starts_at"], unique=False)
+    if not gist:
+        for statement in NO_DOUBLE_BOOKING_TRIGGER.split("\n--\n"):
+            op.execute(statement)
     op.add_column(
         "patients",
         sa.Column(
@@ -218,6 +253,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER IF EXISTS appointments_no_double_booking ON appointments")
+    op.execute("DROP FUNCTION IF EXISTS appointments_no_double_booking()")
     op.drop_index("ix_patients_phone_digits", table_name="patients")
     op.drop_index("ix_patients_merged_into_id", table_name="patients")
     op.drop_index(
