@@ -127,8 +127,12 @@ async def test_role_without_permission_is_refused(client, settings, database_url
         assert response.status_code == 403, (method, url)
         assert response.json()["code"] == "permission_denied"
     assert (await client.get(f"/api/v1/patients/{patient['id']}")).status_code == 401
-    # Nothing was read, so no success rows beyond the factory's create.
-    assert [r["action"] for r in await phi_rows(database_url)] == ["create"]
+    # Nothing was read: beyond the factory's create, only the refused read of that patient is
+    # logged (outcome denied); the refused search and create name no patient.
+    assert [(r["action"], r["outcome"]) for r in await phi_rows(database_url)] == [
+        ("create", "success"),
+        ("read", "denied"),
+    ]
 
 
 async def test_concurrent_updates_of_one_version_one_wins(settings, database_url) -> None:
@@ -142,3 +146,15 @@ async def test_concurrent_updates_of_one_version_one_wins(settings, database_url
     assert sorted(r.status_code for r in responses) == [200, 412, 412, 412, 412]
     rows = await phi_rows(database_url, action="update")
     assert len(rows) == 1
+
+
+async def test_denied_read_of_a_patient_is_in_the_phi_access_log(client, settings, database_url):
+    patient = await make_patient(client, settings)
+    response = await client.get(
+        f"/api/v1/patients/{patient['id']}", headers=auth_headers(settings, "analyst")
+    )
+    assert response.status_code == 403
+    denied = await phi_rows(database_url, patient_id=uuid.UUID(patient["id"]), outcome="denied")
+    assert len(denied) == 1
+    assert denied[0]["action"] == "read"
+    assert denied[0]["username"].startswith("test-analyst")

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
+from hims.audit.service import record_phi_access
 from hims.core.errors import Forbidden, Unauthorized
 from hims.core.permissions import permissions_for
 from hims.core.security import Actor, client_ip
@@ -110,8 +111,22 @@ async def authenticator(request: Request, claims: dict[str, Any] | None) -> Acto
 
 
 async def on_forbidden(request: Request, actor: Actor, permission: str) -> None:
-    """Record a refused permission check as a security event (its own small transaction)."""
+    """Record a refused permission check as a security event (its own small transaction).
+
+    When the route names a patient, the attempt also goes into the PHI access log with outcome
+    ``denied``, where compliance reviews who tried to open which record.
+    """
+    patient_id = _patient_in_path(request)
     async with request.app.state.db.transaction() as session:
+        if patient_id is not None:
+            await record_phi_access(
+                session=session,
+                actor=actor,
+                action="read" if request.method in ("GET", "HEAD") else "write",
+                resource_type="Patient",
+                accesses=[(patient_id, str(patient_id))],
+                outcome="denied",
+            )
         await service.record_event(
             session=session,
             event="access_denied",
@@ -121,6 +136,14 @@ async def on_forbidden(request: Request, actor: Actor, permission: str) -> None:
             actor=actor,
             detail={"permission": permission, "method": request.method, "path": request.url.path},
         )
+
+
+def _patient_in_path(request: Request) -> uuid.UUID | None:
+    raw = request.path_params.get("patient_id")
+    try:
+        return uuid.UUID(str(raw)) if raw is not None else None
+    except ValueError:
+        return None
 
 
 def install(app: FastAPI, settings: Settings) -> None:
