@@ -224,10 +224,14 @@ def db_seed() -> None:
 
 def _seed(settings: Settings, url: str) -> Any:
     from hims.core.db import Database
+    from hims.core.logging import configure_logging
     from hims.seed import SEEDERS, SeedReport
     from hims.seeders import load_seeders
 
     load_seeders()
+    # The seeders go through the service functions, which log each event at info; the counts
+    # printed afterwards are what a person wants to see here.
+    configure_logging("warning", json=False)
 
     async def run() -> SeedReport:
         db = Database(url, pool_size=2)
