@@ -72,11 +72,11 @@ async def test_wrong_method_is_405_with_allow_header(http: AsyncClient):
     assert response.headers["allow"] == "GET"
 
 
-async def test_invalid_json_is_400(http: AsyncClient):
+async def test_invalid_json_is_422(http: AsyncClient):
     response = await http.post(
         "/api/v1/test-errors/things", content=b'{"name": "x",', headers={"content-type": "application/json"}
     )
-    assert_problem(response, 400, "invalid_json")
+    assert_problem(response, 422, "invalid_json")
 
 
 async def test_schema_violation_is_422_with_field_errors(http: AsyncClient):

@@ -138,7 +138,7 @@ async def test_malformed_and_overlong_input_is_refused_and_nothing_written(clien
     bad_json = await client.post(
         "/api/v1/auth/login", content=b"{not json", headers={"content-type": "application/json"}
     )
-    assert bad_json.status_code == 400
+    assert bad_json.status_code == 422
     assert bad_json.headers["content-type"].startswith("application/problem+json")
     assert bad_json.json()["code"] == "invalid_json"
     long = await client.post("/api/v1/auth/login", json={"username": "u" * 151, "password": "x"})

@@ -147,7 +147,9 @@ def _validation_error(exc: RequestValidationError) -> HimsError:
     for item in exc.errors():
         loc = [str(p) for p in item.get("loc", ())]
         if item.get("type") == "json_invalid":
-            return BadRequest("The request body is not valid JSON.", code="invalid_json")
+            # 422 like every other body that cannot be processed (the FHIR API answers 400 for an
+            # unparseable resource, as its spec says; it parses its own bodies).
+            return ValidationFailed("The request body is not valid JSON.", code="invalid_json")
         where = loc[0] if loc else "body"
         field = ".".join(loc[1:]) if len(loc) > 1 else where
         errors.append(

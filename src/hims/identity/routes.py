@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from hims.core.deps import DatabaseDep, SessionDep, SettingsDep, StoreDep
-from hims.core.errors import BadRequest, Forbidden, HimsError, ServiceUnavailable, ValidationFailed
+from hims.core.errors import Forbidden, HimsError, ServiceUnavailable, ValidationFailed
 from hims.core.security import Actor, client_ip, require, require_public
 from hims.identity import authn, mail, mfa, service, tokens
 from hims.identity.models import User
@@ -113,7 +113,7 @@ async def _json_or_form(request: Request) -> dict[str, Any]:
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise BadRequest("The request body is not valid JSON.", code="invalid_json") from None
+            raise ValidationFailed("The request body is not valid JSON.", code="invalid_json") from None
         if not isinstance(data, dict):
             raise ValidationFailed("The body must be a JSON object.", code="validation_failed")
         return data
