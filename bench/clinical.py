@@ -30,7 +30,12 @@ from sqlalchemy.dialects import postgresql
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from hims.app import create_app
-from hims.core.security import encode_access_token
+from hims.core.db import Database
+from hims.core.permissions import Role
+from hims.core.security import Actor
+from hims.identity import service as identity_service
+from hims.identity import tokens
+from hims.identity.schemas import UserCreate
 from hims.patients import repository as patient_repository
 from hims.settings import Settings
 
@@ -78,6 +83,37 @@ def line(name: str, samples: list[float], goal: float | None = None) -> str:
     verdict = "" if goal is None else f"  goal <= {goal:.0f} ms: {'MET' if p95 <= goal else 'MISSED'}"
     mean = statistics.mean(samples)
     return f"{name:<38} n={len(samples):>5}  p50={p50:7.2f} ms  p95={p95:7.2f} ms  mean={mean:7.2f}{verdict}"
+
+
+async def bench_headers(settings: Settings, url: str) -> dict[str, str]:
+    """A real physician account (the API checks every token's user), and its bearer header."""
+    db = Database(url, pool_size=1)
+    try:
+        async with db.transaction() as session:
+            user = await identity_service.create_user(
+                session=session,
+                settings=settings,
+                actor=Actor.system("bench"),
+                data=UserCreate(
+                    username=f"bench-{uuid.uuid4().hex[:10]}",
+                    password=f"Bench-{uuid.uuid4().hex}",
+                    roles=[Role.PHYSICIAN],
+                ),
+            )
+    finally:
+        await db.dispose()
+    pair = tokens.issue_pair(settings, user_id=user.id, username=user.username, roles=list(user.roles))
+    return {"Authorization": f"Bearer {pair.access_token}"}
+
+
+def new_patient(i: int) -> dict[str, str]:
+    """A registration body (clearly fake, unique enough to skip duplicate candidates)."""
+    return {
+        "given_name": "Bench",
+        "family_name": f"Zz{uuid.uuid4().hex[:10]}",
+        "date_of_birth": f"19{50 + i % 50:02d}-0{1 + i % 9}-1{i % 10}",
+        "sex_at_birth": "female" if i % 2 else "male",
+    }
 
 
 async def main() -> None:
@@ -140,8 +176,7 @@ async def main() -> None:
     )
     app = create_app(settings)
     timed = Timed(app)
-    token = encode_access_token(settings, user_id=uuid.uuid4(), username="bench", roles=["physician"])
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = await bench_headers(settings, url)
     async with (
         app.router.lifespan_context(app),
         AsyncClient(
@@ -170,6 +205,13 @@ async def main() -> None:
             response = await http.get("/api/v1/patients", params={"family": prefix}, headers=headers)
             assert response.status_code == 200, response.text
         api_search = list(timed.samples)
+        timed.samples.clear()
+        for i in range(args.requests):
+            response = await http.post(
+                "/api/v1/patients", params={"allow_duplicate": "true"}, json=new_patient(i), headers=headers
+            )
+            assert response.status_code == 201, response.text
+        create = list(timed.samples)
 
     print(line("name-prefix search (API, server-side)", api_search, 15.0))
     print(line("name-prefix search (direct asyncpg)", search) + ("" if uses_index else "  [index NOT used]"))
@@ -177,6 +219,7 @@ async def main() -> None:
     print(line("chart summary (API, client-side)", client_side))
     print(line("chart queries (direct asyncpg)", direct))
     print(line("start consultation (API, server-side)", start))
+    print(line("create patient (API, server-side)", create))
     ratio_p50 = pct(chart, 0.5) / pct(direct, 0.5)
     ratio_p95 = pct(chart, 0.95) / pct(direct, 0.95)
     print(
