@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -50,6 +51,27 @@ async def test_start_from_appointment_keeps_its_id(client: AsyncClient, physicia
     assert again.status_code == 409
     assert again.json()["code"] == "appointment_already_started"
     assert again.json()["consultation_id"] == response.json()["id"]
+
+
+async def test_concurrent_starts_from_one_appointment_make_one_consultation(
+    client: AsyncClient, physician, patient_id, db, database_url
+):
+    async with db.transaction() as session:
+        doctor = await make_practitioner(session)
+        appointment = await make_appointment(session, patient_id=patient_id, practitioner_id=doctor.id)
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                f"/api/v1/patients/{patient_id}/consultations",
+                json={"appointment_id": str(appointment.id)},
+                headers=physician,
+            )
+            for _ in range(5)
+        )
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201, 409, 409, 409, 409], [r.text for r in responses]
+    assert await count_rows(database_url, "consultations") == 1
 
 
 async def test_appointment_must_be_the_patients_and_live(

@@ -77,6 +77,10 @@ async def start_consultation(
     if data.practitioner_id and not await repo.practitioner_exists(session, data.practitioner_id):
         raise ValidationFailed(errors=[field_error("practitioner_id", "No such practitioner.", "not_found")])
     if data.appointment_id:
+        # The checks lock the appointment first; only then is "already started" asked, so a
+        # concurrent start from the same appointment is seen (READ COMMITTED, fresh snapshot).
+        for check in APPOINTMENT_CHECKS:
+            await check(session, data.appointment_id, patient_id)
         existing = await repo.started_for_appointment(session, data.appointment_id)
         if existing:
             raise Conflict(
@@ -84,8 +88,6 @@ async def start_consultation(
                 code="appointment_already_started",
                 extra={"consultation_id": str(existing)},
             )
-        for check in APPOINTMENT_CHECKS:
-            await check(session, data.appointment_id, patient_id)
     consultation = Consultation(
         id=uuid.uuid4(),
         started_at=started_at.astimezone(UTC),

@@ -296,8 +296,12 @@ async def upcoming_for_chart(
 
 
 async def check_startable(*, session: AsyncSession, appointment_id: uuid.UUID, patient_id: uuid.UUID) -> None:
-    """For the consultations domain: the appointment exists, is this patient's and is still live."""
-    appointment = await repository.get(session, appointment_id)
+    """For the consultations domain: the appointment exists, is this patient's and is still live.
+
+    Locks the appointment row until the caller's transaction ends, so two consultations started
+    from one appointment at the same moment are serialised (the second then sees the first).
+    """
+    appointment = await repository.get(session, appointment_id, for_update=True)
     if appointment is None or appointment.patient_id != patient_id:
         raise ValidationFailed(
             errors=[field_error("appointment_id", "No such appointment for this patient.", "not_found")]
