@@ -29,13 +29,8 @@ from sqlalchemy.dialects import postgresql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from benchauth import bench_token
 from hims.app import create_app
-from hims.core.db import Database
-from hims.core.permissions import Role
-from hims.core.security import Actor
-from hims.identity import service as identity_service
-from hims.identity import tokens
-from hims.identity.schemas import UserCreate
 from hims.patients import repository as patient_repository
 from hims.settings import Settings
 
@@ -83,27 +78,6 @@ def line(name: str, samples: list[float], goal: float | None = None) -> str:
     verdict = "" if goal is None else f"  goal <= {goal:.0f} ms: {'MET' if p95 <= goal else 'MISSED'}"
     mean = statistics.mean(samples)
     return f"{name:<38} n={len(samples):>5}  p50={p50:7.2f} ms  p95={p95:7.2f} ms  mean={mean:7.2f}{verdict}"
-
-
-async def bench_headers(settings: Settings, url: str) -> dict[str, str]:
-    """A real physician account (the API checks every token's user), and its bearer header."""
-    db = Database(url, pool_size=1)
-    try:
-        async with db.transaction() as session:
-            user = await identity_service.create_user(
-                session=session,
-                settings=settings,
-                actor=Actor.system("bench"),
-                data=UserCreate(
-                    username=f"bench-{uuid.uuid4().hex[:10]}",
-                    password=f"Bench-{uuid.uuid4().hex}",
-                    roles=[Role.PHYSICIAN],
-                ),
-            )
-    finally:
-        await db.dispose()
-    pair = tokens.issue_pair(settings, user_id=user.id, username=user.username, roles=list(user.roles))
-    return {"Authorization": f"Bearer {pair.access_token}"}
 
 
 def new_patient(i: int) -> dict[str, str]:
@@ -176,7 +150,7 @@ async def main() -> None:
     )
     app = create_app(settings)
     timed = Timed(app)
-    headers = await bench_headers(settings, url)
+    headers = {"Authorization": f"Bearer {await bench_token(settings, url)}"}
     async with (
         app.router.lifespan_context(app),
         AsyncClient(

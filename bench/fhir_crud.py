@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import asyncpg
 import orjson
 
 from _fhir_common import free_port, fresh_database, pct, start_server, wait_ready
-from hims.core.security import encode_access_token
+from benchauth import bench_token
 from hims.settings import Settings
 
 
@@ -177,7 +176,7 @@ async def main() -> None:
         try:
             await wait_ready(base)
             settings = Settings(hims_env="development")
-            token = encode_access_token(settings, user_id=uuid.uuid4(), username="bench", roles=["physician"])
+            token = await bench_token(settings, url)
             lat: dict[str, list[float]] = defaultdict(list)
             errors: list[str] = []
             conns = [Conn("127.0.0.1", port, "/fhir/R4", token) for _ in range(args.users)]
