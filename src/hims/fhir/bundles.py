@@ -20,6 +20,7 @@ from hims.fhir.registry import RESOURCE_TYPES
 from hims.fhir.search import find_ids
 
 METHODS = ("DELETE", "POST", "PUT", "GET")  # processing order for transactions (R4 3.1.0.11.2)
+_INTERACTION = {"DELETE": "delete", "POST": "create", "PUT": "update"}
 
 
 @dataclass
@@ -115,6 +116,13 @@ async def transaction(
         if method not in METHODS or not isinstance(url, str):
             raise _entry_error(index, "request.method (GET, POST, PUT, DELETE) and request.url are required")
         rtype, rid, query = _split_url(index, url)
+        if method != "GET":
+            try:
+                service.check_interaction(rtype, _INTERACTION[method])
+            except HimsError as exc:
+                raise type(exc)(
+                    f"Bundle.entry[{index}]: {exc.detail}", code=exc.code, headers=exc.headers
+                ) from None
         plan = Plan(index, method, rtype, rid, query=query)
         full_url = entry.get("fullUrl")
         if method in ("POST", "PUT"):

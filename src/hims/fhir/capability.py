@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hims import __version__
-from hims.fhir.registry import SPECIAL_PARAMS, TYPE_INTERACTIONS, TYPES
+from hims.fhir.registry import SPECIAL_PARAMS, TYPES
 
 #: Operations per type and at system level.
 TYPE_OPERATIONS = {
@@ -23,24 +23,35 @@ def capability_statement(base_url: str) -> dict[str, Any]:
     for name, type_def in sorted(TYPES.items()):
         if name in NOT_SERVED:
             continue
+        stored = type_def.source is None  # the versioned JSONB store (else read-only from a table)
+        special = list(SPECIAL_PARAMS.values()) if stored else [SPECIAL_PARAMS["_id"]]
         params = [
-            {"name": p.name, "type": p.type, "documentation": f"{p.type} on {', '.join(p.paths)}"}
-            for p in [*SPECIAL_PARAMS.values(), *sorted(type_def.params.values(), key=lambda x: x.name)]
+            {
+                "name": p.name,
+                "type": p.type,
+                "documentation": p.documentation or f"{p.type} on {', '.join(p.paths)}",
+            }
+            for p in [*special, *sorted(type_def.params.values(), key=lambda x: x.name)]
         ]
         ref_params = sorted(p.name for p in type_def.params.values() if p.type == "reference")
         entry: dict[str, Any] = {
             "type": name,
-            "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
-            "versioning": "versioned",
-            "readHistory": True,
-            "updateCreate": True,
-            "conditionalCreate": True,
-            "conditionalUpdate": True,
+            "interaction": [{"code": code} for code in type_def.interactions],
+            "versioning": "versioned" if stored else "no-version",
+            "readHistory": stored,
+            "updateCreate": stored,
+            "conditionalCreate": stored,
+            "conditionalUpdate": stored,
             "conditionalDelete": "not-supported",
-            "searchInclude": [f"{name}:{p}" for p in ref_params],
+            "searchInclude": [f"{name}:{p}" for p in ref_params] if stored else [],
             "searchRevInclude": [],
             "searchParam": params,
         }
+        if not stored:
+            entry["documentation"] = (
+                f"Read-only, rendered from {type_def.source}; needs the {type_def.read_permission} "
+                "permission. Writes answer 405."
+            )
         ops = TYPE_OPERATIONS.get(name)
         if ops:
             entry["operation"] = [
@@ -49,6 +60,8 @@ def capability_statement(base_url: str) -> dict[str, Any]:
         resources.append(entry)
     rev: dict[str, list[str]] = {}
     for name, type_def in TYPES.items():
+        if type_def.source is not None:
+            continue
         for p in type_def.params.values():
             if p.type == "reference":
                 for target in p.targets or ():

@@ -193,10 +193,20 @@ class SearchParam:
 
 @dataclass
 class TypeDef:
-    """A resource type's search parameters and include/revinclude names."""
+    """A resource type: its search parameters and its per-type policy.
+
+    ``interactions`` are the only ones served (others answer 405); ``read_permission`` is what a
+    read or search needs on top of the route's own check; ``source`` names the table a read-only
+    type is rendered from (None: the versioned JSONB store, with history, includes and
+    ``_lastUpdated``); ``phi`` says whether reading it is PHI access to log.
+    """
 
     name: str
     params: dict[str, SearchParam] = field(default_factory=dict)
+    interactions: tuple[str, ...] = TYPE_INTERACTIONS
+    read_permission: str = "fhir:read"
+    source: str | None = None
+    phi: bool = True
 
 
 def _p(name: str, type_: ParamType, *paths: str, targets: tuple[str, ...] = ()) -> SearchParam:
@@ -383,11 +393,51 @@ _SPECIFIC: dict[str, tuple[SearchParam, ...]] = {
     "RelatedPerson": (_p("name", "string", *_NAME), _p("patient", "reference", "patient")),
 }
 
+#: AuditEvent is rendered from ``phi_access_log`` (hims.fhir.audit_storage), read-only.
+_AUDIT_EVENT = (
+    SearchParam(
+        "date",
+        "date",
+        ("recorded",),
+        documentation="When the access happened (prefixes eq ne lt gt le ge sa eb ap)",
+    ),
+    SearchParam(
+        "patient",
+        "reference",
+        ("entity.what",),
+        ("Patient",),
+        "The patient whose record was accessed: Patient/<id> or <id>",
+    ),
+    SearchParam(
+        "agent",
+        "reference",
+        ("agent.who",),
+        documentation="The user account's UUID (also agent:identifier=https://hims.arocord.com/fhir/sid/user|<uuid>)",
+    ),
+    SearchParam("entity", "reference", ("entity.what",), documentation="The resource accessed (Type/id)"),
+    SearchParam("outcome", "token", ("outcome",), documentation="0 success, 4 denied, 8 error"),
+    SearchParam("action", "token", ("action",), documentation="C R U D E"),
+    SearchParam(
+        "subtype", "token", ("subtype",), documentation="The log's action: read, search, create, ..."
+    ),
+)
+
 
 def _build() -> dict[str, TypeDef]:
     defs: dict[str, TypeDef] = {}
     for name in sorted(RESOURCE_TYPES):
         type_def = TypeDef(name)
+        if name == "AuditEvent":
+            type_def = TypeDef(
+                name,
+                {p.name: p for p in _AUDIT_EVENT},
+                interactions=("read", "search-type"),
+                read_permission="audit:read",
+                source="phi_access_log",
+                phi=False,
+            )
+            defs[name] = type_def
+            continue
         if name != "Patient":
             for param in _GENERIC:
                 type_def.params[param.name] = param
@@ -402,6 +452,11 @@ def _build() -> dict[str, TypeDef]:
 
 
 TYPES: dict[str, TypeDef] = _build()
+
+
+def type_def(resource_type: str) -> TypeDef:
+    """The definition of a known resource type (callers check the type first)."""
+    return TYPES[resource_type]
 
 
 def search_param(resource_type: str, name: str) -> SearchParam | None:

@@ -14,12 +14,17 @@ from hims.core.security import Actor, require, require_public
 from hims.fhir import bundles, export, searchset, service
 from hims.fhir.capability import capability_statement
 from hims.fhir.outcome import FHIR_JSON
+from hims.fhir.registry import type_def
 from hims.fhir.scopes import check_scope
 
 router = APIRouter(prefix="/fhir/R4", tags=["fhir"])
 Reader = Annotated[Actor, require("fhir:read")]
 Writer = Annotated[Actor, require("fhir:write")]
 Exporter = Annotated[Actor, require("fhir:export")]
+#: AuditEvent has its own read permission (hims.fhir.registry: audit:read, not fhir:read), so its
+#: read and search routes come before the generic ones; writes fall through to the generic routes
+#: and the service refuses them (405).
+AuditReader = Annotated[Actor, require(type_def("AuditEvent").read_permission)]
 
 
 def base_url(request: Request) -> str:
@@ -218,31 +223,38 @@ async def everything(patient_id: str, request: Request, session: SessionDep, act
     )
 
 
+# ---------------------------------------------------------------- AuditEvent (read-only, audit:read)
+
+
+@router.get("/AuditEvent")
+async def search_audit_events(request: Request, session: SessionDep, actor: AuditReader) -> Response:
+    """Search the PHI access log as AuditEvents (newest first)."""
+    return await _search("AuditEvent", request, session, actor, _params(request))
+
+
+@router.post("/AuditEvent/_search")
+async def search_audit_events_post(request: Request, session: SessionDep, actor: AuditReader) -> Response:
+    """Search the PHI access log (POST form)."""
+    form = await request.form()
+    params = _params(request) + [(k, str(v)) for k, v in form.multi_items()]
+    return await _search("AuditEvent", request, session, actor, params)
+
+
+@router.get("/AuditEvent/{id_}")
+async def read_audit_event(id_: str, request: Request, session: SessionDep, actor: AuditReader) -> Response:
+    """One PHI access log row as an AuditEvent."""
+    if id_ == "_history":  # this route shadows the generic type history: AuditEvent has none
+        service.check_interaction("AuditEvent", "history-type")
+    return await _read("AuditEvent", id_, request, session, actor)
+
+
 # ---------------------------------------------------------------- type level
 
 
-@router.get("/{resource_type}")
-async def search_type(resource_type: str, request: Request, session: SessionDep, actor: Reader) -> Response:
-    """Search (GET)."""
+async def _search(
+    resource_type: str, request: Request, session: SessionDep, actor: Actor, params: list[tuple[str, str]]
+) -> Response:
     check_scope(request, resource_type, "read")
-    return fhir(
-        await searchset.search(
-            session=session,
-            actor=actor,
-            resource_type=resource_type,
-            params=_params(request),
-            strict=_strict(request),
-            base_url=base_url(request),
-        )
-    )
-
-
-@router.post("/{resource_type}/_search")
-async def search_post(resource_type: str, request: Request, session: SessionDep, actor: Reader) -> Response:
-    """Search (POST form)."""
-    check_scope(request, resource_type, "read")
-    form = await request.form()
-    params = _params(request) + [(k, str(v)) for k, v in form.multi_items()]
     return fhir(
         await searchset.search(
             session=session,
@@ -253,6 +265,20 @@ async def search_post(resource_type: str, request: Request, session: SessionDep,
             base_url=base_url(request),
         )
     )
+
+
+@router.get("/{resource_type}")
+async def search_type(resource_type: str, request: Request, session: SessionDep, actor: Reader) -> Response:
+    """Search (GET)."""
+    return await _search(resource_type, request, session, actor, _params(request))
+
+
+@router.post("/{resource_type}/_search")
+async def search_post(resource_type: str, request: Request, session: SessionDep, actor: Reader) -> Response:
+    """Search (POST form)."""
+    form = await request.form()
+    params = _params(request) + [(k, str(v)) for k, v in form.multi_items()]
+    return await _search(resource_type, request, session, actor, params)
 
 
 @router.get("/{resource_type}/_history")
@@ -310,17 +336,23 @@ async def conditional_update(
 # ---------------------------------------------------------------- instance level
 
 
-@router.get("/{resource_type}/{id_}")
-async def read(
-    resource_type: str, id_: str, request: Request, session: SessionDep, actor: Reader
+async def _read(
+    resource_type: str, id_: str, request: Request, session: SessionDep, actor: Actor
 ) -> Response:
-    """Read the current version."""
     check_scope(request, resource_type, "read")
     stored = await service.read(session=session, actor=actor, resource_type=resource_type, id_=id_)
     elements = request.query_params.get("_elements")
     if elements:
         stored.text = searchset._elements(stored.text, [e.strip() for e in elements.split(",")])
     return _stored(stored, request, 200)
+
+
+@router.get("/{resource_type}/{id_}")
+async def read(
+    resource_type: str, id_: str, request: Request, session: SessionDep, actor: Reader
+) -> Response:
+    """Read the current version."""
+    return await _read(resource_type, id_, request, session, actor)
 
 
 @router.put("/{resource_type}/{id_}")

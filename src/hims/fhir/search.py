@@ -18,7 +18,7 @@ import orjson
 
 from hims.core.errors import BadRequest
 from hims.fhir.extract import split_reference
-from hims.fhir.registry import RESOURCE_TYPES, RESULT_PARAMS, SearchParam, search_param
+from hims.fhir.registry import RESOURCE_TYPES, RESULT_PARAMS, TYPES, SearchParam, search_param
 from hims.fhir.values import normalise, parse_search_date
 
 __all__ = ["SearchRequest", "execute", "find_ids", "parse", "parse_search_date"]
@@ -128,6 +128,9 @@ def _result_param(request: SearchRequest, name: str, value: str) -> None:
             raise BadRequest(
                 f"Invalid {name} value {value!r}; use Type:param[:TargetType].", code="invalid_include"
             )
+        named = [p for p in parts[:3] if p in TYPES and TYPES[p].source is not None]
+        if named:
+            raise BadRequest(f"{named[0]} cannot be included: search it directly.", code="invalid_include")
         target = parts[2] if len(parts) > 2 and parts[2] != "iterate" else None
         (request.includes if name == "_include" else request.revincludes).append((parts[0], parts[1], target))
     elif name == "_elements":

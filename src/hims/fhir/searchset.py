@@ -15,7 +15,8 @@ from hims.core.errors import BadRequest
 from hims.core.security import Actor
 from hims.fhir import repository as repo
 from hims.fhir import search as fsearch
-from hims.fhir import service
+from hims.fhir import service, storage
+from hims.fhir.audit_storage import PhiLogStorage
 from hims.fhir.outcome import issue, outcome
 
 ALWAYS_ELEMENTS = ("resourceType", "id", "meta")
@@ -68,6 +69,10 @@ async def search(
 ) -> bytes:
     """A searchset Bundle for ``params`` (with includes, paging links and warnings)."""
     service.check_type(resource_type)
+    service.check_read_access(actor, resource_type)
+    store = storage.storage_for(resource_type)
+    if isinstance(store, PhiLogStorage):
+        return await _log_search(store, session, resource_type, params, strict=strict, base_url=base_url)
     request = fsearch.parse(resource_type, params, strict=strict)
     conn = await repo.connection(session)
     page = await fsearch.execute(conn, request)
@@ -99,6 +104,42 @@ async def search(
                 "next",
                 f"{base_url}/{resource_type}?{urlencode([*request.echo, ('_cursor', page.next_cursor)])}",
             )
+        )
+    return bundle_text("searchset", entries, links, page.total)
+
+
+async def _log_search(
+    store: PhiLogStorage,
+    session: AsyncSession,
+    resource_type: str,
+    params: list[tuple[str, str]],
+    *,
+    strict: bool,
+    base_url: str,
+) -> bytes:
+    """A searchset over the PHI access log (no PHI log rows are written for it: docs/fhir.md)."""
+    conn = await repo.connection(session)
+    page = await store.search(conn, params, strict=strict)
+    query = page.query
+    entries = []
+    for resource in page.resources:
+        text = _dumps(resource)
+        if query.elements is not None:
+            text = _elements(text, query.elements)
+        entries.append(_entry(base_url, resource_type, resource["id"], text, "match"))
+    if query.warnings:
+        warn = outcome(
+            [
+                issue("warning", "not-supported", w, detail_code="unknown_search_parameter")
+                for w in query.warnings
+            ]
+        )
+        entries.append(f'{{"resource":{_dumps(warn)},"search":{{"mode":"outcome"}}}}')
+    self_url = f"{base_url}/{resource_type}?{urlencode(query.echo)}"
+    links = [("self", self_url if not query.cursor else self_url + "&_cursor=" + query.cursor)]
+    if page.next_cursor:
+        links.append(
+            ("next", f"{base_url}/{resource_type}?{urlencode([*query.echo, ('_cursor', page.next_cursor)])}")
         )
     return bundle_text("searchset", entries, links, page.total)
 

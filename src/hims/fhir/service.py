@@ -20,7 +20,9 @@ from hims.audit.service import record_phi_access
 from hims.core.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     Gone,
+    MethodNotAllowed,
     NotFound,
     PreconditionFailed,
     ValidationFailed,
@@ -28,9 +30,10 @@ from hims.core.errors import (
 )
 from hims.core.security import Actor
 from hims.fhir import repository as repo
+from hims.fhir.audit_storage import read_only_error
 from hims.fhir.extract import compartment_patient, extract, split_reference
 from hims.fhir.patch import apply
-from hims.fhir.registry import RESOURCE_TYPES
+from hims.fhir.registry import RESOURCE_TYPES, type_def
 from hims.fhir.search import find_ids
 from hims.fhir.storage import storage_for
 
@@ -60,6 +63,38 @@ def check_type(resource_type: str) -> None:
     """404 for a type we do not know."""
     if resource_type not in RESOURCE_TYPES:
         raise NotFound(f"Unknown resource type {resource_type!r}.", code="unknown_resource_type")
+
+
+def check_interaction(resource_type: str, interaction: str) -> None:
+    """405 when ``resource_type`` does not support ``interaction`` (e.g. writes of AuditEvent)."""
+    definition = type_def(resource_type)
+    if interaction in definition.interactions:
+        return
+    if definition.source is not None and interaction in ("create", "update", "patch", "delete"):
+        raise read_only_error(resource_type)
+    raise MethodNotAllowed(
+        f"{resource_type} supports only {', '.join(definition.interactions)}; not {interaction}.",
+        code="interaction_not_supported",
+    )
+
+
+def check_read_access(actor: Actor, resource_type: str) -> None:
+    """403 unless ``actor`` holds the type's read permission (AuditEvent: audit:read).
+
+    Routes already require a permission; this is the per-type check every read path (routes,
+    bundle GET entries) goes through, from `hims.fhir.registry` (docs/fhir.md, "Security").
+    """
+    permission = type_def(resource_type).read_permission
+    if not actor.can(permission):
+        raise Forbidden(
+            f"Reading {resource_type} needs the {permission} permission.", code="permission_denied"
+        )
+
+
+def check_writable(resource_type: str, interaction: str) -> None:
+    """`check_type` and `check_interaction` for a write."""
+    check_type(resource_type)
+    check_interaction(resource_type, interaction)
 
 
 def check_id(id_: str) -> None:
@@ -256,6 +291,7 @@ def parse_if_match(value: str | None) -> int | None:
 async def read(*, session: AsyncSession, actor: Actor, resource_type: str, id_: str) -> Stored:
     """The current version; 404 if never existed, 410 if deleted."""
     check_type(resource_type)
+    check_read_access(actor, resource_type)
     conn = await repo.connection(session)
     current = await storage_for(resource_type).read(conn, resource_type, id_)
     if current is None:
@@ -266,7 +302,8 @@ async def read(*, session: AsyncSession, actor: Actor, resource_type: str, id_: 
             code="resource_deleted",
             headers={"ETag": f'W/"{current.version_id}"'},
         )
-    await audit(session, actor, "read", resource_type, [(current.patient_ref, f"{resource_type}/{id_}")])
+    if type_def(resource_type).phi:
+        await audit(session, actor, "read", resource_type, [(current.patient_ref, f"{resource_type}/{id_}")])
     return Stored(
         resource_type, id_, current.version_id, current.last_updated, current.resource, current.patient_ref
     )
@@ -277,6 +314,8 @@ async def vread(
 ) -> Stored:
     """One version from history."""
     check_type(resource_type)
+    check_read_access(actor, resource_type)
+    check_interaction(resource_type, "vread")
     try:
         version = int(version_id)
     except ValueError:
@@ -312,7 +351,7 @@ async def create(
     if_none_exist: str | None = None,
 ) -> Stored:
     """POST: a new resource with a server id (or the match of If-None-Exist)."""
-    check_type(resource_type)
+    check_writable(resource_type, "create")
     validate_resource(resource, expected_type=resource_type)
     conn = await repo.connection(session)
     if if_none_exist:
@@ -357,7 +396,7 @@ async def update(
     if_match: str | None = None,
 ) -> Stored:
     """PUT: a new version (or create with the client's id). If-Match mismatch is 412."""
-    check_type(resource_type)
+    check_writable(resource_type, "update")
     check_id(id_)
     validate_resource(resource, expected_type=resource_type)
     body_id = resource.get("id")
@@ -403,7 +442,7 @@ async def conditional_update(
     if_match: str | None = None,
 ) -> Stored:
     """PUT Type?search: update the one match, create when none, 412 when several."""
-    check_type(resource_type)
+    check_writable(resource_type, "update")
     conn = await repo.connection(session)
     matches = await find_ids(conn, resource_type, query, limit=2)
     if len(matches) > 1:
@@ -437,7 +476,7 @@ async def conditional_update(
 
 async def delete(*, session: AsyncSession, actor: Actor, resource_type: str, id_: str) -> int | None:
     """DELETE: a tombstone version; idempotent (returns the delete's version, None if nothing to do)."""
-    check_type(resource_type)
+    check_writable(resource_type, "delete")
     conn = await repo.connection(session)
     current = await storage_for(resource_type).read(conn, resource_type, id_, lock=True)
     if current is None or current.deleted:
@@ -464,6 +503,8 @@ async def history(
     """Versions newest first; one extra row tells whether there is a next page."""
     if resource_type:
         check_type(resource_type)
+        check_read_access(actor, resource_type)
+        check_interaction(resource_type, "history-instance" if id_ else "history-type")
     conn = await repo.connection(session)
     if resource_type and id_:
         current = await storage_for(resource_type).read(conn, resource_type, id_)
@@ -501,7 +542,7 @@ async def patch(
     if_match: str | None = None,
 ) -> Stored:
     """PATCH: apply a JSON Patch to the current version and store the result as a new version."""
-    check_type(resource_type)
+    check_writable(resource_type, "patch")
     conn = await repo.connection(session)
     current = await storage_for(resource_type).read(conn, resource_type, id_, lock=True)
     if current is None:

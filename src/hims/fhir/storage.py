@@ -15,6 +15,7 @@ from typing import Protocol, TypeVar
 import asyncpg
 
 from hims.fhir import repository as repo
+from hims.fhir.audit_storage import PhiLogStorage
 
 T = TypeVar("T")
 
@@ -69,8 +70,11 @@ class JsonbStorage:
 
 JSONB = JsonbStorage()
 
+#: The read-only AuditEvent view of the PHI access log (also searched by `searchset.search`).
+PHI_LOG = PhiLogStorage()
+
 #: Storage per resource type; anything absent uses the JSONB store.
-STORAGE: dict[str, Storage] = {}
+STORAGE: dict[str, Storage] = {"AuditEvent": PHI_LOG}
 
 
 def storage_for(resource_type: str) -> Storage:
