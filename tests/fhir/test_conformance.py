@@ -13,6 +13,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from httpx import AsyncClient
 
 from hims.fhir.extract import split_reference
+from hims.fhir.registry import TYPES
 from hims.fhir.service import iter_references
 
 EXAMPLES = Path(__file__).parents[1] / "data" / "fhir" / "examples"
@@ -46,6 +47,12 @@ async def _stub_targets(fhir: AsyncClient, resource: dict[str, Any]) -> None:
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 async def test_example_round_trips_and_validates(fhir: AsyncClient, path: Path) -> None:
     example = orjson.loads(path.read_bytes())
+    if TYPES[example["resourceType"]].source is not None:
+        # Read-only types (AuditEvent, served from the PHI access log) refuse client writes.
+        get_fhir_model_class(example["resourceType"]).model_validate(example)
+        refused = await fhir.post(f"/{example['resourceType']}", json=example)
+        assert refused.status_code == 405, refused.text
+        return
     await _stub_targets(fhir, example)
     created = await fhir.post(f"/{example['resourceType']}", json=example)
     assert created.status_code == 201, created.text

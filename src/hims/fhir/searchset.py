@@ -72,7 +72,9 @@ async def search(
     service.check_read_access(actor, resource_type)
     store = storage.storage_for(resource_type)
     if isinstance(store, PhiLogStorage):
-        return await _log_search(store, session, resource_type, params, strict=strict, base_url=base_url)
+        return await _log_search(
+            store, session, actor, resource_type, params, strict=strict, base_url=base_url
+        )
     request = fsearch.parse(resource_type, params, strict=strict)
     conn = await repo.connection(session)
     page = await fsearch.execute(conn, request)
@@ -111,6 +113,7 @@ async def search(
 async def _log_search(
     store: PhiLogStorage,
     session: AsyncSession,
+    actor: Actor,
     resource_type: str,
     params: list[tuple[str, str]],
     *,
@@ -120,6 +123,12 @@ async def _log_search(
     """A searchset over the PHI access log (no PHI log rows are written for it: docs/fhir.md)."""
     conn = await repo.connection(session)
     page = await store.search(conn, params, strict=strict)
+    service.log.info(
+        "fhir.search_unlogged_type",
+        resource_type=resource_type,
+        returned=len(page.resources),
+        user_id=str(actor.user_id),
+    )
     query = page.query
     entries = []
     for resource in page.resources:

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hims.audit.service import record_phi_access
@@ -37,6 +38,7 @@ from hims.fhir.registry import RESOURCE_TYPES, type_def
 from hims.fhir.search import find_ids
 from hims.fhir.storage import storage_for
 
+log = structlog.get_logger("hims.fhir")
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 SERVER_META = ("versionId", "lastUpdated")
 
@@ -304,6 +306,8 @@ async def read(*, session: AsyncSession, actor: Actor, resource_type: str, id_: 
         )
     if type_def(resource_type).phi:
         await audit(session, actor, "read", resource_type, [(current.patient_ref, f"{resource_type}/{id_}")])
+    else:  # not PHI access (docs/fhir.md, AuditEvent): an operational trail, ids only
+        log.info("fhir.read_unlogged_type", resource_type=resource_type, id=id_, user_id=str(actor.user_id))
     return Stored(
         resource_type, id_, current.version_id, current.last_updated, current.resource, current.patient_ref
     )
