@@ -198,6 +198,8 @@ async def test_bad_search_values_are_400(fhir: AsyncClient, settings: Settings) 
     )
     assert strict.status_code == 400
     assert (await _events(fhir, compliance, agent=str(uuid.uuid4())))["entry"] == []
+    no_history = await fhir.get("/AuditEvent/_history", headers=compliance)
+    assert no_history.status_code == 405
 
 
 async def test_capability_statement_lists_audit_event_read_only(fhir: AsyncClient) -> None:

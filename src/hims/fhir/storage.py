@@ -1,6 +1,8 @@
 """The per-type storage seam: every read and write of a resource goes through `storage_for(type)`.
 
-In this release every type uses `JsonbStorage` (the versioned JSONB store). When a domain service
+In this release every type but AuditEvent uses `JsonbStorage` (the versioned JSONB store);
+AuditEvent is `PhiLogStorage`, a read-only view of ``phi_access_log`` that also provides its own
+search (`searchset.search` hands AuditEvent searches to it). When a domain service
 (patients, practitioners, facilities...) is ready to own a type, implement `Storage` for it with
 the pure mappings in ``hims.fhir.mappings`` (``to_row`` / ``to_resource``) and register it in
 `STORAGE`; the FHIR API and the REST API then see the same rows. Search and history keep using
