@@ -105,6 +105,12 @@ async def test_physicians_cannot_read_the_audit_log(fhir: AsyncClient, settings:
     }
     result = (await fhir.post("", json=bundle)).json()
     assert result["entry"][0]["response"]["status"].startswith("403")
+    # a SMART scope limited to other types does not reach the log either, even for compliance
+    scoped = auth(settings, "compliance", scope="user/Patient.read")
+    assert (await fhir.get("/AuditEvent", headers=scoped)).status_code == 403
+    assert (
+        await fhir.get("/AuditEvent", headers=auth(settings, "compliance", scope="user/*.read"))
+    ).status_code == 200
     included = await fhir.get("/Patient", params={"_revinclude": "AuditEvent:patient"})
     assert included.status_code == 400
 
@@ -148,6 +154,12 @@ async def test_writes_are_refused_and_change_nothing(
     assert patients.json()["total"] == 1  # the Patient of the rejected transaction was not written
     # nothing changed in the log: the event reads back the same, no rows were added by the writes
     assert (await fhir.get(f"/AuditEvent/{event['id']}", headers=compliance)).json() == event
+    # in a batch the AuditEvent entry fails on its own (batch semantics) and writes nothing
+    batch = {**transaction, "type": "batch"}
+    result = (await fhir.post("", json=batch)).json()
+    assert result["entry"][0]["response"]["status"].startswith("201")
+    assert result["entry"][1]["response"]["status"].startswith("405")
+    before += 1  # the batch's Patient create
     after_search = await _log_count(database_url)
     assert after_search == before  # _summary=count returns no patient data, so it logs nothing
     assert body["id"]
@@ -198,6 +210,8 @@ async def test_bad_search_values_are_400(fhir: AsyncClient, settings: Settings) 
     )
     assert strict.status_code == 400
     assert (await _events(fhir, compliance, agent=str(uuid.uuid4())))["entry"] == []
+    empty = await _events(fhir, compliance, outcome="", action="")  # empty values filter nothing
+    assert not [e for e in empty["entry"] if e.get("search", {}).get("mode") == "outcome"]
     no_history = await fhir.get("/AuditEvent/_history", headers=compliance)
     assert no_history.status_code == 405
 

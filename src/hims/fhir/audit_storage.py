@@ -162,7 +162,7 @@ def parse(params: Sequence[tuple[str, str]], *, strict: bool) -> LogQuery:
     known = type_def("AuditEvent").params
     for name, value in params:
         base, _, modifier = name.partition(":")
-        if base in _IGNORED:
+        if base in _IGNORED or value == "":  # an empty value (outcome=) filters nothing
             continue
         if base == "_cursor":
             moment, log_id = decode_cursor(value, datetime.fromisoformat, int)
