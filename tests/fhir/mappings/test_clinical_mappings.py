@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
 
-from hims.fhir.mappings import encounter
-from hims.fhir.mappings._common import row_of
+from hims.fhir.mappings import encounter, observation
+from hims.fhir.mappings._common import HIMS, row_of
 
 EXAMPLES = Path(__file__).parents[2] / "data" / "fhir" / "examples"
 PATIENT = uuid.uuid4()
@@ -132,3 +133,105 @@ def test_encounter_foreign_references_are_not_ours() -> None:
     row = encounter.to_row(_example("Encounter-f001.json"))
     assert row["patient_id"] is None
     assert row["practitioner_id"] is None
+
+
+# --- Observation ↔ observations -------------------------------------------------------------------
+
+
+def _observation(**over: Any) -> Any:
+    from hims.clinical.models import Observation
+
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "patient_id": PATIENT,
+        "consultation_id": CONSULTATION,
+        "group_id": uuid.uuid4(),
+        "code_system": "http://loinc.org",
+        "code": "8867-4",
+        "display": "Heart rate",
+        "value": Decimal("112.000"),
+        "unit": "/min",
+        "interpretation": "H",
+        "reference_low": Decimal("60.000"),
+        "reference_high": Decimal("100.000"),
+        "derived": False,
+        "effective_at": T0,
+        "recorded_by": uuid.uuid4(),
+    }
+    return Observation(**(values | over))
+
+
+def test_observation_round_trip() -> None:
+    row, resource = _row_round_trip(observation, _observation())
+    assert resource["category"][0]["coding"][0]["code"] == "vital-signs"
+    assert resource["code"]["coding"][0] == {
+        "system": "http://loinc.org",
+        "code": "8867-4",
+        "display": "Heart rate",
+    }
+    assert resource["valueQuantity"] == {
+        "value": Decimal("112.000"),
+        "unit": "/min",
+        "system": "http://unitsofmeasure.org",
+        "code": "/min",
+    }
+    assert resource["interpretation"][0]["coding"][0]["code"] == "H"
+    assert resource["effectiveDateTime"] == "2026-03-04T09:30:00Z"
+    assert resource["encounter"] == {"reference": f"Encounter/{CONSULTATION}"}
+    assert resource["referenceRange"][0]["high"]["value"] == Decimal("100.000")
+    assert observation.to_row(resource)["group_id"] == row["group_id"]
+
+
+def test_observation_critical_low_and_derived_bmi() -> None:
+    _, low = _row_round_trip(
+        observation, _observation(interpretation="LL", value=Decimal("85"), code="59408-5")
+    )
+    assert low["interpretation"][0]["coding"][0]["code"] == "LL"
+    _, bmi = _row_round_trip(
+        observation,
+        _observation(
+            code="39156-5",
+            display="Body mass index (BMI) [Ratio]",
+            unit="kg/m2",
+            value=Decimal("31.2"),
+            interpretation=None,
+            reference_low=None,
+            reference_high=None,
+            derived=True,
+            consultation_id=None,
+        ),
+    )
+    assert not {"interpretation", "referenceRange", "encounter"} & set(bmi)
+    assert bmi["extension"][1] == {"url": f"{HIMS}/StructureDefinition/derived", "valueBoolean": True}
+
+
+def test_blood_pressure_rows_share_their_group() -> None:
+    group = uuid.uuid4()
+    systolic = observation.to_resource(
+        row_of(_observation(code="8480-6", display="Systolic blood pressure", unit="mm[Hg]", group_id=group))
+    )
+    diastolic = observation.to_resource(
+        row_of(_observation(code="8462-4", display="Diastolic blood pressure", unit="mm[Hg]", group_id=group))
+    )
+    assert observation.to_row(systolic)["group_id"] == observation.to_row(diastolic)["group_id"] == group
+
+
+def test_observation_hl7_heart_rate_in_and_back() -> None:
+    example = _example("Observation-heart-rate.json", subject={"reference": f"Patient/{PATIENT}"})
+    row, back = _resource_round_trip(observation, example)
+    assert (row["code"], row["value"], row["unit"]) == ("8867-4", Decimal("44"), "/min")
+    assert row["effective_at"] == datetime(1999, 7, 2, tzinfo=UTC)
+    assert back["valueQuantity"]["value"] == 44
+    assert back["code"]["coding"][0]["code"] == "8867-4"
+
+
+def test_blood_pressure_panel_becomes_one_row_per_component() -> None:
+    example = _example("Observation-blood-pressure.json", subject={"reference": f"Patient/{PATIENT}"})
+    rows = observation.component_rows(example)
+    assert [(r["code"], r["unit"]) for r in rows] == [("8480-6", "mm[Hg]"), ("8462-4", "mm[Hg]")]
+    assert rows[0]["group_id"] == rows[1]["group_id"]
+    assert [r["interpretation"] for r in rows] == ["N", "L"]
+    assert [r["value"] for r in rows] == [Decimal("107"), Decimal("60")]
+    assert all(r["patient_id"] == PATIENT for r in rows)
+    for r in rows:
+        _valid(observation.to_resource({**r, "id": uuid.uuid4()}))
