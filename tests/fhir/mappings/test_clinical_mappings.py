@@ -8,7 +8,7 @@ keep their modelled elements (and the unmapped ones through ``extra``) when mapp
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
 
-from hims.fhir.mappings import encounter, observation
+from hims.fhir.mappings import allergy_intolerance, condition, encounter, observation
 from hims.fhir.mappings._common import HIMS, row_of
 
 EXAMPLES = Path(__file__).parents[2] / "data" / "fhir" / "examples"
@@ -235,3 +235,143 @@ def test_blood_pressure_panel_becomes_one_row_per_component() -> None:
     assert all(r["patient_id"] == PATIENT for r in rows)
     for r in rows:
         _valid(observation.to_resource({**r, "id": uuid.uuid4()}))
+
+
+# --- Condition ↔ conditions -----------------------------------------------------------------------
+
+
+def _condition(**over: Any) -> Any:
+    from hims.clinical.models import Condition
+
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "patient_id": PATIENT,
+        "consultation_id": CONSULTATION,
+        "code_system": "http://hl7.org/fhir/sid/icd-10-cm",
+        "code": "I10",
+        "display": "Essential (primary) hypertension",
+        "onset_date": date(2025, 11, 2),
+        "abatement_date": None,
+        "clinical_status": "active",
+        "verification_status": "confirmed",
+        "note": "Home readings high too",
+        "recorded_by": uuid.uuid4(),
+        "version": 1,
+    }
+    return Condition(**(values | over))
+
+
+def test_condition_round_trip() -> None:
+    _, resource = _row_round_trip(condition, _condition())
+    assert resource["code"]["coding"][0]["system"] == "http://hl7.org/fhir/sid/icd-10-cm"
+    assert resource["code"]["coding"][0]["code"] == "I10"
+    assert resource["clinicalStatus"]["coding"][0] == {
+        "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+        "code": "active",
+    }
+    assert resource["verificationStatus"]["coding"][0]["code"] == "confirmed"
+    assert resource["onsetDateTime"] == "2025-11-02"
+    assert resource["category"][0]["coding"][0]["code"] == "encounter-diagnosis"
+    _, resolved = _row_round_trip(
+        condition,
+        _condition(
+            clinical_status="resolved",
+            verification_status="provisional",
+            abatement_date=date(2026, 1, 5),
+            consultation_id=None,
+            note=None,
+        ),
+    )
+    assert resolved["abatementDateTime"] == "2026-01-05"
+    assert resolved["category"][0]["coding"][0]["code"] == "problem-list-item"
+
+
+def test_condition_hl7_example_in_and_back() -> None:
+    example = _example("Condition-f201.json", subject={"reference": f"Patient/{PATIENT}"})
+    row, back = _resource_round_trip(condition, example)
+    assert (row["code_system"], row["code"], row["display"]) == (
+        "http://snomed.info/sct",
+        "386661006",
+        "Fever",
+    )
+    assert (row["clinical_status"], row["verification_status"]) == ("resolved", "confirmed")
+    assert row["onset_date"] == date(2013, 4, 2)
+    assert back["abatementString"] == "around April 9, 2013"
+    assert back["evidence"] == example["evidence"]
+
+
+def test_condition_prefers_the_icd10cm_coding() -> None:
+    resource = {
+        "resourceType": "Condition",
+        "subject": {"reference": f"Patient/{PATIENT}"},
+        "code": {
+            "coding": [
+                {"system": "http://snomed.info/sct", "code": "38341003", "display": "Hypertension"},
+                {
+                    "system": "http://hl7.org/fhir/sid/icd-10-cm",
+                    "code": "I10",
+                    "display": "Essential hypertension",
+                },
+            ]
+        },
+    }
+    row = condition.to_row(resource)
+    assert (row["code"], row["clinical_status"], row["verification_status"]) == ("I10", "active", "confirmed")
+
+
+# --- AllergyIntolerance ↔ allergies ---------------------------------------------------------------
+
+
+def _allergy(**over: Any) -> Any:
+    from hims.clinical.models import Allergy
+
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "patient_id": PATIENT,
+        "substance": "Penicillin V",
+        "code_system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "code": "7980",
+        "reaction": "Hives",
+        "severity": "severe",
+        "status": "active",
+        "note": "Since childhood",
+        "recorded_by": uuid.uuid4(),
+        "version": 1,
+    }
+    return Allergy(**(values | over))
+
+
+def test_allergy_round_trip() -> None:
+    _, resource = _row_round_trip(allergy_intolerance, _allergy())
+    assert resource["code"]["coding"][0] == {
+        "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "code": "7980",
+        "display": "Penicillin V",
+    }
+    assert resource["reaction"] == [{"manifestation": [{"text": "Hives"}], "severity": "severe"}]
+    assert resource["criticality"] == "high"
+    assert resource["clinicalStatus"]["coding"][0]["code"] == "active"
+    assert resource["patient"] == {"reference": f"Patient/{PATIENT}"}
+
+
+def test_allergy_without_reaction_or_code_keeps_its_severity() -> None:
+    _, resource = _row_round_trip(
+        allergy_intolerance,
+        _allergy(
+            reaction=None, severity="moderate", code=None, code_system=None, status="resolved", note=None
+        ),
+    )
+    assert "reaction" not in resource
+    assert resource["code"] == {"text": "Penicillin V"}
+    assert resource["criticality"] == "low"
+
+
+def test_allergy_hl7_example_in_and_back() -> None:
+    example = _example("AllergyIntolerance-example.json", patient={"reference": f"Patient/{PATIENT}"})
+    row, back = _resource_round_trip(allergy_intolerance, example)
+    assert row["substance"] == "Cashew nuts"
+    assert (row["code_system"], row["code"]) == ("http://snomed.info/sct", "227493005")
+    assert (row["reaction"], row["severity"], row["status"]) == ("Anaphylactic reaction", "severe", "active")
+    assert back["criticality"] == "high"
+    assert back["category"] == ["food"]
+    assert back["recordedDate"] == example["recordedDate"]
