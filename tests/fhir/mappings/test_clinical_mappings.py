@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
 
-from hims.fhir.mappings import allergy_intolerance, condition, encounter, observation
+from hims.fhir.mappings import allergy_intolerance, condition, encounter, medication_request, observation
 from hims.fhir.mappings._common import HIMS, row_of
 
 EXAMPLES = Path(__file__).parents[2] / "data" / "fhir" / "examples"
@@ -375,3 +375,85 @@ def test_allergy_hl7_example_in_and_back() -> None:
     assert back["criticality"] == "high"
     assert back["category"] == ["food"]
     assert back["recordedDate"] == example["recordedDate"]
+
+
+# --- MedicationRequest ↔ prescriptions ------------------------------------------------------------
+
+
+def _prescription(**over: Any) -> Any:
+    from hims.clinical.models import Prescription
+
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "patient_id": PATIENT,
+        "consultation_id": CONSULTATION,
+        "drug_name": "Amoxicillin 500 MG Oral Capsule",
+        "rxnorm_code": "308191",
+        "dose_value": Decimal("500.0000"),
+        "dose_unit": "mg",
+        "route": "oral",
+        "frequency": "three times daily",
+        "duration_days": 7,
+        "instructions": "Take with food",
+        "status": "active",
+        "prescribed_by": uuid.uuid4(),
+        "prescribed_at": T0,
+        "version": 1,
+    }
+    return Prescription(**(values | over))
+
+
+def test_medication_request_round_trip() -> None:
+    _, resource = _row_round_trip(medication_request, _prescription())
+    assert resource["intent"] == "order"
+    assert resource["medicationCodeableConcept"]["coding"][0] == {
+        "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "code": "308191",
+        "display": "Amoxicillin 500 MG Oral Capsule",
+    }
+    dosage = resource["dosageInstruction"][0]
+    assert dosage["doseAndRate"][0]["doseQuantity"] == {
+        "value": Decimal("500.0000"),
+        "unit": "mg",
+        "system": "http://unitsofmeasure.org",
+        "code": "mg",
+    }
+    assert dosage["route"] == {"text": "oral"}
+    assert dosage["timing"] == {"code": {"text": "three times daily"}}
+    assert resource["dispenseRequest"]["expectedSupplyDuration"]["value"] == 7
+    assert resource["authoredOn"] == "2026-03-04T09:30:00Z"
+
+
+def test_medication_request_statuses_and_dose_forms() -> None:
+    for status in ("completed", "cancelled", "on-hold"):
+        _, resource = _row_round_trip(medication_request, _prescription(status=status))
+        assert resource["status"] == status
+    _, tablets = _row_round_trip(
+        medication_request,
+        _prescription(
+            dose_unit="tablet",
+            rxnorm_code=None,
+            route=None,
+            frequency=None,
+            duration_days=None,
+            instructions=None,
+        ),
+    )
+    assert tablets["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"] == {
+        "value": Decimal("500.0000"),
+        "unit": "tablet",
+    }
+    assert tablets["medicationCodeableConcept"] == {"text": "Amoxicillin 500 MG Oral Capsule"}
+
+
+def test_medication_request_hl7_example_in_and_back() -> None:
+    example = _example("MedicationRequest-medrx0302.json", subject={"reference": f"Patient/{PATIENT}"})
+    row, back = _resource_round_trip(medication_request, example)
+    assert row["drug_name"] == "Azithromycin 250mg capsule (product)"
+    assert row["rxnorm_code"] is None
+    assert (row["dose_value"], row["dose_unit"]) == (Decimal("2"), "TAB")
+    assert (row["route"], row["frequency"]) == ("Oral Route", "1 per 1 d")
+    assert (row["instructions"], row["duration_days"], row["status"]) == ("Two tablets at once", 5, "active")
+    assert back["dispenseRequest"]["quantity"] == example["dispenseRequest"]["quantity"]
+    assert back["note"] == example["note"]
+    assert back["contained"] == example["contained"]

@@ -242,13 +242,19 @@ def unmapped(resource: dict[str, Any], modelled: frozenset[str]) -> dict[str, An
 
 
 def with_extra(resource: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
-    """``resource`` plus the unmapped elements (the row's own elements win; extensions are merged)."""
+    """``resource`` plus the unmapped elements.
+
+    The row's own elements win; extensions are concatenated; an object both sides have (e.g.
+    ``dispenseRequest``, of which a mapping models one part) is merged key by key, the row winning.
+    """
     if not extra:
         return resource
     out = dict(resource)
     for key, value in extra.items():
         if key == "extension":
             out["extension"] = [*(out.get("extension") or []), *value]
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**value, **out[key]}
         else:
             out.setdefault(key, value)
     return out
