@@ -16,7 +16,15 @@ from typing import Any
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
 
-from hims.fhir.mappings import allergy_intolerance, condition, encounter, medication_request, observation
+from hims.fhir.mappings import (
+    allergy_intolerance,
+    appointment,
+    condition,
+    document_reference,
+    encounter,
+    medication_request,
+    observation,
+)
 from hims.fhir.mappings._common import HIMS, row_of
 
 EXAMPLES = Path(__file__).parents[2] / "data" / "fhir" / "examples"
@@ -457,3 +465,144 @@ def test_medication_request_hl7_example_in_and_back() -> None:
     assert back["dispenseRequest"]["quantity"] == example["dispenseRequest"]["quantity"]
     assert back["note"] == example["note"]
     assert back["contained"] == example["contained"]
+
+
+# --- Appointment ↔ appointments -------------------------------------------------------------------
+
+
+def _appointment(**over: Any) -> Any:
+    from hims.scheduling.models import Appointment
+
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "patient_id": PATIENT,
+        "practitioner_id": PRACTITIONER,
+        "facility_id": uuid.uuid4(),
+        "department_id": uuid.uuid4(),
+        "starts_at": T0,
+        "ends_at": T1,
+        "type": "in_person",
+        "reason": "Follow-up of blood pressure",
+        "status": "booked",
+        "cancel_reason": None,
+        "checked_in_at": None,
+        "cancelled_at": None,
+        "completed_at": None,
+        "booked_by": uuid.uuid4(),
+        "version": 1,
+    }
+    return Appointment(**(values | over))
+
+
+def test_appointment_round_trip_every_status() -> None:
+    expected = {
+        "booked": "booked",
+        "checked_in": "arrived",
+        "completed": "fulfilled",
+        "cancelled": "cancelled",
+        "no_show": "noshow",
+    }
+    for ours, theirs in expected.items():
+        _, resource = _row_round_trip(appointment, _appointment(status=ours))
+        assert resource["status"] == theirs
+    row, resource = _row_round_trip(appointment, _appointment())
+    assert [p["actor"]["reference"] for p in resource["participant"]] == [
+        f"Patient/{PATIENT}",
+        f"Practitioner/{PRACTITIONER}",
+        f"Location/{row['department_id']}",
+    ]
+    assert (resource["start"], resource["end"]) == ("2026-03-04T09:30:00Z", "2026-03-04T09:50:12Z")
+    assert resource["appointmentType"]["coding"][0]["code"] == "in_person"
+    assert resource["reasonCode"] == [{"text": "Follow-up of blood pressure"}]
+
+
+def test_appointment_telemedicine_cancelled_keeps_its_times() -> None:
+    row, resource = _row_round_trip(
+        appointment,
+        _appointment(
+            type="telemedicine",
+            status="cancelled",
+            cancel_reason="Patient unwell",
+            cancelled_at=T1,
+            checked_in_at=T0,
+            department_id=None,
+            facility_id=None,
+        ),
+    )
+    assert resource["appointmentType"]["coding"][0]["code"] == "telemedicine"
+    assert resource["cancelationReason"] == {"text": "Patient unwell"}
+    assert appointment.to_row(resource)["cancelled_at"] == T1
+    assert (
+        appointment.to_row(
+            {**resource, "appointmentType": {"coding": [{"system": appointment.ACT_CODE, "code": "VR"}]}}
+        )["type"]
+        == "telemedicine"
+    )
+
+
+def test_appointment_hl7_example_in_and_back() -> None:
+    example = _example("Appointment-example.json")
+    example["participant"][0]["actor"]["reference"] = f"Patient/{PATIENT}"
+    example["participant"][1]["actor"]["reference"] = f"Practitioner/{PRACTITIONER}"
+    row, back = _resource_round_trip(appointment, example)
+    assert (row["patient_id"], row["practitioner_id"], row["department_id"]) == (PATIENT, PRACTITIONER, None)
+    assert (row["status"], row["type"]) == ("booked", "in_person")
+    assert row["starts_at"] == datetime(2013, 12, 10, 9, tzinfo=UTC)
+    assert back["description"] == example["description"]
+    assert back["serviceType"] == example["serviceType"]
+
+
+# --- DocumentReference ↔ documents ----------------------------------------------------------------
+
+
+def _document(**over: Any) -> Any:
+    from hims.documents.models import Document
+
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "patient_id": PATIENT,
+        "consultation_id": CONSULTATION,
+        "title": "ECG 12-lead",
+        "filename": "ecg.pdf",
+        "content_type": "application/pdf",
+        "size_bytes": 48213,
+        "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "storage_key": f"documents/{PATIENT}/abc",
+        "uploaded_by": uuid.uuid4(),
+        "deleted_at": None,
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    return Document(**(values | over))
+
+
+def test_document_reference_round_trip() -> None:
+    row, resource = _row_round_trip(document_reference, _document())
+    attachment = resource["content"][0]["attachment"]
+    assert (attachment["contentType"], attachment["size"], attachment["title"]) == (
+        "application/pdf",
+        48213,
+        "ecg.pdf",
+    )
+    assert "hash" not in attachment
+    assert attachment["extension"][0]["valueString"] == row["sha256"]
+    assert resource["context"] == {"encounter": [{"reference": f"Encounter/{CONSULTATION}"}]}
+    assert (resource["status"], resource["description"]) == ("current", "ECG 12-lead")
+    _, deleted = _row_round_trip(
+        document_reference, _document(deleted_at=T1, consultation_id=None, title=None)
+    )
+    assert deleted["status"] == "entered-in-error"
+
+
+def test_document_reference_hl7_example_in_and_back() -> None:
+    example = _example("DocumentReference-example.json", subject={"reference": f"Patient/{PATIENT}"})
+    row, back = _resource_round_trip(document_reference, example)
+    assert (row["patient_id"], row["content_type"], row["size_bytes"]) == (
+        PATIENT,
+        "application/hl7-v3+xml",
+        3654,
+    )
+    assert (row["title"], row["filename"], row["sha256"]) == ("Physical", "Physical", None)
+    assert back["content"] == example["content"]
+    assert back["identifier"] == example["identifier"]
+    assert back["masterIdentifier"] == example["masterIdentifier"]

@@ -244,15 +244,15 @@ def unmapped(resource: dict[str, Any], modelled: frozenset[str]) -> dict[str, An
 def with_extra(resource: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
     """``resource`` plus the unmapped elements.
 
-    The row's own elements win; extensions are concatenated; an object both sides have (e.g.
+    The row's own elements win; extensions and identifiers are concatenated; an object both sides have (e.g.
     ``dispenseRequest``, of which a mapping models one part) is merged key by key, the row winning.
     """
     if not extra:
         return resource
     out = dict(resource)
     for key, value in extra.items():
-        if key == "extension":
-            out["extension"] = [*(out.get("extension") or []), *value]
+        if key in ("extension", "identifier"):
+            out[key] = [*(out.get(key) or []), *value]
         elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = {**value, **out[key]}
         else:
