@@ -22,6 +22,7 @@ from hims.fhir.mappings import (
     condition,
     document_reference,
     encounter,
+    lab,
     medication_request,
     observation,
 )
@@ -606,3 +607,78 @@ def test_document_reference_hl7_example_in_and_back() -> None:
     assert back["content"] == example["content"]
     assert back["identifier"] == example["identifier"]
     assert back["masterIdentifier"] == example["masterIdentifier"]
+
+
+# --- ServiceRequest + Observation + DiagnosticReport ↔ lab_orders ---------------------------------
+
+
+def _lab_order(**over: Any) -> Any:
+    from hims.clinical.models import LabOrder
+
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "patient_id": PATIENT,
+        "consultation_id": CONSULTATION,
+        "code_system": "http://loinc.org",
+        "code": "2345-7",
+        "display": "Glucose [Mass/volume] in Serum or Plasma",
+        "status": "resulted",
+        "note": "Fasting",
+        "ordered_by": uuid.uuid4(),
+        "ordered_at": T0,
+        "collected_at": T1,
+        "resulted_at": datetime(2026, 3, 4, 12, tzinfo=UTC),
+        "result_value": Decimal("142.0000"),
+        "result_unit": "mg/dL",
+        "reference_low": Decimal("70.0000"),
+        "reference_high": Decimal("99.0000"),
+        "abnormal_flag": "H",
+        "version": 1,
+    }
+    return LabOrder(**(values | over))
+
+
+def test_lab_order_as_service_request_round_trip() -> None:
+    expected = {"ordered": "active", "collected": "active", "resulted": "completed", "cancelled": "revoked"}
+    for ours, theirs in expected.items():
+        collected = None if ours in ("ordered", "cancelled") else T1
+        _, resource = _row_round_trip(lab, _lab_order(status=ours, collected_at=collected))
+        assert resource["status"] == theirs
+        assert resource["intent"] == "order"
+        assert resource["code"]["coding"][0]["code"] == "2345-7"
+
+
+def test_lab_result_as_observation_and_report() -> None:
+    row = row_of(_lab_order())
+    result = _valid(lab.result_observation(row) or {})
+    assert result["basedOn"] == [{"reference": f"ServiceRequest/{row['id']}"}]
+    assert result["category"][0]["coding"][0]["code"] == "laboratory"
+    assert result["valueQuantity"]["code"] == "mg/dL"
+    assert result["interpretation"][0]["coding"][0]["code"] == "H"
+    assert lab.result_columns(result) == {
+        k: row[k]
+        for k in (
+            "resulted_at",
+            "result_value",
+            "result_unit",
+            "reference_low",
+            "reference_high",
+            "abnormal_flag",
+        )
+    }
+    report = _valid(lab.diagnostic_report(row) or {})
+    assert report["result"] == [{"reference": f"Observation/{row['id']}"}]
+    assert lab.report_columns(report) == {
+        "status": "resulted",
+        "resulted_at": row["resulted_at"],
+        "collected_at": row["collected_at"],
+    }
+    pending = row_of(_lab_order(status="ordered", result_value=None, resulted_at=None, abnormal_flag=None))
+    assert lab.result_observation(pending) is None
+    assert lab.diagnostic_report(pending) is None
+
+
+def test_hl7_diagnostic_report_gives_its_times() -> None:
+    columns = lab.report_columns(_example("DiagnosticReport-f201.json"))
+    assert columns["status"] == "resulted"
+    assert columns["resulted_at"] == datetime(2012, 12, 1, 11, tzinfo=UTC)
