@@ -518,7 +518,7 @@ def test_appointment_round_trip_every_status() -> None:
 
 
 def test_appointment_telemedicine_cancelled_keeps_its_times() -> None:
-    row, resource = _row_round_trip(
+    _, resource = _row_round_trip(
         appointment,
         _appointment(
             type="telemedicine",
