@@ -226,13 +226,19 @@ def ext_uuid(resource: dict[str, Any], name: str) -> uuid.UUID | None:
         return None
 
 
-def unmapped(resource: dict[str, Any], modelled: frozenset[str]) -> dict[str, Any]:
+def unmapped(
+    resource: dict[str, Any], modelled: frozenset[str], references: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The elements a mapping does not model, kept as they are so nothing is lost.
 
     Store them next to the row; ``to_resource(row, extra=...)`` puts them back. Extensions that
-    are not ours are kept too (ours are rebuilt from the row).
+    are not ours are kept too (ours are rebuilt from the row), and so is a modelled reference
+    element (``references``: element → target type) whose target is not one of our UUIDs.
     """
     out = {k: v for k, v in resource.items() if k not in modelled and k not in _ALWAYS}
+    for key, target in (references or {}).items():
+        if isinstance(resource.get(key), dict) and ref_id(resource[key], target) is None:
+            out[key] = resource[key]
     foreign = [e for e in resource.get("extension") or [] if not str(e.get("url", "")).startswith(HIMS)]
     if foreign:
         out["extension"] = foreign
@@ -244,15 +250,16 @@ def unmapped(resource: dict[str, Any], modelled: frozenset[str]) -> dict[str, An
 def with_extra(resource: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
     """``resource`` plus the unmapped elements.
 
-    The row's own elements win; extensions and identifiers are concatenated; an object both sides have (e.g.
-    ``dispenseRequest``, of which a mapping models one part) is merged key by key, the row winning.
+    The row's own elements win; lists both sides have (extensions, identifiers, participants) are
+    concatenated, the row's first; an object both sides have (e.g. ``dispenseRequest``, of which a
+    mapping models one part) is merged key by key, the row winning.
     """
     if not extra:
         return resource
     out = dict(resource)
     for key, value in extra.items():
-        if key in ("extension", "identifier"):
-            out[key] = [*(out.get(key) or []), *value]
+        if isinstance(value, list) and isinstance(out.get(key), list):
+            out[key] = [*out[key], *value]
         elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = {**value, **out[key]}
         else:

@@ -137,4 +137,24 @@ def to_resource(row: dict[str, Any], *, extra: dict[str, Any] | None = None) -> 
 
 def extra(resource: dict[str, Any]) -> dict[str, Any]:
     """The elements of an Appointment this mapping does not model (kept next to the row)."""
-    return unmapped(resource, MODELLED)
+    out = unmapped(resource, MODELLED)
+    row = to_row(resource)
+    mapped = {
+        r["reference"]
+        for r in (
+            ref("Patient", row["patient_id"]),
+            ref("Practitioner", row["practitioner_id"]),
+            ref("Location", row["department_id"]),
+        )
+        if r
+    }
+    others = []
+    for participant in resource.get("participant") or []:
+        reference = (participant.get("actor") or {}).get("reference")
+        if reference in mapped:
+            mapped.discard(reference)
+        else:
+            others.append(participant)
+    if others:
+        out["participant"] = others
+    return out

@@ -30,7 +30,7 @@ from hims.fhir.mappings._common import (
 )
 
 STORAGE_KEY_SYSTEM = f"{HIMS}/sid/document-storage-key"
-MODELLED = frozenset({"status", "subject", "description", "content", "context", "extension", "identifier"})
+MODELLED = frozenset({"status", "subject", "description", "content", "extension", "identifier"})
 
 
 def to_row(resource: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +114,7 @@ def extra(resource: dict[str, Any]) -> dict[str, Any]:
 
     Identifiers other than our storage key are kept too.
     """
-    out = unmapped(resource, MODELLED)
+    out = unmapped(resource, MODELLED, {"subject": "Patient"})
     if resource.get("content"):
         out["content"] = resource["content"]
     others = [i for i in resource.get("identifier") or [] if i.get("system") != STORAGE_KEY_SYSTEM]

@@ -110,4 +110,28 @@ def to_resource(row: dict[str, Any], *, extra: dict[str, Any] | None = None) -> 
 
 def extra(resource: dict[str, Any]) -> dict[str, Any]:
     """The elements of an Encounter this mapping does not model (kept next to the row)."""
-    return unmapped(resource, MODELLED)
+    out = unmapped(resource, MODELLED, {"subject": "Patient"})
+    row = to_row(resource)
+    mapped_practitioner = ref("Practitioner", row["practitioner_id"])
+    participants = list(resource.get("participant") or [])
+    for i, participant in enumerate(participants):
+        if (
+            mapped_practitioner
+            and participant.get("individual", {}).get("reference") == mapped_practitioner["reference"]
+        ):
+            del participants[i]
+            break
+    if participants:
+        out["participant"] = participants
+    mapped_appointment = ref("Appointment", row["appointment_id"])
+    appointments = [a for a in resource.get("appointment") or [] if a != mapped_appointment]
+    if appointments:
+        out["appointment"] = appointments
+    types = [cc for cc in resource.get("type") or [] if not _is_kind(cc)]
+    if types:
+        out["type"] = types
+    return out
+
+
+def _is_kind(cc: dict[str, Any]) -> bool:
+    return any(c.get("system") == KIND_SYSTEM for c in cc.get("coding") or [])

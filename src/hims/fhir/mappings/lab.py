@@ -102,7 +102,7 @@ def to_resource(row: dict[str, Any], *, extra: dict[str, Any] | None = None) -> 
 
 def extra(resource: dict[str, Any]) -> dict[str, Any]:
     """The elements of a ServiceRequest this mapping does not model (kept next to the row)."""
-    return unmapped(resource, MODELLED)
+    return unmapped(resource, MODELLED, {"subject": "Patient", "encounter": "Encounter"})
 
 
 def result_observation(row: dict[str, Any]) -> dict[str, Any] | None:
