@@ -713,3 +713,37 @@ def test_every_example_of_a_mapped_type_round_trips(name: str) -> None:
     data = _example(name)
     module = observation if data["resourceType"] == "Observation" else _MODULES[data["resourceType"]]
     _resource_round_trip(module, data)
+
+
+def test_blood_pressure_rows_as_a_profile_panel_and_back() -> None:
+    group, nurse = uuid.uuid4(), uuid.uuid4()
+    systolic = row_of(
+        _observation(
+            code="8480-6",
+            display="Systolic blood pressure",
+            unit="mm[Hg]",
+            value=Decimal("150"),
+            group_id=group,
+            recorded_by=nurse,
+        )
+    )
+    diastolic = row_of(
+        _observation(
+            code="8462-4",
+            display="Diastolic blood pressure",
+            unit="mm[Hg]",
+            value=Decimal("85"),
+            interpretation="N",
+            reference_low=Decimal("60"),
+            reference_high=Decimal("89"),
+            group_id=group,
+            recorded_by=nurse,
+        )
+    )
+    panel = _valid(observation.blood_pressure_panel(systolic, diastolic))
+    assert panel["code"]["coding"][0]["code"] == "85354-9"
+    assert "valueQuantity" not in panel
+    assert [c["valueQuantity"]["value"] for c in panel["component"]] == [Decimal("150"), Decimal("85")]
+    back = observation.component_rows(panel)
+    for original, row in zip((systolic, diastolic), back, strict=True):
+        assert row == {k: original[k] for k in row}

@@ -157,3 +157,36 @@ def to_resource(row: dict[str, Any], *, extra: dict[str, Any] | None = None) -> 
 def extra(resource: dict[str, Any]) -> dict[str, Any]:
     """The elements of an Observation this mapping does not model (kept next to the row)."""
     return unmapped(resource, MODELLED, {"subject": "Patient", "encounter": "Encounter"})
+
+
+SYSTOLIC, DIASTOLIC, BLOOD_PRESSURE = "8480-6", "8462-4", "85354-9"
+
+
+def _component(row: dict[str, Any]) -> dict[str, Any]:
+    interpretation = row.get("interpretation")
+    return drop_empty(
+        {
+            "code": concept(row.get("code_system") or LOINC, row.get("code"), row.get("display")),
+            "valueQuantity": quantity(row.get("value"), row.get("unit")),
+            "interpretation": [
+                concept(INTERPRETATION, interpretation, _INTERPRETATIONS.get(str(interpretation)))
+            ]
+            if interpretation
+            else [],
+            "referenceRange": _range(row),
+        }
+    )
+
+
+def blood_pressure_panel(systolic: dict[str, Any], diastolic: dict[str, Any]) -> dict[str, Any]:
+    """The vital-signs profile's blood pressure panel (85354-9) from our two rows of one vitals set.
+
+    The panel has no row of its own: its id is left to the caller and ``component_rows`` reads it
+    back as the two rows (sharing the ``vitals-group``).
+    """
+    resource = to_resource(systolic)
+    for key in ("id", "valueQuantity", "interpretation", "referenceRange"):
+        resource.pop(key, None)
+    resource["code"] = concept(LOINC, BLOOD_PRESSURE, "Blood pressure panel with all children optional")
+    resource["component"] = [_component(systolic), _component(diastolic)]
+    return resource
