@@ -142,6 +142,9 @@ def test_encounter_hl7_example_in_and_back() -> None:
     assert back["class"]["code"] == "AMB"
     assert back["identifier"] == example["identifier"]
     assert back["hospitalization"] == example["hospitalization"]
+    assert back["reasonCode"] == example["reasonCode"]  # the SNOMED coding survives
+    edited = encounter.to_resource({**row, "reason": "Chest pain"}, extra=encounter.extra(example))
+    assert edited["reasonCode"] == [{"text": "Chest pain"}]  # an edited reason wins over stale codings
 
 
 def test_encounter_foreign_references_are_not_ours() -> None:

@@ -286,3 +286,31 @@ def quantity(value: Decimal | None, unit: str | None, *, ucum: bool = True) -> d
             "code": unit if ucum else None,
         }
     )
+
+
+def reason_text(reasons: Any) -> str | None:
+    """Our one reason column from a list of CodeableConcepts (texts or displays joined by ``; ``)."""
+    texts = [concept_text(cc) for cc in reasons or []]
+    return "; ".join(t for t in texts if t) or None
+
+
+def coded_reasons(resource: dict[str, Any], key: str = "reasonCode") -> list[dict[str, Any]] | None:
+    """The reasons to keep in ``extra`` when they carry codings our text column cannot hold."""
+    reasons = resource.get(key) or []
+    return reasons if any(cc.get("coding") for cc in reasons) else None
+
+
+def restore_reasons(
+    resource: dict[str, Any], extra: dict[str, Any] | None, reason: str | None, key: str = "reasonCode"
+) -> dict[str, Any] | None:
+    """Put the original coded reasons back while the row's reason text still says the same.
+
+    Returns ``extra`` without them (the row's edited reason wins over stale codings).
+    """
+    if not extra or key not in extra:
+        return extra
+    kept = dict(extra)
+    original = kept.pop(key)
+    if reason_text(original) == reason:
+        resource[key] = original
+    return kept

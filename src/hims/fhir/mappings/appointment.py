@@ -13,6 +13,7 @@ from typing import Any
 
 from hims.fhir.mappings._common import (
     HIMS,
+    coded_reasons,
     concept,
     concept_text,
     drop_empty,
@@ -22,8 +23,10 @@ from hims.fhir.mappings._common import (
     extensions,
     instant,
     parse_instant,
+    reason_text,
     ref,
     ref_id,
+    restore_reasons,
     unmapped,
     uuid_extension,
     with_extra,
@@ -81,7 +84,6 @@ def _kind(resource: dict[str, Any]) -> str:
 def to_row(resource: dict[str, Any]) -> dict[str, Any]:
     """Column values for ``appointments``."""
     actors = [p.get("actor") for p in resource.get("participant") or []]
-    reasons = [concept_text(cc) for cc in resource.get("reasonCode") or []]
     row: dict[str, Any] = {
         "patient_id": next((i for a in actors if (i := ref_id(a, "Patient"))), None),
         "practitioner_id": next((i for a in actors if (i := ref_id(a, "Practitioner"))), None),
@@ -90,7 +92,7 @@ def to_row(resource: dict[str, Any]) -> dict[str, Any]:
         "starts_at": parse_instant(resource.get("start")),
         "ends_at": parse_instant(resource.get("end")),
         "type": _kind(resource),
-        "reason": "; ".join(r for r in reasons if r) or None,
+        "reason": reason_text(resource.get("reasonCode")),
         "status": _STATUS_IN.get(str(resource.get("status")), "booked"),
         "cancel_reason": concept_text(resource.get("cancelationReason")),
         "booked_by": ext_uuid(resource, "booked-by"),
@@ -132,7 +134,7 @@ def to_resource(row: dict[str, Any], *, extra: dict[str, Any] | None = None) -> 
             "participant": participants,
         }
     )
-    return with_extra(resource, extra)
+    return with_extra(resource, restore_reasons(resource, extra, row.get("reason")))
 
 
 def extra(resource: dict[str, Any]) -> dict[str, Any]:
@@ -148,6 +150,8 @@ def extra(resource: dict[str, Any]) -> dict[str, Any]:
         )
         if r
     }
+    if coded := coded_reasons(resource):
+        out["reasonCode"] = coded
     others = []
     for participant in resource.get("participant") or []:
         reference = (participant.get("actor") or {}).get("reference")

@@ -12,8 +12,8 @@ from typing import Any
 
 from hims.fhir.mappings._common import (
     HIMS,
+    coded_reasons,
     concept,
-    concept_text,
     drop_empty,
     ext_uuid,
     ext_value,
@@ -21,8 +21,10 @@ from hims.fhir.mappings._common import (
     extensions,
     instant,
     parse_instant,
+    reason_text,
     ref,
     ref_id,
+    restore_reasons,
     unmapped,
     uuid_extension,
     with_extra,
@@ -59,14 +61,13 @@ def to_row(resource: dict[str, Any]) -> dict[str, Any]:
         appointment_id = ref_id(appointment, "Appointment")
         if appointment_id:
             break
-    reasons = [concept_text(cc) for cc in resource.get("reasonCode") or []]
     return {
         "patient_id": ref_id(resource.get("subject"), "Patient"),
         "practitioner_id": practitioner_id,
         "appointment_id": appointment_id,
         "kind": kind,
         "status": status,
-        "reason": "; ".join(r for r in reasons if r) or None,
+        "reason": reason_text(resource.get("reasonCode")),
         "started_at": parse_instant(period.get("start")),
         "finished_at": parse_instant(period.get("end")),
         "signed_at": signed_at,
@@ -105,7 +106,7 @@ def to_resource(row: dict[str, Any], *, extra: dict[str, Any] | None = None) -> 
             "reasonCode": [{"text": row["reason"]}] if row.get("reason") else [],
         }
     )
-    return with_extra(resource, extra)
+    return with_extra(resource, restore_reasons(resource, extra, row.get("reason")))
 
 
 def extra(resource: dict[str, Any]) -> dict[str, Any]:
@@ -127,6 +128,8 @@ def extra(resource: dict[str, Any]) -> dict[str, Any]:
     appointments = [a for a in resource.get("appointment") or [] if a != mapped_appointment]
     if appointments:
         out["appointment"] = appointments
+    if coded := coded_reasons(resource):
+        out["reasonCode"] = coded
     types = [cc for cc in resource.get("type") or [] if not _is_kind(cc)]
     if types:
         out["type"] = types
