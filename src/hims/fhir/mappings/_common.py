@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 HIMS = "https://hims.arocord.com/fhir"
@@ -94,3 +97,220 @@ def identifiers_out(items: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
 def drop_empty(resource: dict[str, Any]) -> dict[str, Any]:
     """Remove keys whose value is None or an empty list/dict (FHIR forbids empty elements)."""
     return {k: v for k, v in resource.items() if v not in (None, [], {})}
+
+
+# --- Shared pieces for the clinical mappings (Encounter, Observation, Condition...) ---------------
+
+UCUM = "http://unitsofmeasure.org"
+#: Elements every mapping owns or leaves to the store (never kept in ``extra``).
+_ALWAYS = frozenset({"resourceType", "id", "meta", "text"})
+
+
+def ext_url(name: str) -> str:
+    """The canonical URL of one of our extensions."""
+    return f"{HIMS}/StructureDefinition/{name}"
+
+
+def row_of(obj: Any) -> dict[str, Any]:
+    """A plain ``{column: value}`` dict from a SQLAlchemy model instance (what the mappings take)."""
+    from sqlalchemy import inspect
+
+    return {attr.key: getattr(obj, attr.key) for attr in inspect(obj).mapper.column_attrs}
+
+
+def instant(value: datetime | None) -> str | None:
+    """A FHIR instant/dateTime in UTC with a ``Z`` (None stays None)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_instant(value: Any) -> datetime | None:
+    """A timezone-aware datetime from a FHIR dateTime (a bare date is midnight UTC; partial dates too)."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.replace("Z", "+00:00")
+    if len(text) == 4:
+        text += "-01-01"
+    elif len(text) == 7:
+        text += "-01"
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_date(value: Any) -> date | None:
+    """The date part of a FHIR date/dateTime (partial dates are not dates: None)."""
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    return date.fromisoformat(value[:10])
+
+
+def ref(resource_type: str, id_: Any) -> dict[str, str] | None:
+    """A Reference ``Type/<id>`` (None without an id)."""
+    return {"reference": f"{resource_type}/{id_}"} if id_ else None
+
+
+def ref_id(reference: Any, resource_type: str) -> uuid.UUID | None:
+    """The UUID of a ``Type/<uuid>`` Reference (None for other types, contained or non-UUID ids)."""
+    value = (reference or {}).get("reference") if isinstance(reference, dict) else None
+    if not isinstance(value, str):
+        return None
+    # Absolute references keep the type and id in their last two segments.
+    parts = value.rstrip("/").split("/")
+    if len(parts) < 2 or parts[-2] != resource_type:
+        return None
+    try:
+        return uuid.UUID(parts[-1])
+    except ValueError:
+        return None
+
+
+def concept(system: str | None, code: str | None, display: str | None, *, text: str | None = None) -> Any:
+    """A CodeableConcept with one coding (and text)."""
+    coding = drop_empty({"system": system, "code": code, "display": display})
+    return drop_empty({"coding": [coding] if coding.get("code") else [], "text": text}) or None
+
+
+def pick_coding(cc: Any, *systems: str) -> dict[str, Any]:
+    """The first coding of ``cc`` in one of ``systems`` (in that order), else its first coding, else {}."""
+    codings = [c for c in ((cc or {}).get("coding") or []) if isinstance(c, dict)]
+    for system in systems:
+        for coding in codings:
+            if coding.get("system") == system and coding.get("code"):
+                return coding
+    return codings[0] if codings else {}
+
+
+def concept_text(cc: Any) -> str | None:
+    """A CodeableConcept's text, else its first coding's display."""
+    if not isinstance(cc, dict):
+        return None
+    return cc.get("text") or pick_coding(cc).get("display")
+
+
+def status_code(cc: Any) -> str | None:
+    """The code of the first coding of a status CodeableConcept."""
+    return pick_coding(cc).get("code")
+
+
+def extension(name: str, **value: Any) -> dict[str, Any] | None:
+    """One of our extensions, e.g. ``extension("signed-at", valueDateTime=...)`` (None when no value)."""
+    ((key, val),) = value.items()
+    return {"url": ext_url(name), key: val} if val not in (None, "") else None
+
+
+def uuid_extension(name: str, value: Any) -> dict[str, Any] | None:
+    """An extension holding a UUID (staff account ids: users are not FHIR resources here)."""
+    return extension(name, valueString=str(value) if value else None)
+
+
+def extensions(*items: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The non-empty extensions."""
+    return [item for item in items if item]
+
+
+def ext_value(resource: dict[str, Any], name: str) -> Any:
+    """The value[x] of our extension ``name`` on ``resource`` (None when absent)."""
+    for item in resource.get("extension") or []:
+        if item.get("url") == ext_url(name):
+            return next((v for k, v in item.items() if k.startswith("value")), None)
+    return None
+
+
+def ext_uuid(resource: dict[str, Any], name: str) -> uuid.UUID | None:
+    """A UUID-valued extension (``valueString`` holding the UUID)."""
+    value = ext_value(resource, name)
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def unmapped(
+    resource: dict[str, Any], modelled: frozenset[str], references: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The elements a mapping does not model, kept as they are so nothing is lost.
+
+    Store them next to the row; ``to_resource(row, extra=...)`` puts them back. Extensions that
+    are not ours are kept too (ours are rebuilt from the row), and so is a modelled reference
+    element (``references``: element → target type) whose target is not one of our UUIDs.
+    """
+    out = {k: v for k, v in resource.items() if k not in modelled and k not in _ALWAYS}
+    for key, target in (references or {}).items():
+        if isinstance(resource.get(key), dict) and ref_id(resource[key], target) is None:
+            out[key] = resource[key]
+    foreign = [e for e in resource.get("extension") or [] if not str(e.get("url", "")).startswith(HIMS)]
+    if foreign:
+        out["extension"] = foreign
+    else:
+        out.pop("extension", None)
+    return out
+
+
+def with_extra(resource: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
+    """``resource`` plus the unmapped elements.
+
+    The row's own elements win; lists both sides have (extensions, identifiers, participants) are
+    concatenated, the row's first; an object both sides have (e.g. ``dispenseRequest``, of which a
+    mapping models one part) is merged key by key, the row winning.
+    """
+    if not extra:
+        return resource
+    out = dict(resource)
+    for key, value in extra.items():
+        if isinstance(value, list) and isinstance(out.get(key), list):
+            out[key] = [*out[key], *value]
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**value, **out[key]}
+        else:
+            out.setdefault(key, value)
+    return out
+
+
+def as_decimal(value: Any) -> Decimal | None:
+    """A JSON number as an exact Decimal (None stays None)."""
+    if value is None or isinstance(value, bool):
+        return None
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def quantity(value: Decimal | None, unit: str | None, *, ucum: bool = True) -> dict[str, Any] | None:
+    """A Quantity (UCUM-coded when ``ucum``)."""
+    if value is None:
+        return None
+    return drop_empty(
+        {
+            "value": value,
+            "unit": unit,
+            "system": UCUM if ucum and unit else None,
+            "code": unit if ucum else None,
+        }
+    )
+
+
+def reason_text(reasons: Any) -> str | None:
+    """Our one reason column from a list of CodeableConcepts (texts or displays joined by ``; ``)."""
+    texts = [concept_text(cc) for cc in reasons or []]
+    return "; ".join(t for t in texts if t) or None
+
+
+def coded_reasons(resource: dict[str, Any], key: str = "reasonCode") -> list[dict[str, Any]] | None:
+    """The reasons to keep in ``extra`` when they carry codings our text column cannot hold."""
+    reasons = resource.get(key) or []
+    return reasons if any(cc.get("coding") for cc in reasons) else None
+
+
+def restore_reasons(
+    resource: dict[str, Any], extra: dict[str, Any] | None, reason: str | None, key: str = "reasonCode"
+) -> dict[str, Any] | None:
+    """Put the original coded reasons back while the row's reason text still says the same.
+
+    Returns ``extra`` without them (the row's edited reason wins over stale codings).
+    """
+    if not extra or key not in extra:
+        return extra
+    kept = dict(extra)
+    original = kept.pop(key)
+    if reason_text(original) == reason:
+        resource[key] = original
+    return kept
