@@ -14,8 +14,8 @@ from fastapi import Depends, FastAPI
 from httpx import AsyncClient
 
 from hims.core.permissions import ROLE_PERMISSIONS, Role
+from hims.core.routes import dependency_calls, iter_routes
 from hims.core.security import route_policy
-from hims.identity.matrix import dependency_calls, iter_routes
 from hims.settings import Settings
 from tests.identity.factories import app_of, create_user_in, token_headers
 

@@ -4,27 +4,49 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import Mount
 
 
 @dataclass(frozen=True)
 class RouteInfo:
-    """One endpoint: its full path template, methods, and the APIRoute (None for non-API routes)."""
+    """One effective route of the app (prefixes and router-level dependencies applied)."""
 
+    kind: str  # "api", "mount" or "route" (plain Starlette, e.g. /docs)
     path: str
-    methods: frozenset[str]
-    route: APIRoute | None
+    methods: tuple[str, ...]
+    dependant: Dependant | None
 
 
 def iter_routes(app: FastAPI) -> Iterator[RouteInfo]:
-    """Every route of ``app`` with its full path, including those in included routers."""
-    for context in iter_route_contexts(app.router.routes):
+    """Every route of ``app``, through included routers, as FastAPI itself resolves them."""
+    for context in iter_route_contexts(app.routes):
         original = context.original_route
-        methods = frozenset(getattr(context, "methods", None) or getattr(original, "methods", None) or ())
+        kind = "route"
+        if isinstance(original, APIRoute):
+            kind = "api"
+        elif isinstance(original, Mount):
+            kind = "mount"
+        dependant = getattr(context, "dependant", None) if kind == "api" else None
         yield RouteInfo(
-            path=context.path or "",
-            methods=methods,
-            route=original if isinstance(original, APIRoute) else None,
+            kind=kind,
+            path=str(context.path or getattr(original, "path", "")),
+            methods=tuple(sorted(context.methods or ())),
+            dependant=dependant if isinstance(dependant, Dependant) else None,
         )
+
+
+def dependency_calls(dependant: Dependant | None) -> list[Any]:
+    """Every dependency callable below ``dependant`` (router-level ones included), depth first."""
+    calls: list[Any] = []
+    stack = list(dependant.dependencies) if dependant else []
+    while stack:
+        dep = stack.pop()
+        if dep.call is not None:
+            calls.append(dep.call)
+        stack.extend(dep.dependencies)
+    return calls
