@@ -281,21 +281,28 @@ async def search_post(resource_type: str, request: Request, session: SessionDep,
     return await _search(resource_type, request, session, actor, params)
 
 
-@router.get("/{resource_type}/_history")
-async def type_history(resource_type: str, request: Request, session: SessionDep, actor: Reader) -> Response:
-    """History of every resource of a type."""
+async def _history(
+    resource_type: str, id_: str | None, request: Request, session: SessionDep, actor: Actor
+) -> Response:
     check_scope(request, resource_type, "read")
+    path = f"/{resource_type}/{id_}/_history" if id_ else f"/{resource_type}/_history"
     return fhir(
         await searchset.history(
             session=session,
             actor=actor,
             resource_type=resource_type,
-            id_=None,
+            id_=id_,
             params=_params(request),
             base_url=base_url(request),
-            path=f"/{resource_type}/_history",
+            path=path,
         )
     )
+
+
+@router.get("/{resource_type}/_history")
+async def type_history(resource_type: str, request: Request, session: SessionDep, actor: Reader) -> Response:
+    """History of every resource of a type."""
+    return await _history(resource_type, None, request, session, actor)
 
 
 @router.post("/{resource_type}")
@@ -414,18 +421,7 @@ async def instance_history(
     resource_type: str, id_: str, request: Request, session: SessionDep, actor: Reader
 ) -> Response:
     """Every version of one resource, newest first."""
-    check_scope(request, resource_type, "read")
-    return fhir(
-        await searchset.history(
-            session=session,
-            actor=actor,
-            resource_type=resource_type,
-            id_=id_,
-            params=_params(request),
-            base_url=base_url(request),
-            path=f"/{resource_type}/{id_}/_history",
-        )
-    )
+    return await _history(resource_type, id_, request, session, actor)
 
 
 @router.get("/{resource_type}/{id_}/_history/{version_id}")
