@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 HIMS = str(Path(sys.executable).parent / "hims")
@@ -88,3 +89,23 @@ class Server:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+async def phi_rows(database_url: str, **where: Any) -> list[asyncpg.Record]:
+    """PHI access log rows matching column=value filters (compared as text), oldest first."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        clause = " AND ".join(f"{k}::text = ${i}" for i, k in enumerate(where, 1)) or "true"
+        values = [str(v) for v in where.values()]
+        return list(await conn.fetch(f"SELECT * FROM phi_access_log WHERE {clause} ORDER BY id", *values))
+    finally:
+        await conn.close()
+
+
+async def count_rows(database_url: str, table: str) -> int:
+    """Rows in ``table``."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval(f'SELECT count(*) FROM "{table}"'))
+    finally:
+        await conn.close()

@@ -43,25 +43,6 @@ async def patient_id(db: Database, partitions: str) -> uuid.UUID:
     return patient.id
 
 
-async def phi_rows(database_url: str, **where: str) -> list[asyncpg.Record]:
-    """Rows of the PHI access log matching ``where`` (column = value)."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        clause = " AND ".join(f"{k}::text = ${i}" for i, k in enumerate(where, 1)) or "true"
-        return await conn.fetch(f"SELECT * FROM phi_access_log WHERE {clause} ORDER BY id", *where.values())
-    finally:
-        await conn.close()
-
-
-async def count_rows(database_url: str, table: str) -> int:
-    """Rows in ``table``."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        return int(await conn.fetchval(f'SELECT count(*) FROM "{table}"'))
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 async def sql(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A raw connection for assertions."""

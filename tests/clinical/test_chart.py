@@ -9,8 +9,9 @@ from httpx import AsyncClient
 from sqlalchemy import event
 
 from hims.clinical import chart
-from tests.clinical.conftest import auth_headers, phi_rows
+from tests.clinical.conftest import auth_headers
 from tests.clinical.factories import make_appointment, make_clinical_history, make_patient, make_practitioner
+from tests.support import phi_rows
 
 
 @contextmanager

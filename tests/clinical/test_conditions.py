@@ -3,7 +3,7 @@ from __future__ import annotations
 from httpx import AsyncClient
 
 from hims.clinical.coding import icd10cm_lookup, loinc_is_valid
-from tests.clinical.conftest import count_rows
+from tests.support import count_rows
 
 
 async def test_condition_is_validated_and_described_from_icd10cm(client: AsyncClient, physician, patient_id):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from httpx import AsyncClient
 
-from tests.clinical.conftest import count_rows
+from tests.support import count_rows
 
 
 async def _order(client, headers, patient_id, code="2345-7"):

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from hims.clinical import service as clinical
 from hims.consultations import service as consultations
-from tests.clinical.conftest import count_rows
 from tests.clinical.factories import make_clinical_history, make_patient
+from tests.support import count_rows
 
 
 async def test_repoint_patient_moves_every_record(db, partitions, sql):

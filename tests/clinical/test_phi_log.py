@@ -11,7 +11,7 @@ from httpx import AsyncClient
 from hims.clinical import service as clinical
 from hims.clinical.schemas import AllergyCreate
 from hims.core.security import Actor
-from tests.clinical.conftest import count_rows, phi_rows
+from tests.support import count_rows, phi_rows
 
 PATIENT_PREFIXES = ("/api/v1/patients/{patient_id}/", "/api/v1/consultations")
 OURS = ("consultations", "clinical")

@@ -4,7 +4,8 @@ import pytest
 from httpx import AsyncClient
 
 from hims.clinical.allergy_check import AllergyFacts, find_conflicts
-from tests.clinical.conftest import auth_headers, count_rows, phi_rows
+from tests.clinical.conftest import auth_headers
+from tests.support import count_rows, phi_rows
 
 RX = {"dose_value": 500, "dose_unit": "mg", "route": "oral", "frequency": "every 8 hours", "duration_days": 7}
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from hims.clinical.seed import seed_clinical_history
 from hims.seed import SeedReport
-from tests.clinical.conftest import count_rows, phi_rows
 from tests.clinical.factories import make_patient
+from tests.support import count_rows, phi_rows
 
 
 async def test_seeder_gives_patients_a_history_once(db, settings, partitions, database_url):

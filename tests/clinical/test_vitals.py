@@ -4,7 +4,7 @@ import pytest
 from httpx import AsyncClient
 
 from hims.clinical.vitals import VITAL_SIGNS, interpret
-from tests.clinical.conftest import count_rows, phi_rows
+from tests.support import count_rows, phi_rows
 
 
 async def test_vitals_set_is_coded_flagged_and_bmi_derived(

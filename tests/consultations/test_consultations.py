@@ -8,8 +8,9 @@ from httpx import AsyncClient
 from prometheus_client import REGISTRY
 
 from hims.settings import Settings
-from tests.clinical.conftest import auth_headers, count_rows, phi_rows
+from tests.clinical.conftest import auth_headers
 from tests.clinical.factories import make_appointment, make_patient, make_practitioner
+from tests.support import count_rows, phi_rows
 
 
 def _started() -> float:

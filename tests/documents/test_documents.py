@@ -12,7 +12,9 @@ from hims.core.security import Actor
 from hims.core.storage import LocalStorage, check_key
 from hims.documents import service
 from tests.conftest import make_settings, serve_in_process
-from tests.patients.factories import auth_headers, count, make_patient, phi_rows
+from tests.patients.factories import auth_headers, make_patient
+from tests.support import count_rows as count
+from tests.support import phi_rows
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import asyncpg
 from httpx import AsyncClient
 
 from hims.settings import Settings
@@ -63,24 +62,3 @@ async def make_practitioner(client: AsyncClient, settings: Settings, **overrides
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()
     return result
-
-
-async def phi_rows(database_url: str, **where: Any) -> list[asyncpg.Record]:
-    """PHI access log rows matching column=value filters, oldest first."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        clauses = " AND ".join(f"{k} = ${i + 1}" for i, k in enumerate(where)) or "TRUE"
-        return list(
-            await conn.fetch(f"SELECT * FROM phi_access_log WHERE {clauses} ORDER BY id", *where.values())
-        )
-    finally:
-        await conn.close()
-
-
-async def count(database_url: str, table: str) -> int:
-    """Rows in ``table``."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        return int(await conn.fetchval(f'SELECT count(*) FROM "{table}"'))
-    finally:
-        await conn.close()

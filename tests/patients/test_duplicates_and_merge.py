@@ -3,14 +3,9 @@ from __future__ import annotations
 import uuid
 
 from hims.patients.merge import MERGE_HOOKS, hook_name
-from tests.patients.factories import (
-    auth_headers,
-    count,
-    make_patient,
-    make_practitioner,
-    patient_body,
-    phi_rows,
-)
+from tests.patients.factories import auth_headers, make_patient, make_practitioner, patient_body
+from tests.support import count_rows as count
+from tests.support import phi_rows
 
 
 async def test_possible_duplicates_are_409_with_scored_candidates(client, settings, database_url) -> None:

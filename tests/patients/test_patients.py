@@ -8,7 +8,9 @@ import pytest
 
 from hims.patients.mrn import format_mrn, is_valid_mrn, luhn_check_digit
 from tests.conftest import serve_in_process
-from tests.patients.factories import auth_headers, count, make_patient, patient_body, phi_rows
+from tests.patients.factories import auth_headers, make_patient, patient_body
+from tests.support import count_rows as count
+from tests.support import phi_rows
 
 
 def test_mrn_has_a_luhn_check_digit() -> None:

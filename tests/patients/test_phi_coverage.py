@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 from hims.ops import migrate
-from tests.patients.factories import auth_headers, count, make_patient, make_practitioner
+from tests.patients.factories import auth_headers, make_patient, make_practitioner
+from tests.support import count_rows as count
 
 PATIENT_DATA_PREFIXES = ("/api/v1/patients", "/api/v1/appointments", "/api/v1/documents")
 

@@ -7,7 +7,8 @@ from sqlalchemy.dialects import postgresql
 
 from hims.patients import repository
 from hims.patients.mrn import format_mrn
-from tests.patients.factories import auth_headers, make_patient, phi_rows
+from tests.patients.factories import auth_headers, make_patient
+from tests.support import phi_rows
 
 
 async def test_prefix_search_ignores_case_and_accents_and_returns_summaries(client, settings, database_url):

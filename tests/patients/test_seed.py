@@ -3,7 +3,7 @@ from __future__ import annotations
 from hims.core.db import Database
 from hims.seed import SEEDERS, SeedReport
 from hims.seeders import load_seeders
-from tests.patients.factories import count
+from tests.support import count_rows as count
 
 
 async def test_seed_is_believable_and_idempotent(db: Database, settings, database_url) -> None:

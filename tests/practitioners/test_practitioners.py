@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import uuid
 
-from tests.patients.factories import auth_headers, count, make_facility, make_practitioner
+from tests.patients.factories import auth_headers, make_facility, make_practitioner
+from tests.support import count_rows as count
 
 
 async def test_facility_department_practitioner_crud(client, settings, database_url) -> None:

@@ -4,7 +4,9 @@ import asyncio
 import uuid
 
 from tests.conftest import serve_in_process
-from tests.patients.factories import auth_headers, count, make_patient, make_practitioner, phi_rows
+from tests.patients.factories import auth_headers, make_patient, make_practitioner
+from tests.support import count_rows as count
+from tests.support import phi_rows
 
 
 async def _setup(client, settings):
