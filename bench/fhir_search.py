@@ -20,7 +20,7 @@ from _fhir_common import fresh_database, pct
 from hims.core.db import Database
 from hims.core.security import Actor
 from hims.fhir import repository as repo
-from hims.fhir import searchset, service
+from hims.fhir import searchset, versions
 
 FAMILIES = [
     "Smith",
@@ -164,7 +164,7 @@ def _batch(rng: random.Random, start: int, size: int, now: datetime) -> list[rep
         }
         for resource in (patient, encounter, observation):
             writes.append(
-                service.prepare(
+                versions.prepare(
                     resource,
                     resource_type=resource["resourceType"],
                     id_=resource["id"],

@@ -13,6 +13,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from httpx import AsyncClient
 
 from hims.fhir.extract import split_reference
+from hims.fhir.mappings.patient import MRN_SYSTEM
 from hims.fhir.registry import TYPES
 from hims.fhir.service import iter_references
 
@@ -21,7 +22,11 @@ FILES = sorted(p for p in EXAMPLES.glob("*.json") if not p.name.startswith("_"))
 
 
 def _strip(resource: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in resource.items() if k not in ("id", "meta")}
+    """Without server-added fields: id, meta, and the MRN we assign to a registered Patient."""
+    out = {k: v for k, v in resource.items() if k not in ("id", "meta")}
+    if out.get("resourceType") == "Patient" and "identifier" in out:
+        out["identifier"] = [i for i in out["identifier"] if i.get("system") != MRN_SYSTEM]
+    return out
 
 
 def _exact(text: bytes | str) -> dict[str, Any]:

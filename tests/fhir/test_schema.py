@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from hims.core.db import Database
 from hims.fhir import repository as repo
-from hims.fhir import search, service
+from hims.fhir import search, versions
 from hims.ops import migrate
 
 
@@ -26,7 +26,7 @@ async def test_name_prefix_and_birthdate_use_their_indexes(db: Database) -> None
             "birthDate": f"{1920 + n % 90}-01-{1 + n % 28:02d}",
         }
         writes.append(
-            service.prepare(
+            versions.prepare(
                 resource, resource_type="Patient", id_=f"x{n}", version_id=1, now=now, method="PUT"
             )
         )

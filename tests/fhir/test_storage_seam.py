@@ -34,11 +34,12 @@ class CountingStorage(storage.JsonbStorage):
 @pytest.fixture
 def counting() -> Iterator[CountingStorage]:
     custom = CountingStorage()
+    before = storage.STORAGE["Patient"]
     storage.STORAGE["Patient"] = custom
     try:
         yield custom
     finally:
-        del storage.STORAGE["Patient"]
+        storage.STORAGE["Patient"] = before
 
 
 async def test_registered_storage_serves_its_type(fhir: AsyncClient, counting: CountingStorage) -> None:

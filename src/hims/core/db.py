@@ -7,7 +7,7 @@ transaction through `Database.transaction()`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -100,6 +100,19 @@ def _track_pool(engine: AsyncEngine, role: str, size: int) -> None:
     event.listen(engine.sync_engine.pool, "checkin", checkin)
 
 
+#: Async functions run at the end of every `Database.transaction`, just before it commits, inside
+#: it (e.g. the FHIR projection writing the FHIR versions of the domain rows the transaction changed).
+BeforeCommit = Callable[[AsyncSession], Awaitable[None]]
+BEFORE_COMMIT: list[BeforeCommit] = []
+
+
+def register_before_commit(hook: BeforeCommit) -> BeforeCommit:
+    """Add ``hook`` once (re-imports do not register twice)."""
+    if hook not in BEFORE_COMMIT:
+        BEFORE_COMMIT.append(hook)
+    return hook
+
+
 class Database:
     """The primary engine, optional read replicas, and session factories."""
 
@@ -136,6 +149,8 @@ class Database:
             try:
                 async with session.begin():
                     yield session
+                    for hook in BEFORE_COMMIT:
+                        await hook(session)
             except BaseException:
                 jobs.take_deferred(session)
                 raise

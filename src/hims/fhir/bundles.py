@@ -18,6 +18,7 @@ from hims.fhir import service, storage
 from hims.fhir.outcome import error_outcome
 from hims.fhir.registry import RESOURCE_TYPES
 from hims.fhir.search import find_ids
+from hims.fhir.versions import iso, prepare
 
 METHODS = ("DELETE", "POST", "PUT", "GET")  # processing order for transactions (R4 3.1.0.11.2)
 _INTERACTION = {"DELETE": "delete", "POST": "create", "PUT": "update"}
@@ -244,7 +245,7 @@ async def transaction(
                     )
                 version = existing.version_id + 1 if existing else 1
                 plan.status = "200 OK" if existing and not existing.deleted else "201 Created"
-            write = service.prepare(
+            write = prepare(
                 plan.resource,
                 resource_type=plan.resource_type,
                 id_=plan.id,
@@ -257,7 +258,7 @@ async def transaction(
                 "status": plan.status,
                 "location": f"{plan.resource_type}/{plan.id}/_history/{version}",
                 "etag": f'W/"{version}"',
-                "lastModified": service.iso(now),
+                "lastModified": iso(now),
             }
             audit_rows.setdefault("create" if version == 1 else "update", []).append(
                 (write.patient_ref, f"{plan.resource_type}/{plan.id}")

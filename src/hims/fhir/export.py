@@ -29,6 +29,7 @@ from hims.fhir.extract import split_reference
 from hims.fhir.models import FhirExportJob
 from hims.fhir.registry import RESOURCE_TYPES
 from hims.fhir.values import InvalidDate, date_range
+from hims.fhir.versions import iso
 from hims.settings import Settings
 
 log = structlog.get_logger("hims.fhir.export")
@@ -182,7 +183,7 @@ async def run_export(*, db: Database, settings: Settings, job_id: str, actor: Ac
         job.status = "complete"
         job.finished_at = datetime.now(UTC)
         job.manifest = {
-            "transactionTime": service.iso(transaction_time),
+            "transactionTime": iso(transaction_time),
             "request": job.request_url,
             "requiresAccessToken": True,
             "output": outputs,

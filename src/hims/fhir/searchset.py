@@ -18,6 +18,7 @@ from hims.fhir import search as fsearch
 from hims.fhir import service, storage
 from hims.fhir.audit_storage import PhiLogStorage
 from hims.fhir.outcome import issue, outcome
+from hims.fhir.versions import iso
 
 ALWAYS_ELEMENTS = ("resourceType", "id", "meta")
 
@@ -48,7 +49,7 @@ def bundle_text(kind: str, entries: list[str], links: list[tuple[str, str]], tot
     head: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": service.new_id(),
-        "meta": {"lastUpdated": service.iso(datetime.now(UTC))},
+        "meta": {"lastUpdated": iso(datetime.now(UTC))},
         "type": kind,
     }
     if total is not None:
@@ -266,7 +267,7 @@ async def history(
         response = {
             "status": status,
             "etag": f'W/"{row["version_id"]}"',
-            "lastModified": service.iso(row["last_updated"]),
+            "lastModified": iso(row["last_updated"]),
         }
         resource = f',"resource":{row["resource"]}' if row["resource"] else ""
         entries.append(

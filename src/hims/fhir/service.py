@@ -32,15 +32,15 @@ from hims.core.errors import (
 from hims.core.security import Actor
 from hims.fhir import repository as repo
 from hims.fhir.audit_storage import read_only_error
-from hims.fhir.extract import compartment_patient, extract, split_reference
+from hims.fhir.extract import compartment_patient, split_reference
 from hims.fhir.patch import apply
 from hims.fhir.registry import RESOURCE_TYPES, type_def
 from hims.fhir.search import find_ids
 from hims.fhir.storage import storage_for
+from hims.fhir.versions import prepare
 
 log = structlog.get_logger("hims.fhir")
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-SERVER_META = ("versionId", "lastUpdated")
 
 
 @dataclass
@@ -208,33 +208,6 @@ async def check_targets_exist(conn: asyncpg.Connection, targets: set[tuple[str, 
                 for t, i in missing[:20]
             ],
         )
-
-
-def prepare(
-    resource: dict[str, Any], *, resource_type: str, id_: str, version_id: int, now: datetime, method: str
-) -> repo.Write:
-    """Set id and server meta, serialise, and extract the search index of one version."""
-    resource["id"] = id_
-    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
-    assert isinstance(meta, dict)
-    meta = {k: v for k, v in meta.items() if k not in SERVER_META}
-    resource["meta"] = {"versionId": str(version_id), "lastUpdated": iso(now), **meta}
-    patient = compartment_patient(resource)
-    return repo.Write(
-        resource_type=resource_type,
-        id=id_,
-        version_id=version_id,
-        last_updated=now,
-        method=method,
-        resource=orjson.dumps(resource).decode(),
-        patient_ref=f"Patient/{patient}" if patient else None,
-        index=extract(resource),
-    )
-
-
-def iso(moment: datetime) -> str:
-    """FHIR instant text with milliseconds and a Z."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def new_id() -> str:

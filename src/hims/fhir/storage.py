@@ -16,8 +16,10 @@ from typing import Protocol, TypeVar
 
 import asyncpg
 
+from hims.fhir import projectors
 from hims.fhir import repository as repo
 from hims.fhir.audit_storage import PhiLogStorage
+from hims.fhir.projection import PROJECTORS, ProjectedStorage
 
 T = TypeVar("T")
 
@@ -75,8 +77,12 @@ JSONB = JsonbStorage()
 #: The read-only AuditEvent view of the PHI access log (also searched by `searchset.search`).
 PHI_LOG = PhiLogStorage()
 
+#: The JSONB store plus a domain row per version (`hims.fhir.projection`).
+PROJECTED = ProjectedStorage()
+
 #: Storage per resource type; anything absent uses the JSONB store.
-STORAGE: dict[str, Storage] = {"AuditEvent": PHI_LOG}
+STORAGE: dict[str, Storage] = {"AuditEvent": PHI_LOG, **dict.fromkeys(PROJECTORS, PROJECTED)}
+assert projectors.__all__  # every projector module is imported before STORAGE is built
 
 
 def storage_for(resource_type: str) -> Storage:

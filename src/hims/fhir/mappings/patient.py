@@ -15,9 +15,27 @@ from hims.fhir.mappings._common import (
     identifiers_out,
     telecom,
     telecoms,
+    unmapped,
+    with_extra,
 )
 
 MRN_SYSTEM = f"{HIMS}/sid/mrn"
+MODELLED = frozenset(
+    {
+        "identifier",
+        "active",
+        "name",
+        "telecom",
+        "gender",
+        "birthDate",
+        "address",
+        "deceasedBoolean",
+        "deceasedDateTime",
+        "contact",
+        "communication",
+        "link",
+    }
+)
 _SEX = {"male": "male", "female": "female", "other": "unknown", "unknown": "unknown"}
 
 
@@ -101,8 +119,11 @@ def to_row(resource: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def to_resource(row: dict[str, Any]) -> dict[str, Any]:
-    """A FHIR Patient from a ``patients`` row (id = the row's UUID)."""
+def to_resource(row: dict[str, Any], *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A FHIR Patient from a ``patients`` row (id = the row's UUID), plus the unmapped ``extra``.
+
+    A merged record is inactive and links to the survivor (``replaced-by``).
+    """
     given = [row["given_name"]] if row.get("given_name") else []
     if row.get("middle_name"):
         given.extend(str(row["middle_name"]).split(" "))
@@ -157,4 +178,47 @@ def to_resource(row: dict[str, Any]) -> dict[str, Any]:
                 "preferred": True,
             }
         ]
-    return drop_empty(resource)
+    if row.get("merged_into_id"):
+        resource["active"] = False
+        resource["link"] = [
+            {"other": {"reference": f"Patient/{row['merged_into_id']}"}, "type": "replaced-by"}
+        ]
+    return with_extra(drop_empty(resource), extra)
+
+
+def extra(resource: dict[str, Any]) -> dict[str, Any]:
+    """The elements of a Patient the row does not hold: other names, addresses, contacts…"""
+    out = unmapped(resource, MODELLED)
+    official = _official_name(resource)
+    lists = {
+        "name": [n for n in resource.get("name") or [] if n != official],
+        "address": list((resource.get("address") or [])[1:]),
+        "contact": list((resource.get("contact") or [])[1:]),
+        "telecom": _other_telecoms(resource),
+        "communication": [
+            c for c in resource.get("communication") or [] if c != _mapped_communication(resource)
+        ],
+        "link": [link for link in resource.get("link") or [] if link.get("type") != "replaced-by"],
+    }
+    out.update({k: v for k, v in lists.items() if v})
+    return out
+
+
+def _other_telecoms(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    out = []
+    for point in resource.get("telecom") or []:
+        system = point.get("system")
+        if system in ("phone", "email") and point.get("value") and system not in seen:
+            seen.add(system)
+            continue
+        out.append(point)
+    return out
+
+
+def _mapped_communication(resource: dict[str, Any]) -> dict[str, Any] | None:
+    chosen = None
+    for comm in resource.get("communication") or []:
+        if (comm.get("language") or {}).get("coding") and (comm.get("preferred") or chosen is None):
+            chosen = comm
+    return chosen

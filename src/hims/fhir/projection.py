@@ -1,0 +1,393 @@
+"""FHIR ↔ domain tables: a mapped resource type lives in both, kept equal in one transaction.
+
+The FHIR store (``fhir_resources`` and its history and search index) keeps every version of the
+resource whole, so nothing a client sends is lost. The domain table (``patients``, …) holds the
+fields we model, which is what the REST API, the UI and the clinical rules read. Both sides are
+written in the same database transaction, in both directions:
+
+* **FHIR → domain.** `ProjectedStorage.write` (the storage of every projected type) turns each
+  version into a row with the mapping's ``to_row`` and upserts it (one statement per type), before
+  writing the FHIR version. A delete soft-deletes the row (or whatever the type's projector says).
+  Only resources with a UUID id (every server-assigned id is one) can have a row. A new resource
+  that lacks what the domain requires (a Patient with no birth date, a reference to something that
+  has no row) is kept in the FHIR store only; a version that would break a row that exists is
+  refused with 422 ``domain_constraint``, since the REST API and the clinical rules rely on it.
+* **domain → FHIR.** An ``after_flush`` listener notes every ORM row of a projected class that a
+  flush inserted, changed or deleted; just before the transaction commits (`hims.core.db`'s
+  ``BEFORE_COMMIT``), each noted row is read back and written as a new FHIR version built by the
+  mapping's ``to_resource`` over the stored version, so elements we do not model are kept.
+
+Writes made here never go through the ORM, so the two directions cannot feed each other.
+"""
+
+# SQL is assembled from table and column names of our own models; every value is a bound parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.sqltypes import JSON, String
+
+from hims.core import db
+from hims.core.errors import ValidationFailed, field_error
+from hims.fhir import repository as repo
+from hims.fhir.versions import dumps, prepare
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+#: Columns the database or this module maintains; never taken from a mapping.
+_MANAGED = frozenset({"id", "created_at", "updated_at", "version"})
+
+
+@dataclass
+class Candidate:
+    """One FHIR version on its way to a domain row."""
+
+    id: uuid.UUID
+    resource: dict[str, Any]
+    row: dict[str, Any]
+    existing: asyncpg.Record | None
+    #: Why it cannot have a row (None: it can).
+    problem: str | None = None
+    #: The resource was amended by the domain (e.g. an MRN was assigned): write it back.
+    amended: bool = False
+
+
+Completer = Callable[[asyncpg.Connection, list[Candidate]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Projector:
+    """How one FHIR type maps onto one domain table."""
+
+    resource_type: str
+    model: Any
+    #: FHIR resource → column values (the mapping's ``to_row``).
+    to_row: Callable[[dict[str, Any]], dict[str, Any]]
+    #: (domain row, stored resource or None) → the FHIR resource of that row.
+    to_resource: Callable[[dict[str, Any], dict[str, Any] | None], dict[str, Any]]
+    #: Write order within one batch: targets of references first.
+    rank: int
+    #: Columns that must have a value (not None, not "") for a row to exist.
+    required: tuple[str, ...] = ()
+    #: Reference columns → table they point at. A required one whose target has no row makes the
+    #: resource FHIR-only; an optional one is left empty (the FHIR reference itself is kept).
+    references: dict[str, str] = field(default_factory=dict)
+    #: Fills the columns the domain assigns itself (e.g. an MRN); may set ``problem``/``amended``.
+    complete: Completer | None = None
+    #: Column → SQL expression set when the FHIR resource is deleted; also reset to NULL/default
+    #: by an upsert (an update after a delete brings the row back). Empty: the row is deleted.
+    delete_sets: dict[str, str] = field(default_factory=dict)
+    #: Whether a domain row reads as deleted in FHIR.
+    is_deleted: Callable[[dict[str, Any]], bool] = lambda _row: False
+    #: Column holding the patient a row belongs to (re-projected after a patient merge).
+    patient_column: str | None = "patient_id"
+
+    @property
+    def table(self) -> Table:
+        """The domain table."""
+        table: Table = self.model.__table__
+        return table
+
+
+PROJECTORS: dict[str, Projector] = {}
+_BY_CLASS: dict[type, Projector] = {}
+
+
+def register(projector: Projector) -> Projector:
+    """Make ``projector``'s type live in its domain table too."""
+    PROJECTORS[projector.resource_type] = projector
+    _BY_CLASS[projector.model] = projector
+    return projector
+
+
+def as_uuid(id_: str) -> uuid.UUID | None:
+    """The id as a UUID, or None (client-chosen ids like ``example`` have no domain row)."""
+    try:
+        return uuid.UUID(id_)
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------------------ FHIR → domain
+
+
+class ProjectedStorage:
+    """The JSONB store, plus the domain row of every version (see the module docstring)."""
+
+    async def read(
+        self, conn: asyncpg.Connection, resource_type: str, id_: str, *, lock: bool = False
+    ) -> repo.Current | None:
+        """The current version (or tombstone)."""
+        return await repo.read(conn, resource_type, id_, lock=lock)
+
+    async def read_many(
+        self, conn: asyncpg.Connection, keys: Sequence[tuple[str, str]], *, lock: bool = False
+    ) -> dict[tuple[str, str], repo.Current]:
+        """Current versions of many resources in one round trip."""
+        return await repo.read_many(conn, keys, lock=lock)
+
+    async def vread(
+        self, conn: asyncpg.Connection, resource_type: str, id_: str, version_id: int
+    ) -> tuple[bool, str | None] | None:
+        """One historical version."""
+        return await repo.vread(conn, resource_type, id_, version_id)
+
+    async def write(self, conn: asyncpg.Connection, writes: Sequence[repo.Write]) -> set[tuple[str, str]]:
+        """Domain rows first (types in reference order), then the FHIR versions in one statement."""
+        by_type: dict[str, list[repo.Write]] = {}
+        for w in writes:
+            by_type.setdefault(w.resource_type, []).append(w)
+        for resource_type in sorted(by_type, key=lambda t: PROJECTORS[t].rank):
+            await project_writes(conn, PROJECTORS[resource_type], by_type[resource_type])
+        return await repo.write(conn, writes)
+
+
+async def project_writes(
+    conn: asyncpg.Connection, projector: Projector, writes: Sequence[repo.Write]
+) -> None:
+    """Upsert or delete the rows of ``writes`` (one type); versions the domain amended (an MRN
+    assigned) are changed in place."""
+    keyed = [(w, key) for w in writes if (key := as_uuid(w.id)) is not None]
+    if not keyed:
+        return
+    table = projector.table
+    existing = {
+        r["id"]: r
+        for r in await conn.fetch(
+            f"SELECT * FROM {table.name} WHERE id = ANY($1::uuid[])", [k for _, k in keyed]
+        )
+    }
+    deletes = [k for w, k in keyed if w.resource is None and k in existing]
+    if deletes:
+        await _delete_rows(conn, projector, deletes)
+    candidates: list[Candidate] = []
+    for w, key in keyed:
+        if w.resource is None:
+            continue
+        resource = orjson.loads(w.resource)
+        try:
+            row = projector.to_row(resource)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # e.g. a partial dateTime
+            candidates.append(Candidate(key, resource, {}, existing.get(key), f"unreadable ({exc})"))
+            continue
+        candidates.append(Candidate(key, resource, row, existing.get(key)))
+    await _check(conn, projector, [c for c in candidates if c.problem is None])
+    if projector.complete is not None:
+        await projector.complete(conn, [c for c in candidates if c.problem is None])
+    refused = [c for c in candidates if c.problem is not None and c.existing is not None]
+    if refused:
+        raise ValidationFailed(
+            f"{projector.resource_type}/{refused[0].id} cannot be saved: {refused[0].problem}.",
+            code="domain_constraint",
+            errors=[
+                field_error(projector.resource_type, str(c.problem), "domain_constraint") for c in refused
+            ],
+        )
+    rows = [c for c in candidates if c.problem is None]
+    if rows:
+        await _upsert(conn, projector, rows)
+    by_id = {w.id: w for w in writes}
+    for c in rows:
+        if c.amended:  # the caller answers with the version as stored, so amend it in place
+            w = by_id[str(c.id)]
+            again = prepare(
+                c.resource,
+                resource_type=w.resource_type,
+                id_=w.id,
+                version_id=w.version_id,
+                now=w.last_updated,
+                method=w.method,
+            )
+            w.resource, w.patient_ref, w.index = again.resource, again.patient_ref, again.index
+
+
+async def _check(conn: asyncpg.Connection, projector: Projector, candidates: list[Candidate]) -> None:
+    """Set ``problem`` on candidates that break a required field, a length or a reference."""
+    columns = projector.table.c
+    for c in candidates:
+        for name in projector.required:
+            if c.row.get(name) in (None, ""):
+                c.problem = f"{name} is required"
+        for name, value in c.row.items():
+            length = getattr(columns[name].type, "length", None)
+            if (
+                isinstance(columns[name].type, String)
+                and length
+                and isinstance(value, str)
+                and len(value) > length
+            ):
+                c.problem = f"{name} is longer than {length} characters"
+    for column, target in projector.references.items():
+        wanted = {c.row[column] for c in candidates if c.row.get(column) is not None}
+        if not wanted:
+            continue
+        found = {
+            r["id"]
+            for r in await conn.fetch(f"SELECT id FROM {target} WHERE id = ANY($1::uuid[])", list(wanted))
+        }
+        for c in candidates:
+            if c.row.get(column) is not None and c.row[column] not in found:
+                if column in projector.required:
+                    c.problem = f"{column} refers to a record that is not registered here"
+                else:
+                    c.row[column] = None
+
+
+def _cast(column: Any) -> tuple[str, bool]:
+    """(SQL type for the unnest array, whether the value travels as JSON text)."""
+    if isinstance(column.type, JSON):
+        return "text", True
+    return column.type.compile(dialect=_DIALECT), False
+
+
+async def _upsert(conn: asyncpg.Connection, projector: Projector, rows: list[Candidate]) -> None:
+    table = projector.table
+    names = sorted({name for c in rows for name in c.row} - _MANAGED)
+    resets = [n for n in projector.delete_sets if n not in names]
+    arrays: list[Any] = [[c.id for c in rows]]
+    casts = ["uuid"]
+    selects = ["u.c0"]
+    for i, name in enumerate(names, start=1):
+        sql_type, as_json = _cast(table.c[name])
+        casts.append(sql_type)
+        values = [c.row.get(name) for c in rows]
+        arrays.append(
+            [None if v is None else orjson.dumps(v).decode() for v in values] if as_json else values
+        )
+        selects.append(f"u.c{i}::jsonb" if as_json else f"u.c{i}")
+    aliases = ", ".join(f"c{i}" for i in range(len(casts)))
+    params = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(casts))
+    # Columns the ORM fills with a Python-side default (version = 1, active = true…) on insert.
+    defaults = [
+        c
+        for c in table.c
+        if c.name not in names and c.name != "id" and c.default is not None and c.default.is_scalar
+    ]
+    for column in defaults:
+        sql_type, as_json = _cast(column)
+        value = column.default.arg  # type: ignore[union-attr]
+        arrays.append(orjson.dumps(value).decode() if as_json else value)
+        selects.append(f"${len(arrays)}::{sql_type}" + ("::jsonb" if as_json else ""))
+    columns = ", ".join(["id", *names, *(c.name for c in defaults)])
+    updates = [f"{n} = EXCLUDED.{n}" for n in names] + [f"{n} = DEFAULT" for n in resets]
+    if "version" in table.c:
+        updates.append("version = t.version + 1")
+    if "updated_at" in table.c:
+        updates.append("updated_at = now()")
+    await conn.execute(
+        f"INSERT INTO {table.name} AS t ({columns}) "
+        f"SELECT {', '.join(selects)} FROM unnest({params}) AS u({aliases}) "
+        f"ON CONFLICT (id) DO UPDATE SET {', '.join(updates)}",
+        *arrays,
+    )
+
+
+async def _delete_rows(conn: asyncpg.Connection, projector: Projector, ids: list[uuid.UUID]) -> None:
+    table = projector.table
+    if not projector.delete_sets:
+        await conn.execute(f"DELETE FROM {table.name} WHERE id = ANY($1::uuid[])", ids)
+        return
+    sets = [f"{n} = {expr}" for n, expr in projector.delete_sets.items()]
+    if "version" in table.c:
+        sets.append("version = version + 1")
+    if "updated_at" in table.c:
+        sets.append("updated_at = now()")
+    await conn.execute(f"UPDATE {table.name} SET {', '.join(sets)} WHERE id = ANY($1::uuid[])", ids)
+
+
+# ------------------------------------------------------------------------------ domain → FHIR
+
+_TOUCHED = "fhir_projection_touched"
+
+
+@event.listens_for(Session, "after_flush")
+def _note_flushed(session: Session, _context: Any) -> None:
+    """Remember the projected rows this flush wrote (their FHIR versions follow before commit)."""
+    touched: set[tuple[str, uuid.UUID]] | None = None
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        projector = _BY_CLASS.get(type(obj))
+        if projector is None or (obj in session.dirty and not session.is_modified(obj)):
+            continue
+        if touched is None:
+            touched = session.info.setdefault(_TOUCHED, set())
+        touched.add((projector.resource_type, obj.id))
+
+
+def note_patient_rows(session: AsyncSession, *patient_ids: uuid.UUID) -> None:
+    """Re-project every row of these patients before commit (after SQL that bypassed the ORM)."""
+    session.info.setdefault(_TOUCHED + ":patients", set()).update(patient_ids)
+
+
+async def sync_from_domain(session: AsyncSession) -> None:
+    """Write the FHIR version of every projected row this transaction changed through the ORM."""
+    await session.flush()
+    touched: set[tuple[str, uuid.UUID]] = session.info.pop(_TOUCHED, set())
+    patients: set[uuid.UUID] = session.info.pop(_TOUCHED + ":patients", set())
+    if not touched and not patients:
+        return
+    conn = await repo.connection(session)
+    if patients:
+        for projector in PROJECTORS.values():
+            table = projector.table
+            if projector.patient_column and projector.patient_column in table.c:
+                sql = f"SELECT id FROM {table.name} WHERE {projector.patient_column} = ANY($1::uuid[])"
+                touched.update(
+                    (projector.resource_type, r["id"]) for r in await conn.fetch(sql, list(patients))
+                )
+        touched.update(("Patient", p) for p in patients if "Patient" in PROJECTORS)
+    by_type: dict[str, list[uuid.UUID]] = {}
+    for resource_type, id_ in touched:
+        by_type.setdefault(resource_type, []).append(id_)
+    for resource_type in sorted(by_type, key=lambda t: PROJECTORS[t].rank):
+        await write_rows(conn, PROJECTORS[resource_type], by_type[resource_type])
+
+
+async def write_rows(conn: asyncpg.Connection, projector: Projector, ids: Iterable[uuid.UUID]) -> int:
+    """New FHIR versions for these domain rows (tombstones for deleted ones); returns how many."""
+    table = projector.table
+    rows = await conn.fetch(f"SELECT * FROM {table.name} WHERE id = ANY($1::uuid[])", list(ids))
+    keys = [(projector.resource_type, str(r["id"])) for r in rows]
+    current = await repo.read_many(conn, keys, lock=True)
+    now = datetime.now(UTC)
+    writes: list[repo.Write] = []
+    for record in rows:
+        row = dict(record)
+        key = (projector.resource_type, str(row["id"]))
+        stored = current.get(key)
+        version = 1 if stored is None else stored.version_id + 1
+        if projector.is_deleted(row):
+            if stored is not None and not stored.deleted:
+                writes.append(repo.Write(*key, version, now, "DELETE", None, stored.patient_ref, None))
+            continue
+        before = orjson.loads(stored.resource) if stored is not None and stored.resource else None
+        resource = projector.to_resource(row, before)
+        if before is not None and _same(resource, before):
+            continue
+        method = "POST" if stored is None else "PUT"
+        writes.append(
+            prepare(resource, resource_type=key[0], id_=key[1], version_id=version, now=now, method=method)
+        )
+    if writes:
+        await repo.write(conn, writes)
+    return len(writes)
+
+
+def _same(resource: dict[str, Any], stored: dict[str, Any]) -> bool:
+    """True when ``resource`` adds nothing to the stored version (meta aside)."""
+    strip = {k: v for k, v in stored.items() if k != "meta"}
+    same: bool = orjson.loads(dumps({k: v for k, v in resource.items() if k != "meta"})) == strip
+    return same
+
+
+db.register_before_commit(sync_from_domain)

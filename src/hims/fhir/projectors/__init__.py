@@ -1,0 +1,5 @@
+"""The projected FHIR types, one module per domain (imported here so registering happens once)."""
+
+from hims.fhir.projectors import patients
+
+__all__ = ["patients"]

@@ -1,0 +1,66 @@
+"""Patient ↔ ``patients``: the MRN is ours, and a FHIR Patient without one is given one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from hims.fhir.mappings import patient as mapping
+from hims.fhir.mappings._common import MR_TYPE, identifiers_in
+from hims.fhir.projection import Candidate, Projector, register
+from hims.patients.models import Patient
+from hims.patients.mrn import format_mrn
+
+MRN_LENGTH = 20  # patients.mrn is String(20)
+
+
+async def assign_mrns(conn: asyncpg.Connection, candidates: list[Candidate]) -> None:
+    """Keep a row's MRN; take the resource's MR identifier for a new row when it is free; else a new one.
+
+    An MRN we assign is added to the resource as our MR identifier; an MR identifier we could not
+    take as the MRN stays among the patient's other identifiers.
+    """
+    wanted = [str(c.row["mrn"]) for c in candidates if c.existing is None and c.row.get("mrn")]
+    taken = {
+        r["mrn"] for r in await conn.fetch("SELECT mrn FROM patients WHERE mrn = ANY($1::text[])", wanted)
+    }
+    for c in candidates:
+        asked = c.row.get("mrn")
+        if c.existing is not None:
+            c.row["mrn"] = c.existing["mrn"]
+        elif asked and len(asked) <= MRN_LENGTH and asked not in taken:
+            taken.add(asked)
+            continue
+        else:
+            c.row["mrn"] = format_mrn(await conn.fetchval("SELECT nextval('patients_mrn_seq')"))
+        c.row["identifiers"] = [
+            i
+            for i in identifiers_in(c.resource, skip_system=mapping.MRN_SYSTEM)
+            if not (i.get("type") == "MR" and i.get("value") == c.row["mrn"])
+        ]
+        if not any(i.get("system") == mapping.MRN_SYSTEM for i in c.resource.get("identifier") or []):
+            ours = {"use": "usual", "type": MR_TYPE, "system": mapping.MRN_SYSTEM, "value": c.row["mrn"]}
+            c.resource["identifier"] = [*(c.resource.get("identifier") or []), ours]
+            c.amended = True
+
+
+def to_resource(row: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
+    """The Patient of a row, keeping what the stored version has that the row does not."""
+    return mapping.to_resource(row, extra=mapping.extra(stored) if stored else None)  # noqa: S610
+
+
+PATIENT = register(
+    Projector(
+        resource_type="Patient",
+        model=Patient,
+        to_row=mapping.to_row,
+        to_resource=to_resource,
+        rank=50,
+        required=("given_name", "family_name", "date_of_birth"),
+        complete=assign_mrns,
+        delete_sets={"deleted_at": "now()", "active": "false"},
+        is_deleted=lambda row: row.get("deleted_at") is not None,
+        patient_column="id",
+    )
+)

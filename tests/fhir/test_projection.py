@@ -1,0 +1,163 @@
+"""FHIR and REST share the patients: one record, written through either API, read through both."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from httpx import AsyncClient
+
+from hims.fhir.mappings.patient import MRN_SYSTEM
+from hims.patients.mrn import is_valid_mrn
+from hims.settings import Settings
+from tests.fhir.conftest import create, patient
+from tests.patients.factories import auth_headers, make_patient
+from tests.support import count_rows
+
+
+def _mrn(resource: dict[str, Any]) -> str | None:
+    return next((i["value"] for i in resource.get("identifier", []) if i.get("system") == MRN_SYSTEM), None)
+
+
+async def test_fhir_patient_is_a_registered_patient(
+    fhir: AsyncClient, client: AsyncClient, settings: Settings
+) -> None:
+    body = await create(fhir, patient(telecom=[{"system": "phone", "value": "+234 803 555 0101"}]))
+    mrn = _mrn(body)
+    assert mrn is not None, body["identifier"]
+    assert is_valid_mrn(mrn)
+    rest = await client.get(f"/api/v1/patients/{body['id']}", headers=auth_headers(settings, "physician"))
+    assert rest.status_code == 200, rest.text
+    row = rest.json()
+    assert (row["given_name"], row["family_name"], row["date_of_birth"]) == ("Adaeze", "Okafor", "1980-05-17")
+    assert (row["sex_at_birth"], row["city"], row["country"], row["phone"]) == (
+        "female",
+        "Lagos",
+        "NG",
+        "+234 803 555 0101",
+    )
+    assert row["mrn"] == mrn
+    assert {"system": "urn:mrn", "value": "MRN-1"} in [
+        {k: i[k] for k in ("system", "value")} for i in row["identifiers"]
+    ]
+    # The REST patient search finds it too (same row, same indexes).
+    found = await client.get(
+        "/api/v1/patients", params={"family": "okaf"}, headers=auth_headers(settings, "physician")
+    )
+    assert [p["id"] for p in found.json()["items"]] == [body["id"]]
+
+
+async def test_rest_patient_is_a_fhir_patient_and_keeps_fhir_only_elements(
+    fhir: AsyncClient, client: AsyncClient, settings: Settings
+) -> None:
+    made = await make_patient(client, settings, given_name="Chidi", family_name="Eze", city="Enugu")
+    read = await fhir.get(f"/Patient/{made['id']}")
+    assert read.status_code == 200, read.text
+    resource = read.json()
+    assert resource["name"][0]["family"] == "Eze"
+    assert resource["name"][0]["given"] == ["Chidi"]
+    assert resource["birthDate"] == made["date_of_birth"]
+    assert _mrn(resource) == made["mrn"]
+    searched = await fhir.get("/Patient", params={"family": "eze"})
+    assert [e["resource"]["id"] for e in searched.json()["entry"]] == [made["id"]]
+
+    # A FHIR client adds what the REST API does not model; a later REST change keeps it.
+    resource["maritalStatus"] = {"text": "Married"}
+    resource["name"].append({"use": "nickname", "given": ["CJ"]})
+    put = await fhir.put(f"/Patient/{made['id']}", json=resource)
+    assert put.status_code == 200, put.text
+    rest_version = (
+        await client.get(f"/api/v1/patients/{made['id']}", headers=auth_headers(settings, "physician"))
+    ).json()["version"]
+    changed = await client.patch(
+        f"/api/v1/patients/{made['id']}",
+        json={"city": "Abuja"},
+        headers={**auth_headers(settings, "receptionist"), "If-Match": f'W/"{rest_version}"'},
+    )
+    assert changed.status_code == 200, changed.text
+    after = (await fhir.get(f"/Patient/{made['id']}")).json()
+    assert after["address"][0]["city"] == "Abuja"
+    assert after["maritalStatus"] == {"text": "Married"}
+    assert {"use": "nickname", "given": ["CJ"]} in after["name"]
+    assert int(after["meta"]["versionId"]) == int(put.json()["meta"]["versionId"]) + 1
+    history = (await fhir.get(f"/Patient/{made['id']}/_history")).json()
+    assert history["entry"][0]["resource"]["address"][0]["city"] == "Abuja"
+
+
+async def test_deletes_show_on_both_sides(fhir: AsyncClient, client: AsyncClient, settings: Settings) -> None:
+    headers = auth_headers(settings, "physician")
+    by_fhir = await create(fhir, patient())
+    assert (await fhir.delete(f"/Patient/{by_fhir['id']}")).status_code == 204
+    assert (await client.get(f"/api/v1/patients/{by_fhir['id']}", headers=headers)).status_code == 410
+
+    by_rest = await make_patient(client, settings)
+    deleted = await client.delete(
+        f"/api/v1/patients/{by_rest['id']}", headers=auth_headers(settings, "receptionist")
+    )
+    assert deleted.status_code == 204, deleted.text
+    assert (await fhir.get(f"/Patient/{by_rest['id']}")).status_code == 410
+
+
+async def test_incomplete_patient_stays_fhir_only_but_a_registered_one_cannot_lose_its_birth_date(
+    fhir: AsyncClient, client: AsyncClient, settings: Settings, database_url: str
+) -> None:
+    headers = auth_headers(settings, "physician")
+    no_birth_date = patient()
+    del no_birth_date["birthDate"]
+    loose = await create(fhir, no_birth_date)
+    assert (await client.get(f"/api/v1/patients/{loose['id']}", headers=headers)).status_code == 404
+    assert _mrn(loose) is None
+
+    registered = await create(fhir, patient())
+    patients_before = await count_rows(database_url, "patients")
+    broken = dict(registered)
+    del broken["birthDate"]
+    refused = await fhir.put(f"/Patient/{registered['id']}", json=broken)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["issue"][0]["details"]["coding"][0]["code"] == "domain_constraint"
+    again = (await fhir.get(f"/Patient/{registered['id']}")).json()
+    assert again["meta"]["versionId"] == "1"
+    assert again["birthDate"] == "1980-05-17"
+    assert await count_rows(database_url, "patients") == patients_before
+
+
+async def test_mr_identifier_becomes_the_mrn_once(
+    fhir: AsyncClient, client: AsyncClient, settings: Settings
+) -> None:
+    mr = {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}}
+    first = await create(fhir, patient(identifier=[{**mr, "system": "urn:oid:1.2.3", "value": "A-778"}]))
+    second = await create(fhir, patient(identifier=[{**mr, "system": "urn:oid:1.2.3", "value": "A-778"}]))
+    headers = auth_headers(settings, "physician")
+    one = (await client.get(f"/api/v1/patients/{first['id']}", headers=headers)).json()
+    two = (await client.get(f"/api/v1/patients/{second['id']}", headers=headers)).json()
+    assert one["mrn"] == "A-778"
+    assert is_valid_mrn(two["mrn"])
+    assert two["mrn"] == _mrn(second)
+    assert "A-778" in [i["value"] for i in two["identifiers"]]
+
+
+async def test_failed_transaction_leaves_no_patient_row(fhir: AsyncClient, database_url: str) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": patient(),
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": "x"},
+                    "subject": {"reference": "Patient/nope"},
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            },
+        ],
+    }
+    response = await fhir.post("", json=bundle)
+    assert response.status_code in (400, 404, 422), response.text
+    assert await count_rows(database_url, "patients") == 0
+    assert await count_rows(database_url, "fhir_resources") == 0
