@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 from httpx import AsyncClient
 
 from hims.fhir.mappings.patient import MRN_SYSTEM
@@ -12,7 +14,7 @@ from hims.patients.mrn import is_valid_mrn
 from hims.settings import Settings
 from tests.fhir.conftest import create, patient
 from tests.patients.factories import auth_headers, make_patient
-from tests.support import count_rows
+from tests.support import base_env, count_rows, hims
 
 
 def _mrn(resource: dict[str, Any]) -> str | None:
@@ -161,3 +163,37 @@ async def test_failed_transaction_leaves_no_patient_row(fhir: AsyncClient, datab
     assert response.status_code in (400, 404, 422), response.text
     assert await count_rows(database_url, "patients") == 0
     assert await count_rows(database_url, "fhir_resources") == 0
+
+
+async def test_sync_gives_bulk_loaded_rows_their_fhir_version(
+    fhir: AsyncClient, database_url: str, tmp_path: Path
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        ids = [uuid.uuid4() for _ in range(3)]
+        for n, id_ in enumerate(ids):
+            await conn.execute(
+                "INSERT INTO patients (id, mrn, given_name, family_name, date_of_birth, sex_at_birth, "
+                "identifiers, deceased, active, version) "
+                "VALUES ($1, $2, 'Bulk', $3, '1950-01-01', 'male', '[]', false, true, 1)",
+                id_,
+                f"BULK{n}",
+                f"Loaded{n}",
+            )
+    finally:
+        await conn.close()
+    assert (await fhir.get(f"/Patient/{ids[0]}")).status_code == 404
+
+    env = base_env(tmp_path, DATABASE_URL=database_url, HIMS_ENV="test")
+    unknown = hims("fhir", "sync", "Claim", env=env)
+    assert unknown.returncode == 2
+    assert "Not a projected type: Claim" in unknown.stderr
+    done = hims("fhir", "sync", "Patient", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Patient: 3 FHIR versions written" in done.stderr
+    for n, id_ in enumerate(ids):
+        resource = (await fhir.get(f"/Patient/{id_}")).json()
+        assert resource["name"][0]["family"] == f"Loaded{n}"
+        assert _mrn(resource) == f"BULK{n}"
+    again = hims("fhir", "sync", env=env)
+    assert "Patient: 0 FHIR versions written" in again.stderr

@@ -391,3 +391,59 @@ def _same(resource: dict[str, Any], stored: dict[str, Any]) -> bool:
 
 
 db.register_before_commit(sync_from_domain)
+
+
+# ------------------------------------------------------------------------------ backfill
+
+
+def _missing_sql(projector: Projector, *, everything: bool) -> str:
+    """Rows of the projector's table (after ``$2``, keyset by id) lacking a FHIR version (or all)."""
+    missing = (
+        "TRUE"
+        if everything
+        else "NOT EXISTS (SELECT 1 FROM fhir_resources r WHERE r.resource_type = $1 AND r.id = t.id::text)"
+    )
+    return f"FROM {projector.table.name} t WHERE {missing} AND t.id > $2"
+
+
+async def backfill(
+    database: db.Database,
+    projector: Projector,
+    *,
+    everything: bool = False,
+    batch: int = 500,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> int:
+    """Write the FHIR version of every domain row that has none (``everything``: of every row).
+
+    For rows written without the ORM (bulk loads, `hims bench generate`, data from before this
+    release). One transaction per ``batch`` rows; ``on_batch(rows_seen, versions_written)``
+    reports progress. Returns the number of versions written.
+    """
+    written = 0
+    after = uuid.UUID(int=0)
+    sql = _missing_sql(projector, everything=everything)
+    while True:
+        async with database.transaction() as session:
+            conn = await repo.connection(session)
+            ids = [
+                r["id"]
+                for r in await conn.fetch(
+                    f"SELECT t.id {sql} ORDER BY t.id LIMIT $3", projector.resource_type, after, batch
+                )
+            ]
+            if not ids:
+                return written
+            count = await write_rows(conn, projector, ids)
+        written += count
+        after = ids[-1]
+        if on_batch is not None:
+            on_batch(len(ids), count)
+
+
+async def backfill_total(database: db.Database, projector: Projector, *, everything: bool = False) -> int:
+    """How many rows `backfill` would look at."""
+    async with database.transaction() as session:
+        conn = await repo.connection(session)
+        sql = _missing_sql(projector, everything=everything)
+        return int(await conn.fetchval(f"SELECT count(*) {sql}", projector.resource_type, uuid.UUID(int=0)))
