@@ -162,6 +162,69 @@ async def test_token_reference_chain_quantity_include(fhir: AsyncClient) -> None
     assert "entry" not in count or count["entry"] == []
 
 
+async def test_has_deep_chains_iterate_includes_and_multi_key_sort(fhir: AsyncClient) -> None:
+    p = await _people(fhir)
+    org = await create(fhir, {"resourceType": "Organization", "name": "St Elsewhere"})
+    for who in ("Anna", "Bob"):
+        person = (await fhir.get(f"/Patient/{p[who]}")).json()
+        person["managingOrganization"] = {"reference": f"Organization/{org['id']}"}
+        assert (await fhir.put(f"/Patient/{p[who]}", json=person)).status_code == 200
+    encounter = await create(
+        fhir,
+        {
+            "resourceType": "Encounter",
+            "status": "finished",
+            "class": {"code": "AMB"},
+            "subject": {"reference": f"Patient/{p['Bob']}"},
+        },
+    )
+    heart_rate = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": f"Patient/{p['Bob']}"},
+        "encounter": {"reference": f"Encounter/{encounter['id']}"},
+    }
+    obs = await create(fhir, heart_rate)
+
+    async def find(rtype: str, params: dict[str, str], mode: str = "match") -> list[str]:
+        response = await fhir.get(f"/{rtype}", params=params)
+        assert response.status_code == 200, response.text
+        return ids(response.json(), mode)
+
+    # _has: the patients some Observation with that code points at (and nested: via an Encounter).
+    assert await find("Patient", {"_has:Observation:patient:code": "8867-4"}) == [p["Bob"]]
+    assert await find("Patient", {"_has:Observation:patient:code": "0000-0"}) == []
+    assert await find("Patient", {"_has:Encounter:patient:_has:Observation:encounter:code": "8867-4"}) == [
+        p["Bob"]
+    ]
+    bad = await fhir.get("/Patient", params={"_has:Observation:status:code": "x"})
+    assert bad.status_code == 400
+    assert bad.json()["issue"][0]["details"]["coding"][0]["code"] == "invalid_has"
+    # Two-level chain: Observations of patients managed by an organization named so.
+    chain = {"subject:Patient.organization.name": "st elsewhere"}
+    assert await find("Observation", chain) == [obs["id"]]
+    assert await find("Observation", {"subject:Patient.organization.name": "nowhere"}) == []
+    # _include:iterate follows the included Encounter on to its Patient.
+    iterate = {"_include": "Observation:encounter", "_include:iterate": "Encounter:subject"}
+    assert sorted(await find("Observation", iterate, "include")) == sorted([encounter["id"], p["Bob"]])
+    assert await find("Observation", {"_include": "Observation:encounter"}, "include") == [encounter["id"]]
+    # Sort on two keys, paged one by one: city descending, then family ascending.
+    for who, city in (("Carol", "Berlin"),):
+        person = (await fhir.get(f"/Patient/{p[who]}")).json()
+        person["address"] = [{"city": city}]
+        assert (await fhir.put(f"/Patient/{p[who]}", json=person)).status_code == 200
+    seen: list[str] = []
+    url: str | None = "/Patient?_sort=-address-city,family&_count=1"
+    while url:
+        page = (await fhir.get(url)).json()
+        seen.extend(ids(page))
+        url = next((link["url"] for link in page["link"] if link["relation"] == "next"), None)
+        if url:
+            url = url.split("/fhir/R4", 1)[1]
+    assert seen == [p["Dede"], p["Bob"], p["Anna"], p["Carol"]]
+
+
 async def test_paging_is_stable_under_concurrent_writes(fhir: AsyncClient) -> None:
     made = [(await create(fhir, patient(name=[{"family": f"Page{i:02d}"}])))["id"] for i in range(7)]
     seen: list[str] = []

@@ -25,6 +25,8 @@ __all__ = ["SearchRequest", "execute", "find_ids", "parse", "parse_search_date"]
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 1000
+#: Deepest chain (``subject:Patient.organization.name``) or ``_has`` nesting accepted.
+MAX_CHAIN = 3
 DATE_PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb", "ap")
 _INDEX_TABLE = {
     "string": "fhir_idx_string",
@@ -40,6 +42,12 @@ class SqlBuilder:
     """Positional arguments for asyncpg ($1, $2...)."""
 
     args: list[Any] = field(default_factory=list)
+    aliases: int = 0
+
+    def alias(self, stem: str) -> str:
+        """A table alias no other part of this query uses (chains and _has nest subqueries)."""
+        self.aliases += 1
+        return f"{stem}{self.aliases}"
 
     def arg(self, value: Any) -> str:
         """Add ``value`` and return its placeholder, typed so PostgreSQL never has to guess."""
@@ -72,6 +80,9 @@ class SearchRequest:
     sort: list[tuple[str, bool]] = field(default_factory=list)  # (param, descending)
     includes: list[tuple[str, str, str | None]] = field(default_factory=list)
     revincludes: list[tuple[str, str, str | None]] = field(default_factory=list)
+    #: ``_include:iterate`` / ``_revinclude:iterate``: applied to included resources too, repeatedly.
+    iterate_includes: list[tuple[str, str, str | None]] = field(default_factory=list)
+    iterate_revincludes: list[tuple[str, str, str | None]] = field(default_factory=list)
     elements: list[str] | None = None
     summary: str | None = None
     total: str | None = None
@@ -122,7 +133,10 @@ def _result_param(request: SearchRequest, name: str, value: str) -> None:
             if param is None or param.type not in ("string", "date", "token"):
                 raise BadRequest(f"Cannot sort {request.resource_type} by {key!r}.", code="invalid_sort")
             request.sort.append((key, desc))
-    elif name in ("_include", "_revinclude"):
+    elif name.split(":")[0] in ("_include", "_revinclude"):
+        kind, _, modifier = name.partition(":")
+        if modifier not in ("", "iterate", "recurse"):
+            raise BadRequest(f"Unknown modifier on {kind}: {modifier!r}.", code="invalid_include")
         parts = value.split(":")
         if len(parts) < 2 or parts[0] not in RESOURCE_TYPES or search_param(parts[0], parts[1]) is None:
             raise BadRequest(
@@ -132,7 +146,11 @@ def _result_param(request: SearchRequest, name: str, value: str) -> None:
         if named:
             raise BadRequest(f"{named[0]} cannot be included: search it directly.", code="invalid_include")
         target = parts[2] if len(parts) > 2 and parts[2] != "iterate" else None
-        (request.includes if name == "_include" else request.revincludes).append((parts[0], parts[1], target))
+        if modifier:  # `recurse` is the R3 name of `iterate`
+            lists = (request.iterate_includes, request.iterate_revincludes)
+        else:
+            lists = (request.includes, request.revincludes)
+        (lists[0] if kind == "_include" else lists[1]).append((parts[0], parts[1], target))
     elif name == "_elements":
         request.elements = [e.strip() for e in value.split(",") if e.strip()]
     elif name == "_summary":
@@ -154,6 +172,8 @@ def condition_for(
     alias: str = "r",
 ) -> str | None:
     """SQL condition for one parameter occurrence (values OR'd), or None when unknown."""
+    if name.startswith("_has:"):
+        return _has(resource_type, name, value, b, alias)
     chain = None
     head = name
     if "." in name:
@@ -324,18 +344,44 @@ def _chain(
             f"Say which type {param.name!r} points at, e.g. {param.name}:Patient.{chain}=...",
             code="invalid_chain",
         )
-    if "." in chain:
-        raise BadRequest("Chains of more than one level are not supported.", code="invalid_chain")
-    inner = condition_for(target_type, chain, value, b, alias="t")
+    if chain.count(".") >= MAX_CHAIN:
+        raise BadRequest(f"Chains of more than {MAX_CHAIN} levels are not supported.", code="invalid_chain")
+    t, x = b.alias("t"), b.alias("x")
+    inner = condition_for(target_type, chain, value, b, alias=t)
     if inner is None:
         raise BadRequest(
             f"Unknown parameter {chain!r} on {target_type} in chain.", code="unknown_search_parameter"
         )
     return (
-        f"{alias}.rid IN (SELECT x.rid FROM fhir_idx_reference x JOIN fhir_resources t "
-        f"ON t.resource_type = x.target_type AND t.id = x.target_id "
-        f"WHERE x.rtype = {b.arg(resource_type)} AND x.param = {b.arg(param.name)} "
-        f"AND x.target_type = {b.arg(target_type)} AND NOT t.deleted AND {inner})"
+        f"{alias}.rid IN (SELECT {x}.rid FROM fhir_idx_reference {x} JOIN fhir_resources {t} "
+        f"ON {t}.resource_type = {x}.target_type AND {t}.id = {x}.target_id "
+        f"WHERE {x}.rtype = {b.arg(resource_type)} AND {x}.param = {b.arg(param.name)} "
+        f"AND {x}.target_type = {b.arg(target_type)} AND NOT {t}.deleted AND {inner})"
+    )
+
+
+def _has(resource_type: str, name: str, value: str, b: SqlBuilder, alias: str) -> str:
+    """Reverse chaining: ``_has:Observation:patient:code=1234-5`` matches the resources that an
+    Observation with that code points at through its ``patient`` parameter (nestable)."""
+    parts = name.split(":", 3)
+    if len(parts) != 4 or parts[1] not in RESOURCE_TYPES or not parts[3]:
+        raise BadRequest(
+            f"Invalid {name!r}; use _has:Type:reference-param:search-param=value.", code="invalid_has"
+        )
+    _, source, ref_param, rest = parts
+    param = search_param(source, ref_param)
+    if param is None or param.type != "reference":
+        raise BadRequest(f"{ref_param!r} is not a reference parameter of {source}.", code="invalid_has")
+    if rest.startswith("_has:") and name.count("_has:") > MAX_CHAIN:
+        raise BadRequest(f"_has may be nested at most {MAX_CHAIN} levels.", code="invalid_has")
+    h, x = b.alias("h"), b.alias("x")
+    inner = condition_for(source, rest, value, b, alias=h)
+    if inner is None:
+        raise BadRequest(f"Unknown parameter {rest!r} on {source} in _has.", code="unknown_search_parameter")
+    return (
+        f"EXISTS (SELECT 1 FROM fhir_idx_reference {x} JOIN fhir_resources {h} ON {h}.rid = {x}.rid "
+        f"WHERE {x}.target_id = {alias}.id AND {x}.target_type = {b.arg(resource_type)} "
+        f"AND {x}.rtype = {b.arg(source)} AND {x}.param = {b.arg(ref_param)} AND NOT {h}.deleted AND {inner})"
     )
 
 
@@ -369,33 +415,48 @@ def _quantity_condition(value: str, name: str, b: SqlBuilder) -> str:
 # ---------------------------------------------------------------- execution
 
 
-def _sort_expr(request: SearchRequest, b: SqlBuilder) -> tuple[str, bool] | None:
-    if not request.sort:
-        return None
-    key, desc = request.sort[0]
-    if key == "_id":
-        return "r.id", desc
-    if key == "_lastUpdated":
-        return "r.last_updated", desc
-    param = search_param(request.resource_type, key)
-    assert param is not None
-    if param.type == "string":
-        return (
-            f"coalesce((SELECT min(s.value) FROM fhir_idx_string s "
-            f"WHERE s.rid = r.rid AND s.param = {b.arg(key)}), '')",
-            desc,
-        )
-    if param.type == "token":
-        return (
-            f"coalesce((SELECT min(s.code) FROM fhir_idx_token s "
-            f"WHERE s.rid = r.rid AND s.param = {b.arg(key)}), '')",
-            desc,
-        )
-    return (
-        f"coalesce((SELECT min(s.low) FROM fhir_idx_date s WHERE s.rid = r.rid AND s.param = {b.arg(key)}), "
-        "'-infinity'::timestamptz)",
-        desc,
-    )
+def _sort_exprs(request: SearchRequest, b: SqlBuilder) -> list[tuple[str, bool]]:
+    """(SQL expression, descending) per ``_sort`` key; never NULL, so keyset paging can compare."""
+    out: list[tuple[str, bool]] = []
+    for key, desc in request.sort:
+        if key == "_id":
+            out.append(("r.id", desc))
+            continue
+        if key == "_lastUpdated":
+            out.append(("r.last_updated", desc))
+            continue
+        param = search_param(request.resource_type, key)
+        assert param is not None
+        if param.type == "string":
+            expr = (
+                f"coalesce((SELECT min(s.value) FROM fhir_idx_string s "
+                f"WHERE s.rid = r.rid AND s.param = {b.arg(key)}), '')"
+            )
+        elif param.type == "token":
+            expr = (
+                f"coalesce((SELECT min(s.code) FROM fhir_idx_token s "
+                f"WHERE s.rid = r.rid AND s.param = {b.arg(key)}), '')"
+            )
+        else:
+            expr = (
+                f"coalesce((SELECT min(s.low) FROM fhir_idx_date s WHERE s.rid = r.rid "
+                f"AND s.param = {b.arg(key)}), '-infinity'::timestamptz)"
+            )
+        out.append((expr, desc))
+    return out
+
+
+def _is_time(expr: str) -> bool:
+    return expr == "r.last_updated" or "timestamptz" in expr
+
+
+def _after(keys: list[tuple[str, bool]], values: list[Any], b: SqlBuilder) -> str:
+    """Rows after ``values`` in the order of ``keys`` (lexicographic, each key its own direction)."""
+    ors = []
+    for n, (expr, desc) in enumerate(keys):
+        equal = [f"{keys[i][0]} = {b.arg(values[i])}" for i in range(n)]
+        ors.append("(" + " AND ".join([*equal, f"{expr} {'<' if desc else '>'} {b.arg(values[n])}"]) + ")")
+    return "(" + " OR ".join(ors) + ")"
 
 
 def encode_cursor(values: list[Any]) -> str:
@@ -434,26 +495,17 @@ async def execute(conn: asyncpg.Connection, request: SearchRequest) -> Page:
         )
     if request.summary == "count" or request.count == 0:
         return Page([], None, total)
-    sort = _sort_expr(request, b)
-    if sort is None:
-        if request.cursor:
-            (after,) = decode_cursor(request.cursor, int)
-            where.append(f"r.rid > {b.arg(after)}")
-        select_key = "NULL"
-        order = "r.rid"
-    else:
-        expr, desc = sort
-        if request.cursor:
-            is_time = expr == "r.last_updated" or "timestamptz" in expr
-            value, after = decode_cursor(request.cursor, datetime.fromisoformat if is_time else str, int)
-            op = "<" if desc else ">"
-            where.append(f"({expr}, r.rid) {op} ({b.arg(value)}, {b.arg(after)})")
-        select_key = expr
-        order = f"{expr} {'DESC' if desc else 'ASC'}, r.rid {'DESC' if desc else 'ASC'}"
+    sort = _sort_exprs(request, b)
+    keys = [*sort, ("r.rid", sort[0][1] if sort else False)]
+    if request.cursor:
+        converters = [datetime.fromisoformat if _is_time(e) else str for e, _ in sort]
+        where.append(_after(keys, decode_cursor(request.cursor, *converters, int), b))
+    select_keys = "".join(f", {e} AS sort_key{n}" for n, (e, _) in enumerate(sort))
+    order = ", ".join(f"{e} {'DESC' if d else 'ASC'}" for e, d in keys)
     limit = b.arg(request.count + 1)
     sql = (
-        f"SELECT r.rid, r.resource_type, r.id, r.patient_ref, r.last_updated, r.resource::text AS resource, "
-        f"{select_key} AS sort_key FROM fhir_resources r WHERE {' AND '.join(where)} "
+        f"SELECT r.rid, r.resource_type, r.id, r.patient_ref, r.last_updated, r.resource::text AS resource"
+        f"{select_keys} FROM fhir_resources r WHERE {' AND '.join(where)} "
         f"ORDER BY {order} LIMIT {limit}"
     )
     try:
@@ -466,11 +518,10 @@ async def execute(conn: asyncpg.Connection, request: SearchRequest) -> Page:
     if len(rows) > request.count:
         rows = rows[: request.count]
         last = rows[-1]
-        if sort is None:
-            next_cursor = encode_cursor([last["rid"]])
-        else:
-            key = last["sort_key"]
-            next_cursor = encode_cursor([key.isoformat() if isinstance(key, datetime) else key, last["rid"]])
+        values = [last[f"sort_key{n}"] for n in range(len(sort))]
+        next_cursor = encode_cursor(
+            [v.isoformat() if isinstance(v, datetime) else v for v in values] + [last["rid"]]
+        )
     return Page(rows, next_cursor, total)
 
 

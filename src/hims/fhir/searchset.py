@@ -164,28 +164,51 @@ def _per_patient(items: list[tuple[str | None, str | None]]) -> list[tuple[str |
     return list(patients.items())
 
 
+#: Rounds of ``:iterate`` includes, and the most resources all includes of one page may add.
+MAX_INCLUDE_ROUNDS = 4
+MAX_INCLUDED = 5000
+
+
 async def _included(
     conn: asyncpg.Connection, request: fsearch.SearchRequest, rows: Sequence[asyncpg.Record]
 ) -> list[asyncpg.Record]:
-    if not rows or not (request.includes or request.revincludes):
+    """The ``_include``/``_revinclude`` resources of a page; ``:iterate`` ones also of what they add."""
+    plain = (request.includes, request.revincludes)
+    iterate = (request.iterate_includes, request.iterate_revincludes)
+    if not rows or not any([*plain, *iterate]):
         return []
     seen = {(r["resource_type"], r["id"]) for r in rows}
     out: list[asyncpg.Record] = []
-    rids = [r["rid"] for r in rows]
-    for source, param, target in request.includes:
-        if source != request.resource_type:
-            continue
-        keys = [k for k in await repo.references_from(conn, rids, param, target) if k not in seen]
-        for row in await repo.fetch_by_keys(conn, keys):
-            seen.add((row["resource_type"], row["id"]))
+    frontier: Sequence[asyncpg.Record] = rows
+    for round_ in range(MAX_INCLUDE_ROUNDS):
+        includes = [*iterate[0], *(plain[0] if round_ == 0 else [])]
+        revincludes = [*iterate[1], *(plain[1] if round_ == 0 else [])]
+        added: list[asyncpg.Record] = []
+        for source, param, target in includes:
+            rids = [r["rid"] for r in frontier if r["resource_type"] == source]
+            if not rids:
+                continue
+            keys = [k for k in await repo.references_from(conn, rids, param, target) if k not in seen]
+            added.extend(_unseen(await repo.fetch_by_keys(conn, keys), seen))
+        keys = list({(r["resource_type"], r["id"]) for r in frontier})
+        for source, param, _ in revincludes:
+            found = await repo.referencing(conn, source, param, keys, fsearch.MAX_COUNT)
+            added.extend(_unseen(await repo.fetch_by_rids(conn, found), seen))
+        out.extend(added)
+        if not added or not any(iterate) or len(out) >= MAX_INCLUDED:
+            break
+        frontier = added
+    return out[:MAX_INCLUDED]
+
+
+def _unseen(rows: Sequence[asyncpg.Record], seen: set[tuple[str, str]]) -> list[asyncpg.Record]:
+    """``rows`` not returned yet (and now marked as returned)."""
+    out = []
+    for row in rows:
+        key = (row["resource_type"], row["id"])
+        if key not in seen:
+            seen.add(key)
             out.append(row)
-    keys = list({(r["resource_type"], r["id"]) for r in rows})
-    for source, param, _ in request.revincludes:
-        found = await repo.referencing(conn, source, param, keys, fsearch.MAX_COUNT)
-        for row in await repo.fetch_by_rids(conn, found):
-            if (row["resource_type"], row["id"]) not in seen:
-                seen.add((row["resource_type"], row["id"]))
-                out.append(row)
     return out
 
 
