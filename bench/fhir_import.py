@@ -1,5 +1,9 @@
 """Synthea import benchmark: all 28 transaction bundles into a fresh database, resources/s.
 
+Runs the import twice into fresh databases: as shipped (projected types also written to their
+domain tables) and, as the baseline measured in the same run, with every type in the JSONB store
+only; prints both rates, the projection's cost as a ratio, and the domain rows it wrote.
+
 .venv/bin/python bench/fhir_import.py [PATH...]   (default: tests/data/fhir/synthea)
 """
 
@@ -10,15 +14,18 @@ import sys
 import time
 from pathlib import Path
 
+import asyncpg
+
 from _fhir_common import ROOT, fresh_database
 from hims.core.db import Database
 from hims.core.security import Actor
-from hims.fhir.importer import import_paths
+from hims.fhir import projection, storage
+from hims.fhir.importer import ImportStats, import_paths
 
 
-async def main() -> None:
-    paths = [Path(p) for p in sys.argv[1:]] or [ROOT / "tests" / "data" / "fhir" / "synthea"]
-    url = await fresh_database("hims_bench_fhir_import")
+async def run(paths: list[Path], name: str) -> tuple[ImportStats, float, dict[str, int]]:
+    """Import into a fresh database; (stats, seconds, domain rows per projected table)."""
+    url = await fresh_database(name)
     db = Database(url, pool_size=2)
     try:
         started = time.perf_counter()
@@ -26,10 +33,36 @@ async def main() -> None:
         elapsed = time.perf_counter() - started
     finally:
         await db.dispose()
-    rate = stats.resources / elapsed
+    conn = await asyncpg.connect(url)
+    try:
+        tables = sorted({p.table.name for p in projection.PROJECTORS.values()})
+        rows = {t: int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in tables}
+    finally:
+        await conn.close()
+    return stats, elapsed, rows
+
+
+async def main() -> None:
+    paths = [Path(p) for p in sys.argv[1:]] or [ROOT / "tests" / "data" / "fhir" / "synthea"]
+    projected, projected_s, rows = await run(paths, "hims_bench_fhir_import")
+    shipped = dict(storage.STORAGE)
+    for resource_type in projection.PROJECTORS:
+        storage.STORAGE[resource_type] = storage.JSONB
+    try:
+        baseline, baseline_s, _ = await run(paths, "hims_bench_fhir_import_jsonb")
+    finally:
+        storage.STORAGE.clear()
+        storage.STORAGE.update(shipped)
+    rate = projected.resources / projected_s
+    base_rate = baseline.resources / baseline_s
     print(
-        f"FHIR import: {stats.resources} resources from {stats.files} files in {elapsed:.2f} s "
-        f"= {rate:,.0f} resources/s ({stats.errors} failed)"
+        f"FHIR import: {projected.resources} resources from {projected.files} files in {projected_s:.2f} s "
+        f"= {rate:,.0f} resources/s ({projected.errors} failed)"
+    )
+    print(f"  domain rows written: {', '.join(f'{t} {n:,}' for t, n in rows.items())}")
+    print(
+        f"baseline (JSONB store only, same run): {base_rate:,.0f} resources/s; "
+        f"projection costs {base_rate / rate:.2f}x"
     )
     print(
         f"vs goal 3,000/s: {rate / 3000:.2f}x; vs HAPI 2,214/s: {rate / 2214:.2f}x; "

@@ -6,6 +6,7 @@ import gzip
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 from httpx import AsyncClient
 from typer.testing import CliRunner
@@ -14,6 +15,7 @@ from hims.core.db import Database
 from hims.core.security import Actor
 from hims.fhir import bundles
 from hims.fhir.importer import deduplicate
+from hims.patients.mrn import is_valid_mrn
 
 DATA = Path(__file__).parents[1] / "data" / "fhir" / "synthea"
 
@@ -41,7 +43,7 @@ def _expected(bundle: dict[str, Any], response: dict[str, Any]) -> tuple[str, se
 
 
 async def test_all_synthea_bundles_import_and_everything_returns_them(
-    db: Database, fhir: AsyncClient
+    db: Database, fhir: AsyncClient, database_url: str
 ) -> None:
     actor = Actor.system("test-import", channel="cli")
     records = []
@@ -57,6 +59,15 @@ async def test_all_synthea_bundles_import_and_everything_returns_them(
     assert total == 11138
     organizations = (await fhir.get("/Organization", params={"_summary": "count"})).json()["total"]
     assert organizations < 49  # repeated Organizations were stored once
+    # Every Synthea Patient is a registered patient too (Synthea's MR identifier, a UUID, is too
+    # long for an MRN, so each was given one of ours).
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT id::text, mrn FROM patients")
+    finally:
+        await conn.close()
+    assert {r["id"] for r in rows} == {patient_id for patient_id, _ in records}
+    assert all(is_valid_mrn(r["mrn"]) for r in rows)
     for patient_id, expected in records:
         got: set[str] = set()
         url: str | None = f"/Patient/{patient_id}/$everything?_count=200"

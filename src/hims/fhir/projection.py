@@ -185,6 +185,7 @@ async def project_writes(
     await _check(conn, projector, [c for c in candidates if c.problem is None])
     if projector.complete is not None:
         await projector.complete(conn, [c for c in candidates if c.problem is None])
+    _check_lengths(projector, candidates)
     refused = [c for c in candidates if c.problem is not None and c.existing is not None]
     if refused:
         raise ValidationFailed(
@@ -213,21 +214,11 @@ async def project_writes(
 
 
 async def _check(conn: asyncpg.Connection, projector: Projector, candidates: list[Candidate]) -> None:
-    """Set ``problem`` on candidates that break a required field, a length or a reference."""
-    columns = projector.table.c
+    """Set ``problem`` on candidates that lack a required field or a required reference target."""
     for c in candidates:
         for name in projector.required:
             if c.row.get(name) in (None, ""):
                 c.problem = f"{name} is required"
-        for name, value in c.row.items():
-            length = getattr(columns[name].type, "length", None)
-            if (
-                isinstance(columns[name].type, String)
-                and length
-                and isinstance(value, str)
-                and len(value) > length
-            ):
-                c.problem = f"{name} is longer than {length} characters"
     for column, target in projector.references.items():
         wanted = {c.row[column] for c in candidates if c.row.get(column) is not None}
         if not wanted:
@@ -242,6 +233,21 @@ async def _check(conn: asyncpg.Connection, projector: Projector, candidates: lis
                     c.problem = f"{column} refers to a record that is not registered here"
                 else:
                     c.row[column] = None
+
+
+def _check_lengths(projector: Projector, candidates: list[Candidate]) -> None:
+    """Set ``problem`` on candidates with a value longer than its column (after ``complete``)."""
+    columns = projector.table.c
+    for c in candidates:
+        for name, value in c.row.items():
+            length = getattr(columns[name].type, "length", None)
+            if (
+                isinstance(columns[name].type, String)
+                and length
+                and isinstance(value, str)
+                and len(value) > length
+            ):
+                c.problem = f"{name} is longer than {length} characters"
 
 
 def _cast(column: Any) -> tuple[str, bool]:
