@@ -197,3 +197,22 @@ async def test_sync_gives_bulk_loaded_rows_their_fhir_version(
         assert _mrn(resource) == f"BULK{n}"
     again = hims("fhir", "sync", env=env)
     assert "Patient: 0 FHIR versions written" in again.stderr
+
+
+async def test_merged_patient_reads_inactive_and_replaced_by_in_fhir(
+    fhir: AsyncClient, client: AsyncClient, settings: Settings
+) -> None:
+    keep = await make_patient(client, settings, family_name="Keeper")
+    dupe = await make_patient(client, settings, family_name="Keeperr")
+    merged = await client.post(
+        f"/api/v1/patients/{dupe['id']}/merge",
+        json={"into": keep["id"]},
+        headers=auth_headers(settings, "receptionist"),
+    )
+    assert merged.status_code == 200, merged.text
+    gone = (await fhir.get(f"/Patient/{dupe['id']}")).json()
+    assert gone["active"] is False
+    assert gone["link"] == [{"other": {"reference": f"Patient/{keep['id']}"}, "type": "replaced-by"}]
+    survivor = (await fhir.get(f"/Patient/{keep['id']}")).json()
+    assert survivor["active"] is True
+    assert "link" not in survivor

@@ -330,7 +330,7 @@ def _note_flushed(session: Session, _context: Any) -> None:
         touched.add((projector.resource_type, obj.id))
 
 
-def note_patient_rows(session: AsyncSession, *patient_ids: uuid.UUID) -> None:
+def note_patient_rows(session: Session | AsyncSession, *patient_ids: uuid.UUID) -> None:
     """Re-project every row of these patients before commit (after SQL that bypassed the ORM)."""
     session.info.setdefault(_TOUCHED + ":patients", set()).update(patient_ids)
 

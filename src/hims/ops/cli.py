@@ -304,6 +304,9 @@ def _serve(settings: Settings, url: str, host: str | None, port: int | None, wor
             host=host or settings.host,
             port=port or settings.port,
             workers=workers,
+            # The supervisor restarts a worker that misses its health ping; the default 5 s killed
+            # workers still importing on a loaded host (a restart loop exactly when busy).
+            timeout_worker_healthcheck=30,
             timeout_graceful_shutdown=30,
             log_config=None,
             proxy_headers=True,

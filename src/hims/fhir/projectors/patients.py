@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Session
 
 from hims.fhir.mappings import patient as mapping
 from hims.fhir.mappings._common import MR_TYPE, identifiers_in
-from hims.fhir.projection import Candidate, Projector, register
+from hims.fhir.projection import Candidate, Projector, note_patient_rows, register
 from hims.patients.models import Patient
 from hims.patients.mrn import format_mrn
 
@@ -64,3 +66,13 @@ PATIENT = register(
         patient_column="id",
     )
 )
+
+
+@event.listens_for(Session, "after_flush")
+def _note_merges(session: Session, _context: Any) -> None:
+    """A merge moves the merged patient's rows with plain UPDATEs (the merge hooks): re-project
+    every row of both patients before commit, so FHIR shows them under the survivor."""
+    for obj in session.dirty:
+        merged = isinstance(obj, Patient) and obj.merged_into_id is not None
+        if merged and inspect(obj).attrs.merged_into_id.history.has_changes():
+            note_patient_rows(session, obj.id, obj.merged_into_id)
