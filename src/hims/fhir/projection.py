@@ -64,6 +64,8 @@ class Candidate:
 
 
 Completer = Callable[[asyncpg.Connection, list[Candidate]], Awaitable[None]]
+#: Checks the rows a FHIR delete is about to remove; raises a HimsError to refuse (409, …).
+DeleteCheck = Callable[[asyncpg.Connection, list[asyncpg.Record]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,10 @@ class Projector:
     is_deleted: Callable[[dict[str, Any]], bool] = lambda _row: False
     #: Column holding the patient a row belongs to (re-projected after a patient merge).
     patient_column: str | None = "patient_id"
+    #: The upsert's ON CONFLICT target (a partitioned table's key includes the partition column).
+    conflict: tuple[str, ...] = ("id",)
+    #: Refuses a FHIR delete the domain does not allow (e.g. of a signed record), before any write.
+    check_delete: DeleteCheck | None = None
 
     @property
     def table(self) -> Table:
@@ -169,6 +175,8 @@ async def project_writes(
         )
     }
     deletes = [k for w, k in keyed if w.resource is None and k in existing]
+    if deletes and projector.check_delete is not None:
+        await projector.check_delete(conn, [existing[k] for k in deletes])
     if deletes:
         await _delete_rows(conn, projector, deletes)
     candidates: list[Candidate] = []
@@ -294,7 +302,7 @@ async def _upsert(conn: asyncpg.Connection, projector: Projector, rows: list[Can
     await conn.execute(
         f"INSERT INTO {table.name} AS t ({columns}) "
         f"SELECT {', '.join(selects)} FROM unnest({params}) AS u({aliases}) "
-        f"ON CONFLICT (id) DO UPDATE SET {', '.join(updates)}",
+        f"ON CONFLICT ({', '.join(projector.conflict)}) DO UPDATE SET {', '.join(updates)}",
         *arrays,
     )
 
