@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from hims.clinical.service import repoint_patient
-from hims.fhir.projection import note_patient_rows
 from hims.patients.merge import register_merge_hook
 
-
-@register_merge_hook
-async def move_clinical_records(session: AsyncSession, from_id: uuid.UUID, into_id: uuid.UUID) -> int:
-    """Move the records to the survivor; their FHIR versions follow (the UPDATE bypasses the ORM)."""
-    note_patient_rows(session, into_id)
-    return await repoint_patient(session, from_id, into_id)
+register_merge_hook(repoint_patient)
