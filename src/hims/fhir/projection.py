@@ -98,6 +98,9 @@ class Projector:
     conflict: tuple[str, ...] = ("id",)
     #: Refuses a FHIR delete the domain does not allow (e.g. of a signed record), before any write.
     check_delete: DeleteCheck | None = None
+    #: Resources of other types built from a row (e.g. a lab result's Observation), with ids of
+    #: their own; the domain → FHIR side writes them whole next to the row's resource.
+    derived: Callable[[dict[str, Any]], list[dict[str, Any]]] = lambda _row: []
 
     @property
     def table(self) -> Table:
@@ -368,33 +371,53 @@ async def sync_from_domain(session: AsyncSession) -> None:
 
 
 async def write_rows(conn: asyncpg.Connection, projector: Projector, ids: Iterable[uuid.UUID]) -> int:
-    """New FHIR versions for these domain rows (tombstones for deleted ones); returns how many."""
+    """New FHIR versions for these domain rows (tombstones for deleted ones) and the resources
+    derived from them; returns how many."""
     table = projector.table
-    rows = await conn.fetch(f"SELECT * FROM {table.name} WHERE id = ANY($1::uuid[])", list(ids))
-    keys = [(projector.resource_type, str(r["id"])) for r in rows]
+    rows = [
+        dict(r) for r in await conn.fetch(f"SELECT * FROM {table.name} WHERE id = ANY($1::uuid[])", list(ids))
+    ]
+    derived = [d for row in rows if not projector.is_deleted(row) for d in projector.derived(row)]
+    keys = [(projector.resource_type, str(r["id"])) for r in rows] + [
+        (d["resourceType"], d["id"]) for d in derived
+    ]
     current = await repo.read_many(conn, keys, lock=True)
     now = datetime.now(UTC)
     writes: list[repo.Write] = []
-    for record in rows:
-        row = dict(record)
+    for row in rows:
         key = (projector.resource_type, str(row["id"]))
         stored = current.get(key)
-        version = 1 if stored is None else stored.version_id + 1
         if projector.is_deleted(row):
             if stored is not None and not stored.deleted:
-                writes.append(repo.Write(*key, version, now, "DELETE", None, stored.patient_ref, None))
+                writes.append(
+                    repo.Write(*key, stored.version_id + 1, now, "DELETE", None, stored.patient_ref, None)
+                )
             continue
         before = orjson.loads(stored.resource) if stored is not None and stored.resource else None
-        resource = projector.to_resource(row, before)
-        if before is not None and _same(resource, before):
-            continue
-        method = "POST" if stored is None else "PUT"
-        writes.append(
-            prepare(resource, resource_type=key[0], id_=key[1], version_id=version, now=now, method=method)
-        )
+        writes.extend(_version(key, stored, projector.to_resource(row, before), before, now))
+    for resource in derived:
+        key = (resource["resourceType"], resource["id"])
+        stored = current.get(key)
+        before = orjson.loads(stored.resource) if stored is not None and stored.resource else None
+        writes.extend(_version(key, stored, resource, before, now))
     if writes:
         await repo.write(conn, writes)
     return len(writes)
+
+
+def _version(
+    key: tuple[str, str],
+    stored: repo.Current | None,
+    resource: dict[str, Any],
+    before: dict[str, Any] | None,
+    now: datetime,
+) -> list[repo.Write]:
+    """The next version of ``key`` holding ``resource`` (none when it adds nothing to ``before``)."""
+    if before is not None and _same(resource, before):
+        return []
+    version = 1 if stored is None else stored.version_id + 1
+    method = "POST" if stored is None else "PUT"
+    return [prepare(resource, resource_type=key[0], id_=key[1], version_id=version, now=now, method=method)]
 
 
 def _same(resource: dict[str, Any], stored: dict[str, Any]) -> bool:
