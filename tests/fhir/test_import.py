@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from hims.core.db import Database
 from hims.core.security import Actor
 from hims.fhir import bundles
-from hims.fhir.importer import deduplicate
+from hims.fhir.importer import deduplicate, ensure_partitions
 from hims.patients.mrn import is_valid_mrn
 
 DATA = Path(__file__).parents[1] / "data" / "fhir" / "synthea"
@@ -48,9 +48,11 @@ async def test_all_synthea_bundles_import_and_everything_returns_them(
     actor = Actor.system("test-import", channel="cli")
     records = []
     total = 0
+    partition_years: set[int] = set()
     for bundle in _bundles():
         entries = bundle["entry"]
         deduplicate(entries)
+        await ensure_partitions(db, entries, partition_years)
         async with db.transaction() as session:
             response = await bundles.transaction(session=session, actor=actor, entries=entries, base_url="")
         assert all(e["response"]["status"] in ("201 Created", "200 OK") for e in response["entry"])
@@ -61,13 +63,24 @@ async def test_all_synthea_bundles_import_and_everything_returns_them(
     assert organizations < 49  # repeated Organizations were stored once
     # Every Synthea Patient is a registered patient too (Synthea's MR identifier, a UUID, is too
     # long for an MRN, so each was given one of ours).
+    # Ambulatory encounters, back to the 1940s, are consultations (their partitions were made).
+    ambulatory = sum(
+        1
+        for bundle in _bundles()
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Encounter" and e["resource"]["class"]["code"] == "AMB"
+    )
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch("SELECT id::text, mrn FROM patients")
+        consultations = await conn.fetchval("SELECT count(*) FROM consultations")
+        oldest = await conn.fetchval("SELECT min(started_at) FROM consultations")
     finally:
         await conn.close()
     assert {r["id"] for r in rows} == {patient_id for patient_id, _ in records}
     assert all(is_valid_mrn(r["mrn"]) for r in rows)
+    assert consultations == ambulatory
+    assert oldest.year < 1990
     for patient_id, expected in records:
         got: set[str] = set()
         url: str | None = f"/Patient/{patient_id}/$everything?_count=200"

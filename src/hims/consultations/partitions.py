@@ -65,6 +65,17 @@ async def ensure_partitions(
     return EnsureResult(created=created, existing=sorted(partition_name(y) for y in existing))
 
 
+async def ensure_years(conn: AsyncConnection, years: set[int]) -> list[str]:
+    """Create the partitions of exactly these years (e.g. the years of a historical data load);
+    returns the ones created. Takes the parent's lock briefly per partition: operators' commands only."""
+    existing = _years([r[0] for r in await conn.execute(_EXISTING, {"parent": PARENT})])
+    created = []
+    for year in sorted(years - existing):
+        await conn.execute(text(_create_sql(year)))
+        created.append(partition_name(year))
+    return created
+
+
 def missing_partitions(conn: Connection, *, now: datetime | None = None) -> list[str]:
     """`hims db verify` check: the current and next year's partitions must exist."""
     if conn.execute(text("SELECT to_regclass(:t)"), {"t": PARENT}).scalar() is None:

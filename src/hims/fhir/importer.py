@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from hims.consultations import partitions
 from hims.core.db import Database
 from hims.core.security import Actor
 from hims.fhir import bundles
@@ -99,8 +100,39 @@ def _ndjson_batches(data: bytes) -> Iterator[list[dict[str, Any]]]:
         yield batch
 
 
-async def import_file(db: Database, path: Path, *, actor: Actor) -> tuple[int, dict[str, Any] | None]:
-    """Import one file, each bundle / NDJSON batch in its own transaction; (resources, last response)."""
+def encounter_years(entries: list[dict[str, Any]]) -> set[int]:
+    """The years Encounters in ``entries`` start in (their consultations' partitions)."""
+    years = set()
+    for entry in entries:
+        resource = entry.get("resource") or {}
+        start = (
+            (resource.get("period") or {}).get("start")
+            if resource.get("resourceType") == "Encounter"
+            else None
+        )
+        if isinstance(start, str) and start[:4].isdigit():
+            years.add(int(start[:4]))
+    return years
+
+
+async def ensure_partitions(db: Database, entries: list[dict[str, Any]], known: set[int]) -> None:
+    """Give historical Encounters a consultations partition before their transaction (an import is
+    an operator's command, the only place partitions are created; see hims.consultations.partitions)."""
+    years = encounter_years(entries) - known
+    if years:
+        async with db.engine.begin() as conn:
+            await partitions.ensure_years(conn, years)
+        known |= years
+
+
+async def import_file(
+    db: Database, path: Path, *, actor: Actor, partition_years: set[int] | None = None
+) -> tuple[int, dict[str, Any] | None]:
+    """Import one file, each bundle / NDJSON batch in its own transaction; (resources, last response).
+
+    Consultation partitions for the years of its Encounters are created first (``partition_years``
+    remembers the years already checked across files)."""
+    known = set() if partition_years is None else partition_years
     data = _read(path)
     if _kind(path) == "ndjson":
         first = next((line for line in data.splitlines() if line.strip()), b"{}")
@@ -108,6 +140,7 @@ async def import_file(db: Database, path: Path, *, actor: Actor) -> tuple[int, d
             raise NotFhir(f"{path.name} holds no FHIR resources (e.g. a Bulk Data log); skipped")
         total = 0
         for batch in _ndjson_batches(data):
+            await ensure_partitions(db, batch, known)
             async with db.transaction() as session:
                 # Bulk files reference each other across files (and sometimes into files that are absent),
                 # so referential integrity is not enforced for NDJSON loads.
@@ -119,6 +152,7 @@ async def import_file(db: Database, path: Path, *, actor: Actor) -> tuple[int, d
     bundle = orjson.loads(data)
     kind, entries = bundles.parse_bundle(bundle)
     deduplicate(entries)
+    await ensure_partitions(db, entries, known)
     async with db.transaction() as session:
         if kind == "transaction":
             response = await bundles.transaction(session=session, actor=actor, entries=entries, base_url="")
@@ -138,9 +172,10 @@ async def import_paths(
     from hims.core.errors import HimsError
 
     stats = ImportStats()
+    partition_years: set[int] = set()
     for path in discover(paths):
         try:
-            count, _ = await import_file(db, path, actor=actor)
+            count, _ = await import_file(db, path, actor=actor, partition_years=partition_years)
         except NotFhir as exc:
             stats.skipped += 1
             if on_file:
