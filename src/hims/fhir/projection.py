@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.sqltypes import JSON, String
 
 from hims.core import db
-from hims.core.errors import ValidationFailed, field_error
+from hims.core.errors import Conflict, ValidationFailed, field_error
 from hims.fhir import repository as repo
 from hims.fhir.versions import dumps, prepare
 
@@ -92,6 +92,8 @@ class Projector:
     is_deleted: Callable[[dict[str, Any]], bool] = lambda _row: False
     #: Column holding the patient a row belongs to (re-projected after a patient merge).
     patient_column: str | None = "patient_id"
+    #: Constraint name → error code, for a write the database refuses (409; others ``domain_conflict``).
+    conflicts: dict[str, str] = field(default_factory=dict)
 
     @property
     def table(self) -> Table:
@@ -196,7 +198,14 @@ async def project_writes(
         )
     rows = [c for c in candidates if c.problem is None]
     if rows:
-        await _upsert(conn, projector, rows)
+        try:
+            await _upsert(conn, projector, rows)
+        except asyncpg.IntegrityConstraintViolationError as exc:  # e.g. a double booking, a race
+            name = getattr(exc, "constraint_name", None) or ""
+            raise Conflict(
+                f"{projector.resource_type} conflicts with a record that exists ({name or 'constraint'}).",
+                code=projector.conflicts.get(name, "domain_conflict"),
+            ) from None
     by_id = {w.id: w for w in writes}
     for c in rows:
         if c.amended:  # the caller answers with the version as stored, so amend it in place
