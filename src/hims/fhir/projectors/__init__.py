@@ -1,5 +1,5 @@
 """The projected FHIR types, one module per domain (imported here so registering happens once)."""
 
-from hims.fhir.projectors import patients
+from hims.fhir.projectors import patients, practice
 
-__all__ = ["patients"]
+__all__ = ["patients", "practice"]
