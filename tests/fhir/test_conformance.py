@@ -13,6 +13,8 @@ from fhir.resources.R4B import get_fhir_model_class
 from httpx import AsyncClient
 
 from hims.fhir.extract import split_reference
+from hims.fhir.mappings.location import DEPARTMENT_CODE_SYSTEM
+from hims.fhir.mappings.organization import FACILITY_CODE_SYSTEM
 from hims.fhir.mappings.patient import MRN_SYSTEM
 from hims.fhir.registry import TYPES
 from hims.fhir.service import iter_references
@@ -22,10 +24,14 @@ FILES = sorted(p for p in EXAMPLES.glob("*.json") if not p.name.startswith("_"))
 
 
 def _strip(resource: dict[str, Any]) -> dict[str, Any]:
-    """Without server-added fields: id, meta, and the MRN we assign to a registered Patient."""
+    """Without server-added fields: id, meta, the MRN we assign to a registered Patient and the
+    code we assign to a facility (Organization) or department (Location)."""
     out = {k: v for k, v in resource.items() if k not in ("id", "meta")}
-    if out.get("resourceType") == "Patient" and "identifier" in out:
-        out["identifier"] = [i for i in out["identifier"] if i.get("system") != MRN_SYSTEM]
+    ours = {"Patient": MRN_SYSTEM, "Organization": FACILITY_CODE_SYSTEM, "Location": DEPARTMENT_CODE_SYSTEM}
+    if out.get("resourceType") in ours and "identifier" in out:
+        out["identifier"] = [i for i in out["identifier"] if i.get("system") != ours[out["resourceType"]]]
+        if not out["identifier"]:
+            del out["identifier"]
     return out
 
 

@@ -45,19 +45,19 @@ def counting() -> Iterator[CountingStorage]:
 async def test_registered_storage_serves_its_type(fhir: AsyncClient, counting: CountingStorage) -> None:
     body = await create(fhir, patient())
     await fhir.get(f"/Patient/{body['id']}")
-    await create(fhir, {"resourceType": "Organization", "name": "Not routed"})
+    await create(fhir, {"resourceType": "HealthcareService", "name": "Not routed"})
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
             {"resource": patient(), "request": {"method": "POST", "url": "Patient"}},
             {
-                "resource": {"resourceType": "Organization", "name": "x"},
-                "request": {"method": "POST", "url": "Organization"},
+                "resource": {"resourceType": "HealthcareService", "name": "x"},
+                "request": {"method": "POST", "url": "HealthcareService"},
             },
         ],
     }
     assert (await fhir.post("", json=bundle)).status_code == 200
     assert counting.writes == 2
     assert counting.reads == 1
-    assert storage.storage_for("Organization") is storage.JSONB
+    assert storage.storage_for("HealthcareService") is storage.JSONB

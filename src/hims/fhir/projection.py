@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.sqltypes import JSON, String
 
 from hims.core import db
-from hims.core.errors import ValidationFailed, field_error
+from hims.core.errors import Conflict, ValidationFailed, field_error
 from hims.fhir import repository as repo
 from hims.fhir.versions import dumps, prepare
 
@@ -95,12 +95,14 @@ class Projector:
     #: Column holding the patient a row belongs to (re-projected after a patient merge).
     patient_column: str | None = "patient_id"
     #: The upsert's ON CONFLICT target (a partitioned table's key includes the partition column).
-    conflict: tuple[str, ...] = ("id",)
+    upsert_key: tuple[str, ...] = ("id",)
     #: Refuses a FHIR delete the domain does not allow (e.g. of a signed record), before any write.
     check_delete: DeleteCheck | None = None
     #: Resources of other types built from a row (e.g. a lab result's Observation), with ids of
     #: their own; the domain → FHIR side writes them whole next to the row's resource.
     derived: Callable[[dict[str, Any]], list[dict[str, Any]]] = lambda _row: []
+    #: Constraint name → error code, for a write the database refuses (409; others ``domain_conflict``).
+    constraint_codes: dict[str, str] = field(default_factory=dict)
 
     @property
     def table(self) -> Table:
@@ -208,7 +210,14 @@ async def project_writes(
         )
     rows = [c for c in candidates if c.problem is None]
     if rows:
-        await _upsert(conn, projector, rows)
+        try:
+            await _upsert(conn, projector, rows)
+        except asyncpg.IntegrityConstraintViolationError as exc:  # e.g. a double booking, a race
+            name = getattr(exc, "constraint_name", None) or ""
+            raise Conflict(
+                f"{projector.resource_type} conflicts with a record that exists ({name or 'constraint'}).",
+                code=projector.constraint_codes.get(name, "domain_conflict"),
+            ) from None
     by_id = {w.id: w for w in writes}
     for c in rows:
         if c.amended:  # the caller answers with the version as stored, so amend it in place
@@ -305,7 +314,7 @@ async def _upsert(conn: asyncpg.Connection, projector: Projector, rows: list[Can
     await conn.execute(
         f"INSERT INTO {table.name} AS t ({columns}) "
         f"SELECT {', '.join(selects)} FROM unnest({params}) AS u({aliases}) "
-        f"ON CONFLICT ({', '.join(projector.conflict)}) DO UPDATE SET {', '.join(updates)}",
+        f"ON CONFLICT ({', '.join(projector.upsert_key)}) DO UPDATE SET {', '.join(updates)}",
         *arrays,
     )
 

@@ -177,7 +177,7 @@ ENCOUNTER = register(
             "appointment_id": "appointments",
         },
         complete=complete_encounters,
-        conflict=("id", "started_at"),
+        upsert_key=("id", "started_at"),
         check_delete=refuse_signed_deletes,
     )
 )
