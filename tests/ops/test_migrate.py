@@ -110,6 +110,36 @@ def test_verify_lists_every_drift(env, empty_database):
     assert len(drift) >= 4
 
 
+def test_verify_knows_the_phi_log_time_index_and_reports_it_invalid(env, empty_database):
+    assert hims("db", "migrate", env=env).returncode == 0
+    index = "ix_phi_access_log_time"
+    _query(empty_database, f"DROP INDEX {index}")
+    result = hims("db", "verify", env=env)
+    assert result.returncode == 1
+    assert f"index {index} on phi_access_log is in the models but missing" in result.stdout
+    # A concurrent build that fails (here: duplicates under UNIQUE) leaves an INVALID index.
+    _query(
+        empty_database,
+        "INSERT INTO phi_access_log (occurred_at, username, action, resource_type, channel, outcome) "
+        "SELECT '2026-01-01', 'u', 'read', 'Patient', 'api', 'success' FROM generate_series(1, 2)",
+    )
+
+    async def build() -> None:
+        conn = await asyncpg.connect(empty_database)
+        try:
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await conn.execute(
+                    f"CREATE UNIQUE INDEX CONCURRENTLY {index} ON phi_access_log (occurred_at)"
+                )
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    result = hims("db", "verify", env=env)
+    assert result.returncode == 1
+    assert f"{index} on phi_access_log is INVALID" in result.stdout
+
+
 def test_verify_reports_pending_migrations(env, empty_database):
     result = hims("db", "verify", env=env)
     assert result.returncode == 1

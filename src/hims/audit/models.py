@@ -38,4 +38,7 @@ class PhiAccessLog(Base):
     __table_args__ = (
         Index("ix_phi_access_log_patient_time", "patient_id", "occurred_at"),
         Index("ix_phi_access_log_user_time", "user_id", "occurred_at"),
+        # Time-bounded reads of the whole log (compliance "between T1 and T2", AuditEvent `date`
+        # and unfiltered searches) page in (occurred_at, id) order: migration 0008_audit_time.
+        Index("ix_phi_access_log_time", "occurred_at", "id"),
     )

@@ -23,6 +23,8 @@ from hims.models import metadata
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 #: pg_advisory_lock key shared by every replica running `hims db migrate` ("HIMS" in hex).
 MIGRATION_LOCK_KEY = 0x48494D53
+#: How often a waiting `hims db migrate` retries the advisory lock.
+LOCK_POLL_S = 0.2
 REQUIRED_EXTENSIONS = ("pg_trgm", "fuzzystrmatch", "btree_gist")
 
 
@@ -47,9 +49,18 @@ async def _with_connection(url: str, fn: Callable[[Connection], Any], *, lock: b
         async with engine.connect() as conn:
             if lock:
                 # Several replicas may migrate at once: the first does the work, the others
-                # wait here, then find the schema at head and do nothing.
-                await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-                await conn.commit()
+                # wait here, then find the schema at head and do nothing. They poll with
+                # pg_try_advisory_lock instead of blocking in pg_advisory_lock: a blocked
+                # statement keeps a snapshot open, which CREATE INDEX CONCURRENTLY in the
+                # lock holder's migration would wait for (a deadlock).
+                while True:
+                    got = await conn.scalar(
+                        text("SELECT pg_try_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY}
+                    )
+                    await conn.commit()
+                    if got:
+                        break
+                    await asyncio.sleep(LOCK_POLL_S)
             try:
                 result = await conn.run_sync(fn)
                 await conn.commit()
@@ -203,12 +214,34 @@ def verify(url: str) -> Drift:
         for name in REQUIRED_EXTENSIONS:
             if name not in installed:
                 drift.problems.append(f"extension: {name} is not installed: {EXTENSION_HINT}")
+        drift.problems.extend(invalid_indexes(conn))
         for check in VERIFY_CHECKS:
             drift.problems.extend(check(conn))
         return drift
 
     result: Drift = asyncio.run(_with_connection(url, run, lock=False))
     return result
+
+
+def invalid_indexes(conn: Connection) -> list[str]:
+    """Indexes PostgreSQL marks INVALID: a CREATE INDEX CONCURRENTLY that failed or was interrupted.
+
+    They exist (so the model compare is satisfied) but the planner never uses them.
+    """
+    rows = conn.execute(
+        text(
+            "SELECT c.relname AS index_name, t.relname AS table_name FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE NOT i.indisvalid AND n.nspname = current_schema() ORDER BY 1"
+        )
+    )
+    return [
+        f"index: {r.index_name} on {r.table_name} is INVALID (an interrupted CREATE INDEX "
+        f"CONCURRENTLY): DROP INDEX CONCURRENTLY {r.index_name}, then create it again "
+        "(docs/operations.md)"
+        for r in rows
+    ]
 
 
 _MISSING = "in the models but missing from the database"

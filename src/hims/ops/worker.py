@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from arq import run_worker
 from arq.connections import RedisSettings
+from arq.worker import Function, func
 
 from hims.core.db import Database
 from hims.core.jobs import QUEUE_NAME, ArqQueue
+from hims.fhir import export
 from hims.settings import Settings
 
 log = structlog.get_logger("hims.worker")
 
 Job = Callable[..., Awaitable[Any]]
-#: Job functions by name; domains append theirs. Each receives arq's ctx (with ``db``) first.
-JOBS: dict[str, Job] = {}
+#: Job functions by the name `hims.core.jobs.defer` uses; domains append theirs. Each receives
+#: arq's ctx (``db``, ``settings``, ``job_try``) first. A value may be an `arq.worker.func(...)`
+#: carrying its own timeout and max_tries.
+JOBS: dict[str, Job | Function] = {}
 __all__ = ["JOBS", "QUEUE_NAME", "run"]
 
 
@@ -29,6 +33,21 @@ async def ping(ctx: dict[str, Any]) -> str:
 
 
 JOBS["ping"] = ping
+# Bulk Data $export: long (its own timeout), retried after a worker died; the function marks the
+# job failed itself on the try after export.MAX_TRIES, so arq must still call it then.
+JOBS[export.JOB_NAME] = func(
+    export.export_job,
+    name=export.JOB_NAME,
+    timeout=export.ATTEMPT_TIMEOUT.total_seconds() + 60,
+    max_tries=export.MAX_TRIES + 1,
+)
+
+
+def functions() -> list[Function]:
+    """`JOBS` as arq functions, each registered under its `JOBS` key."""
+    return [
+        job if isinstance(job, Function) else func(cast(Any, job), name=name) for name, job in JOBS.items()
+    ]
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
@@ -58,7 +77,7 @@ def worker_settings(settings: Settings, url: str) -> dict[str, Any]:
         log.info("worker_stopped")
 
     return {
-        "functions": list(JOBS.values()),
+        "functions": functions(),
         "redis_settings": redis_settings(settings),
         "queue_name": QUEUE_NAME,
         "on_startup": startup,
@@ -70,7 +89,7 @@ def worker_settings(settings: Settings, url: str) -> dict[str, Any]:
 
 
 def run(settings: Settings, url: str) -> None:
-    """Run the worker until SIGINT/SIGTERM (in-flight jobs finish)."""
+    """Run the worker until SIGINT/SIGTERM (running jobs are cancelled; arq re-queues them)."""
     from hims.core.logging import configure_logging
 
     configure_logging(settings.log_level)
