@@ -1,8 +1,9 @@
 """Synthea import benchmark: all 28 transaction bundles into a fresh database, resources/s.
 
-Runs the import twice into fresh databases: as shipped (projected types also written to their
-domain tables) and, as the baseline measured in the same run, with every type in the JSONB store
-only; prints both rates, the projection's cost as a ratio, and the domain rows it wrote.
+Runs the import into fresh databases in two modes, alternated twice (best of each, as the
+machine's load drifts): as shipped (projected types also written to their domain tables) and, as
+the baseline measured in the same run, every type in the JSONB store only. Prints both rates, the
+projection's cost as a ratio, and the domain rows it wrote.
 
 .venv/bin/python bench/fhir_import.py [PATH...]   (default: tests/data/fhir/synthea)
 """
@@ -44,24 +45,29 @@ async def run(paths: list[Path], name: str) -> tuple[ImportStats, float, dict[st
 
 async def main() -> None:
     paths = [Path(p) for p in sys.argv[1:]] or [ROOT / "tests" / "data" / "fhir" / "synthea"]
-    projected, projected_s, rows = await run(paths, "hims_bench_fhir_import")
     shipped = dict(storage.STORAGE)
-    for resource_type in projection.PROJECTORS:
-        storage.STORAGE[resource_type] = storage.JSONB
-    try:
-        baseline, baseline_s, _ = await run(paths, "hims_bench_fhir_import_jsonb")
-    finally:
-        storage.STORAGE.clear()
-        storage.STORAGE.update(shipped)
-    rate = projected.resources / projected_s
-    base_rate = baseline.resources / baseline_s
+    jsonb_only = {**shipped, **dict.fromkeys(projection.PROJECTORS, storage.JSONB)}
+    best: dict[str, float] = {}
+    # Alternate the two modes twice and keep each one's best: the machine's load drifts.
+    for _ in range(2):
+        projected, seconds, rows = await run(paths, "hims_bench_fhir_import")
+        best["projected"] = min(best.get("projected", seconds), seconds)
+        storage.STORAGE.update(jsonb_only)
+        try:
+            baseline, seconds, _ = await run(paths, "hims_bench_fhir_import_jsonb")
+        finally:
+            storage.STORAGE.clear()
+            storage.STORAGE.update(shipped)
+        best["baseline"] = min(best.get("baseline", seconds), seconds)
+    rate = projected.resources / best["projected"]
+    base_rate = baseline.resources / best["baseline"]
     print(
-        f"FHIR import: {projected.resources} resources from {projected.files} files in {projected_s:.2f} s "
-        f"= {rate:,.0f} resources/s ({projected.errors} failed)"
+        f"FHIR import: {projected.resources} resources from {projected.files} files in "
+        f"{best['projected']:.2f} s (best of 2) = {rate:,.0f} resources/s ({projected.errors} failed)"
     )
     print(f"  domain rows written: {', '.join(f'{t} {n:,}' for t, n in rows.items())}")
     print(
-        f"baseline (JSONB store only, same run): {base_rate:,.0f} resources/s; "
+        f"baseline (JSONB store only, same run, best of 2): {base_rate:,.0f} resources/s; "
         f"projection costs {base_rate / rate:.2f}x"
     )
     print(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hims.core.errors import BadRequest, HimsError, PreconditionFailed, ValidationFailed, field_error
@@ -134,7 +134,8 @@ async def transaction(
                 service.validate_resource(resource, expected_type=rtype)
             except HimsError as exc:
                 raise _entry_error(index, exc.detail, exc.code) from None
-            plan.resource = copy.deepcopy(resource)
+            # A private copy (references are rewritten in place); a JSON round trip is ~10x deepcopy.
+            plan.resource = orjson.loads(orjson.dumps(resource))
             if_match = request.get("ifMatch")
             plan.if_match = service.parse_if_match(if_match) if if_match else None
         if method == "POST":
