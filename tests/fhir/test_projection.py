@@ -13,7 +13,7 @@ from hims.fhir.mappings.patient import MRN_SYSTEM
 from hims.patients.mrn import is_valid_mrn
 from hims.settings import Settings
 from tests.fhir.conftest import create, patient
-from tests.patients.factories import auth_headers, make_patient
+from tests.patients.factories import auth_headers, make_patient, merge_patients
 from tests.support import base_env, count_rows, hims
 
 
@@ -204,12 +204,7 @@ async def test_merged_patient_reads_inactive_and_replaced_by_in_fhir(
 ) -> None:
     keep = await make_patient(client, settings, family_name="Keeper")
     dupe = await make_patient(client, settings, family_name="Keeperr")
-    merged = await client.post(
-        f"/api/v1/patients/{dupe['id']}/merge",
-        json={"into": keep["id"]},
-        headers=auth_headers(settings, "receptionist"),
-    )
-    assert merged.status_code == 200, merged.text
+    await merge_patients(client, settings, dupe["id"], keep["id"])
     gone = (await fhir.get(f"/Patient/{dupe['id']}")).json()
     assert gone["active"] is False
     assert gone["link"] == [{"other": {"reference": f"Patient/{keep['id']}"}, "type": "replaced-by"}]

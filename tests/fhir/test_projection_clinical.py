@@ -11,7 +11,7 @@ from httpx import AsyncClient
 
 from hims.settings import Settings
 from tests.fhir.conftest import create, patient
-from tests.patients.factories import auth_headers, make_patient
+from tests.patients.factories import auth_headers, make_patient, merge_patients
 from tests.support import count_rows
 
 LOINC = "http://loinc.org"
@@ -413,11 +413,6 @@ async def test_patient_merge_moves_the_fhir_records_too(
     enc_id = (await client.post(f"/api/v1/patients/{loser}/consultations", json={}, headers=headers)).json()[
         "id"
     ]
-    merged = await client.post(
-        f"/api/v1/patients/{loser}/merge",
-        json={"into": survivor},
-        headers=auth_headers(settings, "receptionist"),
-    )
-    assert merged.status_code < 300, merged.text
+    await merge_patients(client, settings, loser, survivor)
     assert (await fhir.get(f"/Condition/{cond_id}")).json()["subject"] == {"reference": f"Patient/{survivor}"}
     assert (await fhir.get(f"/Encounter/{enc_id}")).json()["subject"] == {"reference": f"Patient/{survivor}"}

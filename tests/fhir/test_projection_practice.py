@@ -13,7 +13,13 @@ from hims.fhir.mappings.organization import FACILITY_CODE_SYSTEM
 from hims.fhir.projectors.practice import merged
 from hims.settings import Settings
 from tests.fhir.conftest import create, patient
-from tests.patients.factories import auth_headers, make_facility, make_patient, make_practitioner
+from tests.patients.factories import (
+    auth_headers,
+    make_facility,
+    make_patient,
+    make_practitioner,
+    merge_patients,
+)
 from tests.support import count_rows
 
 
@@ -286,12 +292,7 @@ async def test_patient_merge_moves_the_fhir_appointment_too(
     booked = await create(
         fhir, appointment(dupe["id"], doctor["id"], "2031-09-01T09:00:00Z", "2031-09-01T09:30:00Z")
     )
-    merged = await client.post(
-        f"/api/v1/patients/{dupe['id']}/merge",
-        json={"into": keep["id"]},
-        headers=auth_headers(settings, "receptionist"),
-    )
-    assert merged.status_code == 200, merged.text
+    await merge_patients(client, settings, dupe["id"], keep["id"])
     after = (await fhir.get(f"/Appointment/{booked['id']}")).json()
     actors = [p["actor"]["reference"] for p in after["participant"]]
     assert f"Patient/{keep['id']}" in actors

@@ -62,3 +62,13 @@ async def make_practitioner(client: AsyncClient, settings: Settings, **overrides
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()
     return result
+
+
+async def merge_patients(client: AsyncClient, settings: Settings, merged_id: Any, into_id: Any) -> None:
+    """Merge ``merged_id`` into ``into_id`` through the API (as a receptionist), asserting 200."""
+    response = await client.post(
+        f"/api/v1/patients/{merged_id}/merge",
+        json={"into": str(into_id)},
+        headers=auth_headers(settings, "receptionist"),
+    )
+    assert response.status_code == 200, response.text

@@ -5,9 +5,10 @@ resource whole, so nothing a client sends is lost. The domain table (``patients`
 fields we model, which is what the REST API, the UI and the clinical rules read. Both sides are
 written in the same database transaction, in both directions:
 
-* **FHIR → domain.** `ProjectedStorage.write` (the storage of every projected type) turns each
-  version into a row with the mapping's ``to_row`` and upserts it (one statement per type), before
-  writing the FHIR version. A delete soft-deletes the row (or whatever the type's projector says).
+* **FHIR → domain.** `hims.fhir.storage.ProjectedStorage.write` (the storage of every projected
+  type) turns each version into a row with the mapping's ``to_row`` (`project_writes`) and upserts
+  it (one statement per type) before writing the FHIR version. A delete soft-deletes the row (or
+  whatever the type's projector says).
   Only resources with a UUID id (every server-assigned id is one) can have a row. A new resource
   that lacks what the domain requires (a Patient with no birth date, a reference to something that
   has no row) is kept in the FHIR store only; a version that would break a row that exists is
@@ -131,37 +132,6 @@ def as_uuid(id_: str) -> uuid.UUID | None:
 
 
 # ------------------------------------------------------------------------------ FHIR → domain
-
-
-class ProjectedStorage:
-    """The JSONB store, plus the domain row of every version (see the module docstring)."""
-
-    async def read(
-        self, conn: asyncpg.Connection, resource_type: str, id_: str, *, lock: bool = False
-    ) -> repo.Current | None:
-        """The current version (or tombstone)."""
-        return await repo.read(conn, resource_type, id_, lock=lock)
-
-    async def read_many(
-        self, conn: asyncpg.Connection, keys: Sequence[tuple[str, str]], *, lock: bool = False
-    ) -> dict[tuple[str, str], repo.Current]:
-        """Current versions of many resources in one round trip."""
-        return await repo.read_many(conn, keys, lock=lock)
-
-    async def vread(
-        self, conn: asyncpg.Connection, resource_type: str, id_: str, version_id: int
-    ) -> tuple[bool, str | None] | None:
-        """One historical version."""
-        return await repo.vread(conn, resource_type, id_, version_id)
-
-    async def write(self, conn: asyncpg.Connection, writes: Sequence[repo.Write]) -> set[tuple[str, str]]:
-        """Domain rows first (types in reference order), then the FHIR versions in one statement."""
-        by_type: dict[str, list[repo.Write]] = {}
-        for w in writes:
-            by_type.setdefault(w.resource_type, []).append(w)
-        for resource_type in sorted(by_type, key=lambda t: PROJECTORS[t].rank):
-            await project_writes(conn, PROJECTORS[resource_type], by_type[resource_type])
-        return await repo.write(conn, writes)
 
 
 async def project_writes(

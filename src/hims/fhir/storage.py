@@ -19,7 +19,7 @@ import asyncpg
 from hims.fhir import projectors
 from hims.fhir import repository as repo
 from hims.fhir.audit_storage import PhiLogStorage
-from hims.fhir.projection import PROJECTORS, ProjectedStorage
+from hims.fhir.projection import PROJECTORS, project_writes
 
 T = TypeVar("T")
 
@@ -69,6 +69,19 @@ class JsonbStorage:
 
     async def write(self, conn: asyncpg.Connection, writes: Sequence[repo.Write]) -> set[tuple[str, str]]:
         """Resource, history and index rows in one statement."""
+        return await repo.write(conn, writes)
+
+
+class ProjectedStorage(JsonbStorage):
+    """The JSONB store, plus the domain row of every version (`hims.fhir.projection`)."""
+
+    async def write(self, conn: asyncpg.Connection, writes: Sequence[repo.Write]) -> set[tuple[str, str]]:
+        """Domain rows first (types in reference order), then the FHIR versions in one statement."""
+        by_type: dict[str, list[repo.Write]] = {}
+        for w in writes:
+            by_type.setdefault(w.resource_type, []).append(w)
+        for resource_type in sorted(by_type, key=lambda t: PROJECTORS[t].rank):
+            await project_writes(conn, PROJECTORS[resource_type], by_type[resource_type])
         return await repo.write(conn, writes)
 
 
