@@ -298,3 +298,41 @@ async def test_patient_merge_moves_the_fhir_appointment_too(
     assert f"Patient/{keep['id']}" in actors
     assert f"Patient/{dupe['id']}" not in actors
     assert after["meta"]["versionId"] == "2"
+
+
+async def test_a_practitioners_placement_is_a_derived_practitioner_role(
+    fhir: AsyncClient, client: AsyncClient, settings: Settings
+) -> None:
+    admin = auth_headers(settings, "admin")
+    facility = await make_facility(client, settings)
+    cardio = await client.post(
+        f"/api/v1/facilities/{facility['id']}/departments",
+        json={"code": "CARD", "name": "Cardiology"},
+        headers=admin,
+    )
+    assert cardio.status_code == 201, cardio.text
+    doctor = await make_practitioner(
+        client,
+        settings,
+        facility_id=facility["id"],
+        department_id=cardio.json()["id"],
+        specialty="cardiology",
+    )
+    role = (await fhir.get(f"/PractitionerRole/{doctor['id']}")).json()
+    assert role["practitioner"] == {"reference": f"Practitioner/{doctor['id']}"}
+    assert role["organization"] == {"reference": f"Organization/{facility['id']}"}
+    assert role["location"] == [{"reference": f"Location/{cardio.json()['id']}"}]
+    assert role["code"][0]["text"] == "physician"
+    assert role["specialty"] == [{"text": "cardiology"}]
+    found = await fhir.get("/PractitionerRole", params={"organization": f"Organization/{facility['id']}"})
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [doctor["id"]]
+
+    moved = await client.patch(
+        f"/api/v1/practitioners/{doctor['id']}",
+        json={"department_id": None},
+        headers={**admin, "If-Match": f'W/"{doctor["version"]}"'},
+    )
+    assert moved.status_code == 200, moved.text
+    after = (await fhir.get(f"/PractitionerRole/{doctor['id']}")).json()
+    assert "location" not in after
+    assert after["meta"]["versionId"] == "2"

@@ -21,6 +21,7 @@ from hims.fhir.mappings import appointment as appointment_mapping
 from hims.fhir.mappings import location as location_mapping
 from hims.fhir.mappings import organization as organization_mapping
 from hims.fhir.mappings import practitioner as practitioner_mapping
+from hims.fhir.mappings import practitioner_role
 from hims.fhir.projection import Candidate, Completer, Projector, register
 from hims.practitioners.models import Department, Facility, Practitioner
 from hims.scheduling.models import Appointment
@@ -195,6 +196,7 @@ PRACTITIONER = register(
         required=("given_name", "family_name"),
         delete_sets=_RETIRE,
         patient_column=None,
+        derived=lambda row: [practitioner_role.from_practitioner(row)],
     )
 )
 
