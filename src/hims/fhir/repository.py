@@ -14,15 +14,13 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hims.core.db import driver_connection
 from hims.fhir.extract import IndexRows
 
 
 async def connection(session: AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection under ``session`` (its transaction is already open)."""
-    conn = await session.connection()
-    raw = await conn.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
-    return driver
+    """The asyncpg connection under ``session``, inside the session's transaction."""
+    return await driver_connection(session)
 
 
 _ROW_COLUMNS = (
