@@ -27,7 +27,8 @@ async def fresh_database(name: str) -> str:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    url = SERVER.rsplit("/", 1)[0] + "/" + name
+    base, _, query = SERVER.partition("?")  # e.g. ?host=/var/run/postgresql (a Unix socket)
+    url = base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
     await asyncio.to_thread(migrate.upgrade, url)
     return url
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+import psutil
 
 from _fhir_common import free_port, fresh_database, pct, start_server, wait_ready
 from benchauth import bench_token
@@ -79,6 +80,57 @@ def resources(ids: dict[str, str]) -> list[dict[str, Any]]:
             "requester": {"reference": f"Practitioner/{pr}"},
         },
     ]
+
+
+class CpuMeter:
+    """CPU seconds used by the load generator, the server process tree and PostgreSQL over a window.
+
+    On a shared 2-core machine the client competes with the server; the split says how much of the
+    machine the figures measure the server on.
+    """
+
+    def __init__(self, server_pid: int) -> None:
+        self.server = psutil.Process(server_pid)
+        self.client = psutil.Process()
+        self.start = self._sample()
+        self.started = time.monotonic()
+
+    def _sample(self) -> dict[str, float]:
+        def cpu(procs: list[psutil.Process]) -> float:
+            total = 0.0
+            for proc in procs:
+                try:
+                    times = proc.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue
+                total += times.user + times.system
+            return total
+
+        postgres = [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "postmaster")]
+        machine = psutil.cpu_times()
+        return {
+            "client": cpu([self.client]),
+            "server": cpu([self.server, *self.server.children(recursive=True)]),
+            "postgres": cpu(postgres),
+            "busy": sum(machine) - machine.idle - getattr(machine, "iowait", 0.0),
+        }
+
+    def report(self, requests: int) -> str:
+        """Cores used by each party over the window, and server and PostgreSQL CPU per request.
+
+        "other" is everything else on the machine (another benchmark or test run skews the figures).
+        """
+        end = self._sample()
+        wall = time.monotonic() - self.started
+        used = {k: (end[k] - self.start[k]) / wall for k in end}
+        other = used["busy"] - used["client"] - used["server"] - used["postgres"]
+        per_request = {k: 1000 * (end[k] - self.start[k]) / max(requests, 1) for k in end}
+        return (
+            f"CPU (cores of {psutil.cpu_count()}): client {used['client']:.2f}, server {used['server']:.2f}, "
+            f"postgres {used['postgres']:.2f}, other {max(other, 0.0):.2f}, machine busy {used['busy']:.2f}\n"
+            f"CPU ms per request: server {per_request['server']:.2f}, "
+            f"postgres {per_request['postgres']:.2f}, client {per_request['client']:.2f}"
+        )
 
 
 class Conn:
@@ -180,10 +232,12 @@ async def main() -> None:
             lat: dict[str, list[float]] = defaultdict(list)
             errors: list[str] = []
             conns = [Conn("127.0.0.1", port, "/fhir/R4", token) for _ in range(args.users)]
+            meter = CpuMeter(server.pid)
             started = time.monotonic()
             stop = started + args.duration
             await asyncio.gather(*(user(c, stop, lat, errors) for c in conns))
             elapsed = time.monotonic() - started
+            cpu = meter.report(sum(len(v) for v in lat.values()))
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -203,6 +257,7 @@ async def main() -> None:
         f"{'all':8} {total:7d} {total / elapsed:7.0f} {pct(all_lat, 0.5):8.1f} {pct(all_lat, 0.95):8.1f} "
         f"{pct(all_lat, 0.99):8.1f}"
     )
+    print(cpu)
     print("goal: >= 1,000 req/s with p99 <= 100 ms (HAPI 3,755 req/s on 8 vCPU; Medplum 1,354 on 16 vCPU)")
     if errors:
         print("first errors:", errors[:5])

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from starlette.routing import Match
+from starlette.types import Scope
 
 from hims import __version__
 from hims.clinical import routes as clinical_routes
@@ -119,4 +121,53 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(clinical_routes.router)
     identity_authn.install(app, settings)
     init_observability(app, settings)
+    skip_routers_by_prefix(app)
     return app
+
+
+def skip_routers_by_prefix(app: FastAPI) -> int:
+    """Let each included router turn down, by its path prefix alone, a request it cannot match.
+
+    FastAPI matches a request against every route of every router included before the one that
+    serves it: a FHIR request was tried against the 42 routes before /fhir/R4 (about 0.2 ms of
+    CPU, 8% of a FHIR CRUD request). A router whose routes all start with a literal prefix
+    cannot match a path without it, so that check stands in front of its own matching. Returns
+    how many routers got it (none when FastAPI's included routers change shape).
+    """
+    guarded = 0
+    for route in app.router.routes:
+        original = getattr(route, "original_router", None)
+        context = getattr(route, "include_context", None)
+        if original is None or context is None or not hasattr(route, "matches"):
+            continue
+        paths = [getattr(r, "path", None) for r in original.routes]
+        if not paths or not all(isinstance(p, str) for p in paths):
+            continue  # a nested router or a mount: leave its matching alone
+        prefix = _common_prefix([context.prefix + p for p in paths]).split("{", 1)[0]
+        if len(prefix) <= 1:
+            continue
+        route.matches = _prefix_guard(prefix, route.matches)  # type: ignore[method-assign,assignment]
+        guarded += 1
+    return guarded
+
+
+def _common_prefix(texts: list[str]) -> str:
+    """The longest string every one of ``texts`` starts with (characters, not path segments)."""
+    first, last = min(texts), max(texts)
+    size = 0
+    while size < len(first) and first[size] == last[size]:
+        size += 1
+    return first[:size]
+
+
+def _prefix_guard(
+    prefix: str, matches: Callable[[Scope], tuple[Match, Scope]]
+) -> Callable[[Scope], tuple[Match, Scope]]:
+    def guarded(scope: Scope) -> tuple[Match, Scope]:
+        # The path the routes see is scope["path"] less root_path: a path holding the prefix
+        # nowhere cannot start with it either (no root_path arithmetic to get wrong).
+        if prefix not in scope["path"]:
+            return Match.NONE, {}
+        return matches(scope)
+
+    return guarded

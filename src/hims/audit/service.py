@@ -5,11 +5,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hims.audit.models import PhiAccessLog
+from hims.core.db import driver_connection
 from hims.core.security import Actor
+
+#: Every row of one call shares the actor's columns; the per-access columns come as two arrays,
+#: so any number of rows is one prepared statement and one round trip on the session's
+#: connection (the ORM bulk insert cost about 8% of a FHIR request's CPU).
+_INSERT = (
+    "INSERT INTO phi_access_log (user_id, username, patient_id, action, resource_type, resource_id, "
+    "ip_address, request_id, channel, outcome) "
+    "SELECT $1::uuid, $2::varchar, a.patient_id, $3::varchar, $4::varchar, a.resource_id, $5::inet, "
+    "$6::varchar, $7::varchar, $8::varchar "
+    "FROM unnest($9::uuid[], $10::varchar[]) WITH ORDINALITY AS a(patient_id, resource_id, n) ORDER BY a.n"
+)
 
 
 async def record_phi_access(
@@ -26,21 +36,24 @@ async def record_phi_access(
     Call it from the service function that reads or writes the data, with the same session,
     so the log commits or rolls back together with the access.
     """
-    rows = [
-        {
-            "user_id": actor.user_id,
-            "username": actor.username,
-            "patient_id": patient_id,
-            "action": action,
-            "resource_type": resource_type,
-            "resource_id": resource_id,
-            "ip_address": actor.client_ip,
-            "request_id": actor.request_id,
-            "channel": actor.channel,
-            "outcome": outcome,
-        }
-        for patient_id, resource_id in accesses
-    ]
-    if rows:
-        await session.execute(insert(PhiAccessLog), rows)
-    return len(rows)
+    patients: list[uuid.UUID | None] = []
+    resources: list[str | None] = []
+    for patient_id, resource_id in accesses:
+        patients.append(patient_id)
+        resources.append(resource_id)
+    if patients:
+        conn = await driver_connection(session)
+        await conn.execute(
+            _INSERT,
+            actor.user_id,
+            actor.username,
+            action,
+            resource_type,
+            actor.client_ip,
+            actor.request_id,
+            actor.channel,
+            outcome,
+            patients,
+            resources,
+        )
+    return len(patients)

@@ -7,11 +7,13 @@ transaction through `Database.transaction()`.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import MetaData, event, text
+import asyncpg
+from sqlalchemy import MetaData, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -56,26 +58,64 @@ def async_url(url: str) -> str:
     raise ValueError("DATABASE_URL must be a postgresql:// URL")
 
 
+#: A pooled connection given back less than this many seconds ago is known to be alive and is
+#: handed out without a ping; one idle for longer is pinged first (the server's
+#: idle_session_timeout, a restart or a failover may have closed it). SQLAlchemy's pool_pre_ping
+#: pinged on every checkout, which with asyncpg is three round trips (BEGIN, ";", ROLLBACK) per
+#: request: about a tenth of a FHIR request's CPU under load.
+PING_AFTER_IDLE_S = 1.0
+_CHECKED_IN_AT = "hims_checked_in_at"
+
+
 def make_engine(url: str, *, pool_size: int, idle_timeout_ms: int, role: str = "primary") -> AsyncEngine:
-    """An engine with a bounded pool, pre-ping, and server-side idle timeout."""
+    """An engine with a bounded pool, a ping for idle connections, and server-side idle timeout."""
     engine = create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=10,
-        pool_pre_ping=True,
         connect_args={
             "timeout": 5,
             "server_settings": {
                 "application_name": "hims",
                 # The guide's DATABASE_IDLE_TIMEOUT: the server closes pooled connections that sit
-                # idle this long; pre-ping replaces them transparently.
+                # idle this long; the ping on checkout replaces them transparently.
                 "idle_session_timeout": str(idle_timeout_ms),
             },
         },
     )
+    _ping_when_idle(engine)  # before _track_pool: a failed ping must not count as a checkout
     _track_pool(engine, role, pool_size)
     return engine
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """pool_pre_ping, but only for connections idle longer than `PING_AFTER_IDLE_S`.
+
+    A failed ping invalidates the whole pool, as pool_pre_ping does: when one connection is dead
+    after an outage, the others are too. Any error of the ping counts as failed (pre-ping let
+    asyncpg's "another operation is in progress", seen on a connection the server has just
+    terminated, through as an error of the request).
+    """
+    dialect = engine.sync_engine.dialect
+
+    def checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        checked_in_at = record.info.get(_CHECKED_IN_AT)
+        if checked_in_at is None or time.monotonic() - checked_in_at < PING_AFTER_IDLE_S:
+            return  # just connected, or in use a moment ago
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception as error:  # e.g. the server's "terminating connection" read mid-ping
+            raise exc.InvalidatePoolError() from error
+        if not alive:
+            raise exc.InvalidatePoolError()
+
+    def checkin(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+        if record is not None:
+            record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    event.listen(engine.sync_engine.pool, "checkout", checkout)
+    event.listen(engine.sync_engine.pool, "checkin", checkin)
 
 
 def _track_pool(engine: AsyncEngine, role: str, size: int) -> None:
@@ -83,7 +123,7 @@ def _track_pool(engine: AsyncEngine, role: str, size: int) -> None:
     in_use = metrics.DB_POOL_IN_USE.labels(role)
     key = "hims_counted_in_use"
 
-    # A checkout that fails its pre-ping (database gone) is checked in without a checkout
+    # A checkout that fails its ping (database gone) is checked in without a checkout
     # event; counting per connection record keeps the gauge from drifting during outages.
     def checkout(_dbapi: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
         info = record.record_info
@@ -111,6 +151,28 @@ def register_before_commit(hook: BeforeCommit) -> BeforeCommit:
     if hook not in BEFORE_COMMIT:
         BEFORE_COMMIT.append(hook)
     return hook
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under ``session``, with the session's transaction begun on it.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN lazily, before the first statement *it* executes;
+    statements sent straight to the driver before that ran in autocommit, each committed on its
+    own (a FHIR write stayed committed when its PHI access log row, or a later check of the same
+    request, failed). This begins the adapter's transaction first, so whatever runs on the
+    returned connection commits or rolls back with the session.
+    """
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    adapted: Any = raw.dbapi_connection
+    if adapted._transaction is None:
+        try:
+            await adapted._start_transaction()
+        except Exception as error:  # BEGIN fails only on a broken connection: never pool it again
+            await conn.invalidate(error)
+            raise
+    driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
+    return driver
 
 
 class Database:

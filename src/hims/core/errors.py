@@ -171,16 +171,20 @@ def is_connection_error(exc: BaseException) -> bool:
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    orig = getattr(exc, "orig", None)
-    name = type(orig).__name__ if orig is not None else ""
-    return name in {
-        "ConnectionDoesNotExistError",
-        "CannotConnectNowError",
-        "ConnectionFailureError",
-        "AdminShutdownError",
-        "InterfaceError",
-        "TooManyConnectionsError",
-    }
+    # The driver's own errors arrive bare (statements sent straight to asyncpg), wrapped by
+    # SQLAlchemy (.orig) or by its asyncpg adapter (__cause__).
+    causes = (exc, getattr(exc, "orig", None), exc.__cause__)
+    names = {type(cause).__name__ for cause in causes if cause is not None}
+    return not names.isdisjoint(
+        {
+            "ConnectionDoesNotExistError",
+            "CannotConnectNowError",
+            "ConnectionFailureError",
+            "AdminShutdownError",
+            "InterfaceError",
+            "TooManyConnectionsError",
+        }
+    )
 
 
 #: Called with every unexpected (500) exception; error trackers (Sentry) register here because the

@@ -8,6 +8,7 @@ both record the route's policy so a test can prove no route was forgotten.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -86,8 +87,37 @@ def encode_access_token(
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
 
 
+#: Claims of tokens whose signature, algorithm, issuer and required claims were verified, by
+#: (secret, token). Verifying costs more than the rest of authentication together, and a client
+#: sends the same token for minutes; the time claims and the type are still checked on every use
+#: (and revocation by the authenticator). Cleared when full.
+_VERIFIED: dict[tuple[str, str], dict[str, Any]] = {}
+_VERIFIED_MAX = 4096
+_LEEWAY = 5
+
+
 def decode_token(settings: Settings, token: str, *, expected_type: str) -> dict[str, Any]:
     """Verify signature, algorithm, issuer, time claims and token type; raise Unauthorized."""
+    key = (settings.jwt_secret.get_secret_value(), token)
+    verified = _VERIFIED.get(key)
+    if verified is None:
+        verified = _verify(settings, token)
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.clear()
+        _VERIFIED[key] = verified
+    else:
+        # What jwt.decode checks of the time claims, as it does it (integer seconds, leeway).
+        now = time.time()
+        if int(verified["exp"]) <= now - _LEEWAY:
+            raise Unauthorized("The token has expired.", code="token_expired")
+        if int(verified["nbf"]) > now + _LEEWAY or int(verified["iat"]) > now + _LEEWAY:
+            raise Unauthorized("The token is not valid yet.", code="invalid_token")
+    if verified.get("typ") != expected_type:
+        raise Unauthorized("The token is of the wrong type.", code="invalid_token")
+    return dict(verified)
+
+
+def _verify(settings: Settings, token: str) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -95,7 +125,7 @@ def decode_token(settings: Settings, token: str, *, expected_type: str) -> dict[
             algorithms=[ALGORITHM],
             issuer=ISSUER,
             options={"require": ["exp", "iat", "nbf", "sub", "jti", "typ"]},
-            leeway=5,
+            leeway=_LEEWAY,
         )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("The token has expired.", code="token_expired") from None
@@ -103,8 +133,6 @@ def decode_token(settings: Settings, token: str, *, expected_type: str) -> dict[
         raise Unauthorized("The token is not valid yet.", code="invalid_token") from None
     except jwt.PyJWTError:
         raise Unauthorized("The token is invalid.", code="invalid_token") from None
-    if claims.get("typ") != expected_type:
-        raise Unauthorized("The token is of the wrong type.", code="invalid_token")
     return claims
 
 
