@@ -38,6 +38,8 @@ class Plan:
     if_match: int | None = None
     query: str | None = None
     response: dict[str, Any] = field(default_factory=dict)
+    #: The resource's references as sent (before urn:uuid / conditional references are rewritten).
+    refs: list[str] = field(default_factory=list)
 
 
 def parse_bundle(data: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -84,7 +86,7 @@ def _rewrite(node: Any, mapping: dict[str, str]) -> None:
         for key, value in node.items():
             if key == "reference" and isinstance(value, str) and value in mapping:
                 node[key] = mapping[value]
-            elif isinstance(value, dict | list):
+            elif isinstance(value, (dict, list)):  # a tuple: no union built per call
                 _rewrite(value, mapping)
     elif isinstance(node, list):
         for item in node:
@@ -194,7 +196,8 @@ async def transaction(
     for plan in plans:
         if plan.resource is None:
             continue
-        for _, ref in service.iter_references(plan.resource):
+        plan.refs = [ref for _, ref in service.iter_references(plan.resource)]
+        for ref in plan.refs:
             if "?" in ref and ref not in cond_refs and not ref.startswith(("http://", "https://")):
                 rtype, _, query = ref.partition("?")
                 matches = await find_ids(conn, rtype, query, limit=2)
@@ -213,12 +216,13 @@ async def transaction(
             continue
         if mapping:
             _rewrite(plan.resource, mapping)
-        for _, ref in service.iter_references(plan.resource):
+        refs = [mapping.get(ref, ref) for ref in plan.refs]  # as _rewrite just rewrote them
+        for ref in refs:
             if ref.startswith("urn:uuid:"):
                 raise _entry_error(
                     plan.index, f"reference {ref!r} does not match any entry's fullUrl", "invalid_reference"
                 )
-        targets |= service.local_targets(plan.resource)
+        targets |= service.relative_targets(refs)
     missing_check = targets - new_keys if check_references else set()
     try:
         await service.check_targets_exist(conn, missing_check)
