@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from benchauth import bench_token
 from hims.app import create_app
+from hims.core import db
+from hims.fhir import projection
 from hims.patients import repository as patient_repository
 from hims.settings import Settings
 
@@ -180,12 +182,24 @@ async def main() -> None:
             assert response.status_code == 200, response.text
         api_search = list(timed.samples)
         timed.samples.clear()
-        for i in range(args.requests):
-            response = await http.post(
-                "/api/v1/patients", params={"allow_duplicate": "true"}, json=new_patient(i), headers=headers
-            )
+        # Creates alternate with and without the domain -> FHIR projection (its cost, same run).
+        create, create_unprojected = [], []
+        for i in range(2 * args.requests):
+            projected = i % 2 == 0
+            if not projected:
+                db.BEFORE_COMMIT.remove(projection.sync_from_domain)
+            try:
+                response = await http.post(
+                    "/api/v1/patients",
+                    params={"allow_duplicate": "true"},
+                    json=new_patient(i),
+                    headers=headers,
+                )
+            finally:
+                if not projected:
+                    db.BEFORE_COMMIT.append(projection.sync_from_domain)
             assert response.status_code == 201, response.text
-        create = list(timed.samples)
+            (create if projected else create_unprojected).append(timed.samples.pop())
 
     print(line("name-prefix search (API, server-side)", api_search, 15.0))
     print(line("name-prefix search (direct asyncpg)", search) + ("" if uses_index else "  [index NOT used]"))
@@ -194,6 +208,9 @@ async def main() -> None:
     print(line("chart queries (direct asyncpg)", direct))
     print(line("start consultation (API, server-side)", start))
     print(line("create patient (API, server-side)", create))
+    print(line("create patient, no FHIR version (baseline)", create_unprojected))
+    cost = pct(create, 0.5) / pct(create_unprojected, 0.5)
+    print(f"writing the FHIR Patient with the row costs x{cost:.2f} at p50")
     ratio_p50 = pct(chart, 0.5) / pct(direct, 0.5)
     ratio_p95 = pct(chart, 0.95) / pct(direct, 0.95)
     print(
