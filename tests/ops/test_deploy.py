@@ -52,3 +52,21 @@ def test_kubernetes_probes_point_at_real_health_routes() -> None:
     container = docs[0]["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] in paths
     assert container["livenessProbe"]["httpGet"]["path"] in paths
+
+
+def test_kubernetes_worker_shares_the_export_files_volume_with_the_api() -> None:
+    docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "api.yaml").read_text()))
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    claims = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PersistentVolumeClaim"}
+
+    def files_claim(name: str) -> str:
+        pod = deployments[name]["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/app/var/files")
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        return str(volume["persistentVolumeClaim"]["claimName"])
+
+    worker = deployments["hims-worker"]["spec"]["template"]["spec"]["containers"][0]
+    assert worker["args"] == ["hims", "worker"]
+    assert files_claim("hims-api") == files_claim("hims-worker")
+    assert claims[files_claim("hims-api")]["spec"]["accessModes"] == ["ReadWriteMany"]
