@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 from fastapi import APIRouter
 from httpx import ASGITransport, AsyncClient, Response
 from pydantic import BaseModel, Field
 
 from hims.app import create_app
-from hims.core.errors import Conflict
+from hims.core.errors import Conflict, unexpected_error
 from hims.core.security import require_public
 from hims.settings import Settings
 
@@ -133,3 +135,40 @@ async def test_unexpected_errors_reach_registered_trackers(http: AsyncClient):
         del UNEXPECTED_ERROR_HOOKS[-2:]
     assert response.status_code == 500
     assert [type(e) for e in seen] == [RuntimeError]
+
+
+async def test_a_real_deadlock_is_a_retryable_409_not_a_500(database_url: str) -> None:
+    """PostgreSQL aborts one of two transactions that wait on each other; the client is told to retry."""
+    first, second = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
+    caught: list[BaseException] = []
+
+    async def take(
+        conn: asyncpg.Connection, mine: int, theirs: int, ready: asyncio.Event, go: asyncio.Event
+    ) -> None:
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", mine)
+                ready.set()
+                await go.wait()
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", theirs)
+        except asyncpg.PostgresError as exc:
+            caught.append(exc)
+
+    try:
+        a_ready, b_ready, go = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        tasks = [
+            asyncio.create_task(take(first, 9001, 9002, a_ready, go)),
+            asyncio.create_task(take(second, 9002, 9001, b_ready, go)),
+        ]
+        await a_ready.wait()
+        await b_ready.wait()
+        go.set()
+        await asyncio.gather(*tasks)
+    finally:
+        await first.close()
+        await second.close()
+    assert len(caught) == 1
+    error = unexpected_error(caught[0])
+    assert isinstance(error, Conflict)
+    assert error.code == "concurrent_update"
+    assert error.headers == {"Retry-After": "1"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from httpx import AsyncClient
 
 from tests.fhir.conftest import create, patient
@@ -55,6 +57,27 @@ async def test_conditional_create_and_update(fhir: AsyncClient) -> None:
         json=patient(identifier=[{"system": "urn:mrn", "value": "MRN-2"}]),
     )
     assert created.status_code == 201
+
+
+async def test_concurrent_conditional_creates_make_one_resource(fhir: AsyncClient) -> None:
+    """Two clients registering the same person at the same moment (If-None-Exist) get one record."""
+    body = patient(identifier=[{"system": "urn:mrn", "value": "RACE-1"}])
+    condition = {"If-None-Exist": "identifier=urn:mrn|RACE-1"}
+    answers = await asyncio.gather(*(fhir.post("/Patient", json=body, headers=condition) for _ in range(8)))
+    assert sorted(a.status_code for a in answers) == [200] * 7 + [201]
+    assert len({a.json()["id"] for a in answers}) == 1
+    puts = await asyncio.gather(
+        *(
+            fhir.put(
+                "/Patient?identifier=urn:mrn|RACE-2",
+                json=patient(identifier=[{"system": "urn:mrn", "value": "RACE-2"}]),
+            )
+            for _ in range(6)
+        )
+    )
+    assert sorted(p.status_code for p in puts) == [200] * 5 + [201]
+    found = await fhir.get("/Patient", params={"identifier": "urn:mrn|RACE-2"})
+    assert len(found.json()["entry"]) == 1
 
 
 async def test_bad_input_is_operation_outcome(fhir: AsyncClient) -> None:

@@ -187,6 +187,13 @@ def is_connection_error(exc: BaseException) -> bool:
     )
 
 
+def is_retryable_conflict(exc: BaseException) -> bool:
+    """True for a deadlock or serialization failure: two transactions collided; a retry succeeds."""
+    causes = (exc, getattr(exc, "orig", None), exc.__cause__)
+    codes = {getattr(cause, "sqlstate", None) for cause in causes if cause is not None}
+    return not codes.isdisjoint({"40P01", "40001"})
+
+
 #: Called with every unexpected (500) exception; error trackers (Sentry) register here because the
 #: request middleware renders the 500 itself and the exception never reaches the ASGI server.
 UNEXPECTED_ERROR_HOOKS: list[Callable[[BaseException], object]] = []
@@ -204,6 +211,13 @@ def unexpected_error(exc: BaseException) -> HimsError:
             "The database is unavailable; try again shortly.",
             code="database_unavailable",
             headers={"Retry-After": "5"},
+        )
+    if is_retryable_conflict(exc):
+        log.warning("transaction_collision", error=type(exc).__name__)
+        return Conflict(
+            "Another request changed the same records at the same moment; nothing was saved. Retry.",
+            code="concurrent_update",
+            headers={"Retry-After": "1"},
         )
     log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
     for hook in UNEXPECTED_ERROR_HOOKS:

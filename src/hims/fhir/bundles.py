@@ -147,7 +147,7 @@ async def transaction(
                 if key in conditional_seen:
                     plan.id, plan.action, plan.status = conditional_seen[key], "noop", "200 OK"
                 else:
-                    matches = await find_ids(conn, rtype, str(condition), limit=2)
+                    matches = await find_ids(conn, rtype, str(condition), limit=2, lock=True)
                     if len(matches) > 1:
                         raise PreconditionFailed(
                             f"Bundle.entry[{index}]: ifNoneExist matched several resources.",
@@ -162,7 +162,7 @@ async def transaction(
                     conditional_seen[(rtype, str(condition))] = plan.id
         elif method == "PUT":
             if query:
-                matches = await find_ids(conn, rtype, query, limit=2)
+                matches = await find_ids(conn, rtype, query, limit=2, lock=True)
                 if len(matches) > 1:
                     raise PreconditionFailed(
                         f"Bundle.entry[{index}]: conditional update matched several resources.",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import asyncpg
 import orjson
@@ -525,11 +525,21 @@ async def execute(conn: asyncpg.Connection, request: SearchRequest) -> Page:
     return Page(rows, next_cursor, total)
 
 
-async def find_ids(conn: asyncpg.Connection, resource_type: str, query: str, *, limit: int) -> list[str]:
-    """Ids matching a conditional query string (If-None-Exist, conditional update/reference)."""
+async def find_ids(
+    conn: asyncpg.Connection, resource_type: str, query: str, *, limit: int, lock: bool = False
+) -> list[str]:
+    """Ids matching a conditional query string (If-None-Exist, conditional update/reference).
+
+    ``lock`` (for a conditional create or update, which may create what it did not find): first
+    take a transaction-scoped advisory lock on (type, criteria), so concurrent requests with the
+    same criteria run one after the other and the second finds what the first created.
+    """
     params = parse_qsl(query.lstrip("?"), keep_blank_values=True)
     if not params:
         raise BadRequest("A conditional operation needs search criteria.", code="missing_criteria")
+    if lock:
+        criteria = f"{resource_type}?{urlencode(sorted(params))}"
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", criteria)
     request = parse(resource_type, params, strict=True)
     request.count = limit
     page = await execute(conn, request)

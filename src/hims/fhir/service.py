@@ -349,7 +349,7 @@ async def create(
     validate_resource(resource, expected_type=resource_type)
     conn = await repo.connection(session)
     if if_none_exist:
-        matches = await find_ids(conn, resource_type, if_none_exist, limit=2)
+        matches = await find_ids(conn, resource_type, if_none_exist, limit=2, lock=True)
         if len(matches) > 1:
             raise PreconditionFailed("If-None-Exist matched more than one resource.", code="multiple_matches")
         if matches:
@@ -438,7 +438,7 @@ async def conditional_update(
     """PUT Type?search: update the one match, create when none, 412 when several."""
     check_writable(resource_type, "update")
     conn = await repo.connection(session)
-    matches = await find_ids(conn, resource_type, query, limit=2)
+    matches = await find_ids(conn, resource_type, query, limit=2, lock=True)
     if len(matches) > 1:
         raise PreconditionFailed(
             "The conditional update matched more than one resource.", code="multiple_matches"
