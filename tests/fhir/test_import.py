@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 from hims.core.db import Database
 from hims.core.security import Actor
 from hims.fhir import bundles
-from hims.fhir.importer import deduplicate, ensure_partitions
+from hims.fhir.importer import deduplicate, ensure_partitions, import_paths
 from hims.patients.mrn import is_valid_mrn
 
 DATA = Path(__file__).parents[1] / "data" / "fhir" / "synthea"
@@ -248,3 +249,34 @@ async def test_everything_pages_and_filters_by_type(fhir: AsyncClient) -> None:
     assert [e["resource"]["resourceType"] for e in only["entry"]] == ["Condition"]
     missing = await fhir.get("/Patient/nobody/$everything")
     assert missing.status_code == 404
+
+
+async def test_concurrent_imports_store_shared_resources_once_and_never_fail(database_url: str) -> None:
+    """The same files imported twice at once (two operators, or a re-run while one is going): the
+    Organizations and Practitioners every Synthea bundle repeats are stored once, and collisions are
+    retried, not errors."""
+    files = sorted(DATA.glob("*.json.gz"))[:8]
+    expected = {
+        f"{e['resource']['resourceType']}|{e['resource']['identifier'][0]['value']}"
+        for bundle in _bundles()[:8]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] in ("Organization", "Practitioner")
+    }
+    first, second = Database(database_url, pool_size=2), Database(database_url, pool_size=2)
+    actor = Actor.system("test-import", channel="cli")
+    try:
+        stats = await asyncio.gather(
+            import_paths(first, files, actor=actor), import_paths(second, files, actor=actor)
+        )
+    finally:
+        await first.dispose()
+        await second.dispose()
+    assert [s.errors for s in stats] == [0, 0]
+    conn = await asyncpg.connect(database_url)
+    try:
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM fhir_resources WHERE resource_type IN ('Organization', 'Practitioner')"
+        )
+    finally:
+        await conn.close()
+    assert stored == len(expected)

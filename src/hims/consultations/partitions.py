@@ -38,6 +38,10 @@ _EXISTING = text(
 )
 
 
+#: Partition DDL runs one session at a time (held until that session's transaction ends).
+_SERIALISE = text("SELECT pg_advisory_xact_lock(hashtext('hims.consultations.partitions'))")
+
+
 def _years(names: list[str]) -> set[int]:
     return {int(m.group(1)) for n in names if (m := _NAME.match(n))}
 
@@ -56,6 +60,7 @@ async def ensure_partitions(
     """Create the partitions from ``from_year`` (default this year) to this year + ``years_ahead``."""
     this_year = (now or datetime.now(UTC)).year
     first = min(from_year, this_year) if from_year is not None else this_year
+    await conn.execute(_SERIALISE)
     existing = _years([r[0] for r in await conn.execute(_EXISTING, {"parent": PARENT})])
     created: list[str] = []
     for year in range(first, this_year + years_ahead + 1):
@@ -67,7 +72,10 @@ async def ensure_partitions(
 
 async def ensure_years(conn: AsyncConnection, years: set[int]) -> list[str]:
     """Create the partitions of exactly these years (e.g. the years of a historical data load);
-    returns the ones created. Takes the parent's lock briefly per partition: operators' commands only."""
+    returns the ones created. Takes the parent's lock briefly per partition: operators' commands only.
+    Concurrent callers (parallel imports) queue on an advisory lock, as `CREATE TABLE IF NOT EXISTS`
+    alone is not safe against a second session creating the same partition at the same moment."""
+    await conn.execute(_SERIALISE)
     existing = _years([r[0] for r in await conn.execute(_EXISTING, {"parent": PARENT})])
     created = []
     for year in sorted(years - existing):

@@ -17,7 +17,7 @@ from hims.fhir import repository as repo
 from hims.fhir import service, storage
 from hims.fhir.outcome import error_outcome
 from hims.fhir.registry import RESOURCE_TYPES
-from hims.fhir.search import find_ids
+from hims.fhir.search import criteria_key, find_ids, lock_criteria
 from hims.fhir.versions import iso, prepare
 
 METHODS = ("DELETE", "POST", "PUT", "GET")  # processing order for transactions (R4 3.1.0.11.2)
@@ -93,6 +93,21 @@ def _rewrite(node: Any, mapping: dict[str, str]) -> None:
             _rewrite(item, mapping)
 
 
+def _conditional_writes(entries: list[dict[str, Any]]) -> list[str]:
+    """The criteria of the bundle's conditional creates and updates (locked up front, in order)."""
+    keys = []
+    for entry in entries:
+        request = entry.get("request") if isinstance(entry, dict) else None
+        if not isinstance(request, dict) or not isinstance(request.get("url"), str):
+            continue
+        rtype, _, query = str(request["url"]).partition("?")
+        if request.get("method") == "POST" and isinstance(request.get("ifNoneExist"), str):
+            keys.append(criteria_key(rtype, request["ifNoneExist"]))
+        elif request.get("method") == "PUT" and query:
+            keys.append(criteria_key(rtype, query))
+    return keys
+
+
 SearchFn = Callable[[str, str, str], Awaitable[dict[str, Any]]]
 
 
@@ -107,6 +122,7 @@ async def transaction(
 ) -> dict[str, Any]:
     """Process a transaction: every entry or none. Raises on the first bad entry."""
     conn = await repo.connection(session)
+    await lock_criteria(conn, _conditional_writes(entries))
     plans: list[Plan] = []
     id_map: dict[str, str] = {}
     conditional_seen: dict[tuple[str, str], str] = {}

@@ -7,15 +7,16 @@ turned into conditional creates on their identifier so each is stored once.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from hims.consultations import partitions
 from hims.core.db import Database
+from hims.core.errors import is_retryable_conflict
 from hims.core.security import Actor
 from hims.fhir import bundles
 
@@ -120,8 +121,12 @@ async def ensure_partitions(db: Database, entries: list[dict[str, Any]], known: 
     an operator's command, the only place partitions are created; see hims.consultations.partitions)."""
     years = encounter_years(entries) - known
     if years:
-        async with db.engine.begin() as conn:
-            await partitions.ensure_years(conn, years)
+
+        async def create() -> None:
+            async with db.engine.begin() as conn:
+                await partitions.ensure_years(conn, years)
+
+        await _retrying(create)
         known |= years
 
 
@@ -141,24 +146,55 @@ async def import_file(
         total = 0
         for batch in _ndjson_batches(data):
             await ensure_partitions(db, batch, known)
-            async with db.transaction() as session:
-                # Bulk files reference each other across files (and sometimes into files that are absent),
-                # so referential integrity is not enforced for NDJSON loads.
-                await bundles.transaction(
-                    session=session, actor=actor, entries=batch, base_url="", check_references=False
-                )
+            # Bulk files reference each other across files (and sometimes into files that are absent),
+            # so referential integrity is not enforced for NDJSON loads.
+            await _in_transaction(db, actor, "transaction", batch, check_references=False)
             total += len(batch)
         return total, None
     bundle = orjson.loads(data)
     kind, entries = bundles.parse_bundle(bundle)
     deduplicate(entries)
     await ensure_partitions(db, entries, known)
-    async with db.transaction() as session:
-        if kind == "transaction":
-            response = await bundles.transaction(session=session, actor=actor, entries=entries, base_url="")
-        else:
-            response = await bundles.batch(session=session, actor=actor, entries=entries, base_url="")
-    return len(entries), response
+    return len(entries), await _in_transaction(db, actor, kind, entries)
+
+
+#: Attempts of a transaction that collided with a concurrent import (a deadlock PostgreSQL broke).
+ATTEMPTS = 3
+
+T = TypeVar("T")
+
+
+async def _retrying(run: Callable[[], Awaitable[T]]) -> T:
+    """``run()`` again (up to ATTEMPTS) when its transaction lost a deadlock or a serialization
+    conflict to a concurrent import: it was rolled back whole, so running it again is safe."""
+    attempt = 1
+    while True:
+        try:
+            return await run()
+        except Exception as exc:
+            if attempt >= ATTEMPTS or not is_retryable_conflict(exc):
+                raise
+            attempt += 1
+
+
+async def _in_transaction(
+    db: Database, actor: Actor, kind: str, entries: list[dict[str, Any]], *, check_references: bool = True
+) -> dict[str, Any]:
+    """One bundle in its own transaction (retried after a collision)."""
+
+    async def run() -> dict[str, Any]:
+        async with db.transaction() as session:
+            if kind == "transaction":
+                return await bundles.transaction(
+                    session=session,
+                    actor=actor,
+                    entries=entries,
+                    base_url="",
+                    check_references=check_references,
+                )
+            return await bundles.batch(session=session, actor=actor, entries=entries, base_url="")
+
+    return await _retrying(run)
 
 
 async def import_paths(

@@ -525,6 +525,19 @@ async def execute(conn: asyncpg.Connection, request: SearchRequest) -> Page:
     return Page(rows, next_cursor, total)
 
 
+def criteria_key(resource_type: str, query: str) -> str:
+    """One spelling of (type, conditional criteria): parameters in sorted order."""
+    params = parse_qsl(query.lstrip("?"), keep_blank_values=True)
+    return f"{resource_type}?{urlencode(sorted(params))}"
+
+
+async def lock_criteria(conn: asyncpg.Connection, keys: list[str]) -> None:
+    """Transaction-scoped advisory locks on these criteria, taken in sorted order so that two
+    transactions locking overlapping sets cannot deadlock (a lock already held is taken again)."""
+    for key in sorted(set(keys)):
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+
+
 async def find_ids(
     conn: asyncpg.Connection, resource_type: str, query: str, *, limit: int, lock: bool = False
 ) -> list[str]:
@@ -538,8 +551,7 @@ async def find_ids(
     if not params:
         raise BadRequest("A conditional operation needs search criteria.", code="missing_criteria")
     if lock:
-        criteria = f"{resource_type}?{urlencode(sorted(params))}"
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", criteria)
+        await lock_criteria(conn, [criteria_key(resource_type, query)])
     request = parse(resource_type, params, strict=True)
     request.count = limit
     page = await execute(conn, request)
