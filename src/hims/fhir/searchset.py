@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import asyncpg
@@ -89,26 +89,9 @@ async def search(
     for row in extra:
         entries.append(_entry(base_url, row["resource_type"], row["id"], row["resource"], "include"))
         audit_items.append((row["patient_ref"], f"{row['resource_type']}/{row['id']}"))
-    if request.warnings:
-        warn = outcome(
-            [
-                issue("warning", "not-supported", w, detail_code="unknown_search_parameter")
-                for w in request.warnings
-            ]
-        )
-        entries.append(f'{{"resource":{_dumps(warn)},"search":{{"mode":"outcome"}}}}')
     if audit_items:
         await service.audit(session, actor, "search", resource_type, _per_patient(audit_items))
-    self_url = f"{base_url}/{resource_type}?{urlencode(request.echo)}"
-    links = [("self", self_url if not request.cursor else self_url + "&_cursor=" + request.cursor)]
-    if page.next_cursor:
-        links.append(
-            (
-                "next",
-                f"{base_url}/{resource_type}?{urlencode([*request.echo, ('_cursor', page.next_cursor)])}",
-            )
-        )
-    return bundle_text("searchset", entries, links, page.total)
+    return _searchset(entries, request, f"{base_url}/{resource_type}", page.next_cursor, page.total)
 
 
 async def _log_search(
@@ -137,6 +120,22 @@ async def _log_search(
         if query.elements is not None:
             text = _elements(text, query.elements)
         entries.append(_entry(base_url, resource_type, resource["id"], text, "match"))
+    return _searchset(entries, query, f"{base_url}/{resource_type}", page.next_cursor, page.total)
+
+
+class _Query(Protocol):
+    """What a searchset echoes back: the parameters, the page's cursor, ignored-parameter warnings."""
+
+    echo: list[tuple[str, str]]
+    cursor: str | None
+    warnings: list[str]
+
+
+def _searchset(
+    entries: list[str], query: _Query, url: str, next_cursor: str | None, total: int | None
+) -> bytes:
+    """The searchset Bundle of ``entries``: an OperationOutcome entry for the ignored parameters,
+    and the self and next links (``next`` carrying the cursor of the following page)."""
     if query.warnings:
         warn = outcome(
             [
@@ -145,13 +144,11 @@ async def _log_search(
             ]
         )
         entries.append(f'{{"resource":{_dumps(warn)},"search":{{"mode":"outcome"}}}}')
-    self_url = f"{base_url}/{resource_type}?{urlencode(query.echo)}"
+    self_url = f"{url}?{urlencode(query.echo)}"
     links = [("self", self_url if not query.cursor else self_url + "&_cursor=" + query.cursor)]
-    if page.next_cursor:
-        links.append(
-            ("next", f"{base_url}/{resource_type}?{urlencode([*query.echo, ('_cursor', page.next_cursor)])}")
-        )
-    return bundle_text("searchset", entries, links, page.total)
+    if next_cursor:
+        links.append(("next", f"{url}?{urlencode([*query.echo, ('_cursor', next_cursor)])}"))
+    return bundle_text("searchset", entries, links, total)
 
 
 def _per_patient(items: list[tuple[str | None, str | None]]) -> list[tuple[str | None, str | None]]:
