@@ -7,6 +7,8 @@ import warnings
 from functools import cache
 from types import ModuleType
 
+from hims.patients.mrn import luhn_check_digit
+
 _LOINC = re.compile(r"^(\d{1,7})-(\d)$")
 
 
@@ -42,13 +44,4 @@ def loinc_is_valid(code: str) -> bool:
     match = _LOINC.match(code.strip())
     if not match:
         return False
-    digits, check = match.group(1), int(match.group(2))
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2 == 0:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return (10 - total % 10) % 10 == check
+    return luhn_check_digit(match.group(1)) == int(match.group(2))
