@@ -41,6 +41,13 @@ def fhir(
     return Response(body, status_code=status, headers=headers, media_type=FHIR_JSON)
 
 
+async def _resource_to_write(request: Request, resource_type: str) -> dict[str, Any]:
+    """The body of a create or update, once the token's scope allows writing a known type."""
+    check_scope(request, resource_type, "write")
+    service.check_type(resource_type)
+    return await _body(request)
+
+
 async def _body(request: Request) -> dict[str, Any]:
     ctype = request.headers.get("content-type", "application/fhir+json").split(";")[0].strip().lower()
     if ctype and "json" not in ctype:
@@ -308,9 +315,7 @@ async def type_history(resource_type: str, request: Request, session: SessionDep
 @router.post("/{resource_type}")
 async def create(resource_type: str, request: Request, session: SessionDep, actor: Writer) -> Response:
     """Create (If-None-Exist makes it conditional)."""
-    check_scope(request, resource_type, "write")
-    service.check_type(resource_type)
-    resource = await _body(request)
+    resource = await _resource_to_write(request, resource_type)
     stored = await service.create(
         session=session,
         actor=actor,
@@ -326,9 +331,7 @@ async def conditional_update(
     resource_type: str, request: Request, session: SessionDep, actor: Writer
 ) -> Response:
     """Conditional update: PUT Type?criteria."""
-    check_scope(request, resource_type, "write")
-    service.check_type(resource_type)
-    resource = await _body(request)
+    resource = await _resource_to_write(request, resource_type)
     stored = await service.conditional_update(
         session=session,
         actor=actor,
@@ -367,9 +370,7 @@ async def update(
     resource_type: str, id_: str, request: Request, session: SessionDep, actor: Writer
 ) -> Response:
     """Update (or create with this id); If-Match gives optimistic concurrency."""
-    check_scope(request, resource_type, "write")
-    service.check_type(resource_type)
-    resource = await _body(request)
+    resource = await _resource_to_write(request, resource_type)
     stored = await service.update(
         session=session,
         actor=actor,
