@@ -122,6 +122,8 @@ async def transaction(
 ) -> dict[str, Any]:
     """Process a transaction: every entry or none. Raises on the first bad entry."""
     conn = await repo.connection(session)
+    # Every conditional create/update criteria is locked here, once, in sorted order (the entries
+    # below then search under those locks); see hims.fhir.search.find_ids.
     await lock_criteria(conn, _conditional_writes(entries))
     plans: list[Plan] = []
     id_map: dict[str, str] = {}
@@ -163,7 +165,7 @@ async def transaction(
                 if key in conditional_seen:
                     plan.id, plan.action, plan.status = conditional_seen[key], "noop", "200 OK"
                 else:
-                    matches = await find_ids(conn, rtype, str(condition), limit=2, lock=True)
+                    matches = await find_ids(conn, rtype, str(condition), limit=2)
                     if len(matches) > 1:
                         raise PreconditionFailed(
                             f"Bundle.entry[{index}]: ifNoneExist matched several resources.",
@@ -178,7 +180,7 @@ async def transaction(
                     conditional_seen[(rtype, str(condition))] = plan.id
         elif method == "PUT":
             if query:
-                matches = await find_ids(conn, rtype, query, limit=2, lock=True)
+                matches = await find_ids(conn, rtype, query, limit=2)
                 if len(matches) > 1:
                     raise PreconditionFailed(
                         f"Bundle.entry[{index}]: conditional update matched several resources.",

@@ -534,8 +534,12 @@ def criteria_key(resource_type: str, query: str) -> str:
 async def lock_criteria(conn: asyncpg.Connection, keys: list[str]) -> None:
     """Transaction-scoped advisory locks on these criteria, taken in sorted order so that two
     transactions locking overlapping sets cannot deadlock (a lock already held is taken again)."""
-    for key in sorted(set(keys)):
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+    if keys:  # one round trip; the subquery fixes the order the locks are taken in
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM "
+            "(SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n) AS ordered",
+            sorted(set(keys)),
+        )
 
 
 async def find_ids(
