@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any
 
 import asyncpg
@@ -64,6 +65,8 @@ class Candidate:
     amended: bool = False
 
 
+#: (domain row, stored resource or None) → the row's FHIR resource.
+ResourceOf = Callable[[dict[str, Any], dict[str, Any] | None], dict[str, Any]]
 Completer = Callable[[asyncpg.Connection, list[Candidate]], Awaitable[None]]
 #: Checks the rows a FHIR delete is about to remove; raises a HimsError to refuse (409, …).
 DeleteCheck = Callable[[asyncpg.Connection, list[asyncpg.Record]], Awaitable[None]]
@@ -77,8 +80,8 @@ class Projector:
     model: Any
     #: FHIR resource → column values (the mapping's ``to_row``).
     to_row: Callable[[dict[str, Any]], dict[str, Any]]
-    #: (domain row, stored resource or None) → the FHIR resource of that row.
-    to_resource: Callable[[dict[str, Any], dict[str, Any] | None], dict[str, Any]]
+    #: (domain row, stored resource or None) → the FHIR resource of that row (see `keeping_extra`).
+    to_resource: ResourceOf
     #: Write order within one batch: targets of references first.
     rank: int
     #: Columns that must have a value (not None, not "") for a row to exist.
@@ -121,6 +124,18 @@ def register(projector: Projector) -> Projector:
     PROJECTORS[projector.resource_type] = projector
     _BY_CLASS[projector.model] = projector
     return projector
+
+
+def keeping_extra(mapping: ModuleType) -> ResourceOf:
+    """A projector's ``to_resource`` from a mapping module with ``to_resource(row, extra=)`` and
+    ``extra(resource)``: the row's resource plus what the stored version has beyond the row."""
+
+    def to_resource(row: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
+        extra = mapping.extra(stored) if stored else None  # noqa: S610 (a FHIR mapping, not Django)
+        resource: dict[str, Any] = mapping.to_resource(row, extra=extra)
+        return resource
+
+    return to_resource
 
 
 def as_uuid(id_: str) -> uuid.UUID | None:

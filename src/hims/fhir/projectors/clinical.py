@@ -18,9 +18,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from decimal import Decimal
-from types import ModuleType
 from typing import Any, get_args
 
 import asyncpg
@@ -32,7 +30,7 @@ from hims.consultations.partitions import partition_name
 from hims.core.errors import Conflict
 from hims.fhir.mappings import allergy_intolerance, condition, encounter, observation
 from hims.fhir.mappings._common import pick_coding
-from hims.fhir.projection import Candidate, Projector, register
+from hims.fhir.projection import Candidate, Projector, keeping_extra, register
 
 #: Numeric(10, 3): the largest magnitude an observation value can have.
 _MAX_VALUE = Decimal(10) ** 7
@@ -152,23 +150,12 @@ async def refuse_overridden_deletes(conn: asyncpg.Connection, rows: list[asyncpg
         )
 
 
-def _keeping_extra(mapping: ModuleType) -> Callable[[dict[str, Any], dict[str, Any] | None], dict[str, Any]]:
-    """``to_resource(row, stored)`` of a mapping, keeping what the stored version has beyond the row."""
-
-    def to_resource(row: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
-        extra = mapping.extra(stored) if stored else None  # noqa: S610 (a FHIR mapping, not Django)
-        resource: dict[str, Any] = mapping.to_resource(row, extra=extra)
-        return resource
-
-    return to_resource
-
-
 ENCOUNTER = register(
     Projector(
         resource_type="Encounter",
         model=Consultation,
         to_row=encounter.to_row,
-        to_resource=_keeping_extra(encounter),
+        to_resource=keeping_extra(encounter),
         rank=70,
         required=("patient_id", "started_at"),
         references={
@@ -187,7 +174,7 @@ OBSERVATION = register(
         resource_type="Observation",
         model=Observation,
         to_row=observation.to_row,
-        to_resource=_keeping_extra(observation),
+        to_resource=keeping_extra(observation),
         rank=80,
         required=("patient_id", "code", "display", "value", "unit", "effective_at"),
         references={"patient_id": "patients", "consultation_id": "consultations"},
@@ -200,7 +187,7 @@ CONDITION = register(
         resource_type="Condition",
         model=Condition,
         to_row=condition.to_row,
-        to_resource=_keeping_extra(condition),
+        to_resource=keeping_extra(condition),
         rank=80,
         required=("patient_id", "code", "display"),
         references={"patient_id": "patients", "consultation_id": "consultations"},
@@ -215,7 +202,7 @@ ALLERGY_INTOLERANCE = register(
         resource_type="AllergyIntolerance",
         model=Allergy,
         to_row=allergy_intolerance.to_row,
-        to_resource=_keeping_extra(allergy_intolerance),
+        to_resource=keeping_extra(allergy_intolerance),
         rank=80,
         required=("patient_id", "substance"),
         references={"patient_id": "patients"},

@@ -36,7 +36,7 @@ from hims.fhir.mappings import document_reference as documents
 from hims.fhir.mappings import lab
 from hims.fhir.mappings import medication_request as medication
 from hims.fhir.mappings._common import pick_coding
-from hims.fhir.projection import Candidate, Projector, register
+from hims.fhir.projection import Candidate, Projector, keeping_extra, register
 
 #: Allowed status changes; completed/resulted and cancelled are final (as in hims.clinical).
 PRESCRIPTION_TRANSITIONS = {
@@ -159,11 +159,6 @@ async def complete_prescriptions(conn: asyncpg.Connection, candidates: list[Cand
     await _check_allergies(conn, ok)
 
 
-def prescription_resource(row: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
-    """The MedicationRequest of a row, keeping what the stored version has that the row does not."""
-    return medication.to_resource(row, extra=medication.extra(stored) if stored else None)  # noqa: S610
-
-
 # ------------------------------------------------------------------------------ ServiceRequest
 
 
@@ -186,11 +181,6 @@ async def complete_lab_orders(conn: asyncpg.Connection, candidates: list[Candida
             c.row["status"] = "collected"
         _moves(c, LAB_TRANSITIONS)
     await _link_consultations(conn, [c for c in candidates if c.problem is None])
-
-
-def lab_order_resource(row: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
-    """The ServiceRequest of a row, keeping what the stored version has that the row does not."""
-    return lab.to_resource(row, extra=lab.extra(stored) if stored else None)  # noqa: S610
 
 
 def lab_results(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -227,17 +217,12 @@ async def complete_documents(_conn: asyncpg.Connection, candidates: list[Candida
             c.amended = True
 
 
-def document_resource(row: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
-    """The DocumentReference of a row, keeping what the stored version has that the row does not."""
-    return documents.to_resource(row, extra=documents.extra(stored) if stored else None)  # noqa: S610
-
-
 PRESCRIPTION = register(
     Projector(
         resource_type="MedicationRequest",
         model=Prescription,
         to_row=medication.to_row,
-        to_resource=prescription_resource,
+        to_resource=keeping_extra(medication),
         rank=90,
         required=("patient_id", "drug_name", "dose_value", "dose_unit"),
         references={"patient_id": "patients"},
@@ -250,7 +235,7 @@ LAB_ORDER = register(
         resource_type="ServiceRequest",
         model=LabOrder,
         to_row=lab.to_row,
-        to_resource=lab_order_resource,
+        to_resource=keeping_extra(lab),
         rank=90,
         required=("patient_id", "code", "display"),
         references={"patient_id": "patients"},
@@ -264,7 +249,7 @@ DOCUMENT = register(
         resource_type="DocumentReference",
         model=Document,
         to_row=documents.to_row,
-        to_resource=document_resource,
+        to_resource=keeping_extra(documents),
         rank=90,
         required=("patient_id",),
         references={"patient_id": "patients"},

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from hims.fhir.mappings import patient as mapping
 from hims.fhir.mappings._common import MR_TYPE, identifiers_in
-from hims.fhir.projection import Candidate, Projector, note_patient_rows, register
+from hims.fhir.projection import Candidate, Projector, keeping_extra, note_patient_rows, register
 from hims.patients.models import Patient
 from hims.patients.mrn import format_mrn
 
@@ -47,17 +47,12 @@ async def assign_mrns(conn: asyncpg.Connection, candidates: list[Candidate]) -> 
             c.amended = True
 
 
-def to_resource(row: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
-    """The Patient of a row, keeping what the stored version has that the row does not."""
-    return mapping.to_resource(row, extra=mapping.extra(stored) if stored else None)  # noqa: S610
-
-
 PATIENT = register(
     Projector(
         resource_type="Patient",
         model=Patient,
         to_row=mapping.to_row,
-        to_resource=to_resource,
+        to_resource=keeping_extra(mapping),
         rank=50,
         required=("given_name", "family_name", "date_of_birth"),
         complete=assign_mrns,

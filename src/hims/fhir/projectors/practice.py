@@ -22,7 +22,7 @@ from hims.fhir.mappings import location as location_mapping
 from hims.fhir.mappings import organization as organization_mapping
 from hims.fhir.mappings import practitioner as practitioner_mapping
 from hims.fhir.mappings import practitioner_role
-from hims.fhir.projection import Candidate, Completer, Projector, register
+from hims.fhir.projection import Candidate, Completer, Projector, keeping_extra, register
 from hims.practitioners.models import Department, Facility, Practitioner
 from hims.scheduling.models import Appointment
 
@@ -147,12 +147,6 @@ async def check_times(_conn: asyncpg.Connection, candidates: list[Candidate]) ->
             c.problem = "end must be after start"
 
 
-def appointment_resource(row: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
-    """The Appointment of a row, keeping what the stored version has that the row does not."""
-    extra = appointment_mapping.extra(stored) if stored else None  # noqa: S610
-    return appointment_mapping.to_resource(row, extra=extra)
-
-
 # ------------------------------------------------------------------------------ registration
 
 _RETIRE = {"active": "false"}
@@ -205,7 +199,7 @@ APPOINTMENT = register(
         resource_type="Appointment",
         model=Appointment,
         to_row=appointment_mapping.to_row,
-        to_resource=appointment_resource,
+        to_resource=keeping_extra(appointment_mapping),
         rank=60,
         required=("patient_id", "practitioner_id", "starts_at", "ends_at"),
         references={
