@@ -53,3 +53,33 @@ async def test_roles_and_scopes_limit_access(fhir: AsyncClient, settings: Settin
     read_all = auth(settings, "physician", scope="patient/*.read")
     assert (await fhir.get(f"/Patient/{body['id']}", headers=read_all)).status_code == 200
     assert (await fhir.post("/Patient", json=patient(), headers=read_all)).status_code == 403
+
+
+async def test_a_read_logs_the_patient_as_writes_do(fhir: AsyncClient, database_url: str) -> None:
+    """A read's log row is written by the reading statement itself (SQL), a write's by Python:
+    both must name the same patient for every id shape, and a 404 or 410 read logs nothing."""
+    ids = ["example-1", "5B0A2C4E-1D3F-4A6B-8C9D-0E1F2A3B4C5D", "5b0a2c4e1d3f4a6b8c9d0e1f2a3b4c5e"]
+    for id_ in ids:
+        assert (await fhir.put(f"/Patient/{id_}", json={**patient(), "id": id_})).status_code == 201
+        observation = {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "pulse"},
+            "subject": {"reference": f"Patient/{id_}"},
+        }
+        obs = await create(fhir, observation)
+        assert (await fhir.get(f"/Patient/{id_}")).status_code == 200
+        assert (await fhir.get(f"/Observation/{obs['id']}")).status_code == 200
+    rows = await _log(database_url)
+    by_action: dict[str, dict[str, object]] = {"create": {}, "read": {}}
+    for row in rows:
+        by_action[row["action"]][row["resource_id"]] = row["patient_id"]
+    assert by_action["read"] == by_action["create"]
+    assert by_action["read"]["Patient/example-1"] is None
+    assert str(by_action["read"][f"Patient/{ids[1]}"]) == ids[1].lower()
+    assert len(by_action["read"]) == 6
+    await fhir.delete(f"/Patient/{ids[0]}")
+    before = len(await _log(database_url))
+    assert (await fhir.get(f"/Patient/{ids[0]}")).status_code == 410
+    assert (await fhir.get("/Patient/never-was")).status_code == 404
+    assert len(await _log(database_url)) == before

@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 from httpx import AsyncClient
 
+from hims.core.security import Actor
 from hims.fhir import repository as repo
 from hims.fhir import storage
 from tests.fhir.conftest import create, patient
@@ -25,6 +26,12 @@ class CountingStorage(storage.JsonbStorage):
     ) -> repo.Current | None:
         self.reads += 1
         return await super().read(conn, resource_type, id_, lock=lock)
+
+    async def read_logged(
+        self, conn: asyncpg.Connection, resource_type: str, id_: str, actor: Actor
+    ) -> repo.Current | None:
+        self.reads += 1
+        return await super().read_logged(conn, resource_type, id_, actor)
 
     async def write(self, conn: asyncpg.Connection, writes: Sequence[repo.Write]) -> set[tuple[str, str]]:
         self.writes += 1

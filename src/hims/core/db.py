@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import greenlet_spawn
 
 from hims.core import jobs, metrics
 
@@ -218,6 +219,25 @@ class Database:
                 raise
             deferred = jobs.take_deferred(session)
         await jobs.send(queue or self.queue, deferred)
+
+    @asynccontextmanager
+    async def statement_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled driver connection outside any transaction: each statement commits on its own.
+
+        For a request whose whole database work is one statement (a FHIR read with its PHI log
+        row written by the same statement): no session, no BEGIN/COMMIT round trips. Anything
+        needing two statements to commit together uses `transaction()`.
+        """
+        raw = await self.engine.raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
+        try:
+            yield driver
+        except BaseException as error:
+            if driver.is_closed() or isinstance(error, asyncpg.InterfaceError | OSError):
+                raw.invalidate(error)  # the connection is broken: never pool it again
+            raise
+        finally:
+            await greenlet_spawn(raw.close)
 
     @asynccontextmanager
     async def read_transaction(self) -> AsyncIterator[AsyncSession]:

@@ -139,11 +139,15 @@ def keeping_extra(mapping: ModuleType) -> ResourceOf:
 
 
 def as_uuid(id_: str) -> uuid.UUID | None:
-    """The id as a UUID, or None (client-chosen ids like ``example`` have no domain row)."""
+    """The id as a UUID when it is one in canonical form, or None: client-chosen ids like
+    ``example`` have no domain row, and neither do other spellings of a UUID (FHIR ids are
+    case-sensitive, so ``5B0A…`` and ``5b0a…`` are two resources, while the domain row of either
+    would be the one row ``5b0a…``)."""
     try:
-        return uuid.UUID(id_)
+        key = uuid.UUID(id_)
     except ValueError:
         return None
+    return key if str(key) == id_ else None
 
 
 # ------------------------------------------------------------------------------ FHIR → domain

@@ -15,7 +15,9 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hims.audit.service import actor_params, insert_per_row
 from hims.core.db import driver_connection
+from hims.core.security import Actor
 from hims.fhir.extract import IndexRows
 
 
@@ -55,15 +57,41 @@ class Write:
     index: IndexRows | None
 
 
+_READ = (
+    "SELECT rid, version_id, deleted, last_updated, resource::text AS resource, patient_ref "
+    "FROM fhir_resources WHERE resource_type = $1 AND id = $2"
+)
+
+
 async def read(
     conn: asyncpg.Connection, resource_type: str, id_: str, *, lock: bool = False
 ) -> Current | None:
     """The current version (or tombstone), optionally locked for update."""
-    sql = (
-        "SELECT rid, version_id, deleted, last_updated, resource::text AS resource, patient_ref "
-        "FROM fhir_resources WHERE resource_type = $1 AND id = $2"
+    row = await conn.fetchrow(_READ + (" FOR UPDATE" if lock else ""), resource_type, id_)
+    return Current(**dict(row)) if row else None
+
+
+#: The PHI log's patient_id for a compartment reference, as `hims.fhir.service.audit_patient` reads
+#: it: the id of a "Patient/<id>" reference when it is a UUID (ids are [A-Za-z0-9.-]: Python's
+#: UUID() drops the hyphens and wants 32 hex digits, as this does), else NULL.
+_PATIENT_UUID = (
+    "CASE WHEN r.patient_ref LIKE 'Patient/%' "
+    "AND replace(substr(r.patient_ref, 9), '-', '') ~ '^[0-9A-Fa-f]{32}$' "
+    "THEN replace(substr(r.patient_ref, 9), '-', '')::uuid END"
+)
+_READ_LOGGED = (
+    f"WITH r AS ({_READ}), logged AS ("
+    + insert_per_row(
+        "r WHERE NOT r.deleted", 3, patient_id=_PATIENT_UUID, resource_id="$1::varchar || '/' || $2::varchar"
     )
-    row = await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), resource_type, id_)
+    + ") SELECT * FROM r"
+)
+
+
+async def read_logged(conn: asyncpg.Connection, resource_type: str, id_: str, actor: Actor) -> Current | None:
+    """`read`, writing ``actor``'s PHI access log row in the same statement when there is a
+    current version: atomic on its own, so it needs no transaction (one round trip)."""
+    row = await conn.fetchrow(_READ_LOGGED, resource_type, id_, *actor_params(actor, "read", resource_type))
     return Current(**dict(row)) if row else None
 
 

@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
-from hims.core.deps import SessionDep, SettingsDep
+from hims.core.deps import DatabaseDep, SessionDep, SettingsDep
 from hims.core.errors import BadRequest, Gone, UnsupportedMediaType
 from hims.core.security import Actor, require, require_public
 from hims.fhir import bundles, export, searchset, service
@@ -252,7 +252,9 @@ async def read_audit_event(id_: str, request: Request, session: SessionDep, acto
     """One PHI access log row as an AuditEvent."""
     if id_ == "_history":  # this route shadows the generic type history: AuditEvent has none
         service.check_interaction("AuditEvent", "history-type")
-    return await _read("AuditEvent", id_, request, session, actor)
+    check_scope(request, "AuditEvent", "read")
+    stored = await service.read(session=session, actor=actor, resource_type="AuditEvent", id_=id_)
+    return _read_response(stored, request)
 
 
 # ---------------------------------------------------------------- type level
@@ -346,11 +348,7 @@ async def conditional_update(
 # ---------------------------------------------------------------- instance level
 
 
-async def _read(
-    resource_type: str, id_: str, request: Request, session: SessionDep, actor: Actor
-) -> Response:
-    check_scope(request, resource_type, "read")
-    stored = await service.read(session=session, actor=actor, resource_type=resource_type, id_=id_)
+def _read_response(stored: service.Stored, request: Request) -> Response:
     elements = request.query_params.get("_elements")
     if elements:
         stored.text = searchset._elements(stored.text, [e.strip() for e in elements.split(",")])
@@ -359,10 +357,12 @@ async def _read(
 
 @router.get("/{resource_type}/{id_}")
 async def read(
-    resource_type: str, id_: str, request: Request, session: SessionDep, actor: Reader
+    resource_type: str, id_: str, request: Request, database: DatabaseDep, actor: Reader
 ) -> Response:
-    """Read the current version."""
-    return await _read(resource_type, id_, request, session, actor)
+    """Read the current version (one statement: the read and its PHI log row)."""
+    check_scope(request, resource_type, "read")
+    stored = await service.read_one(database=database, actor=actor, resource_type=resource_type, id_=id_)
+    return _read_response(stored, request)
 
 
 @router.put("/{resource_type}/{id_}")

@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hims.audit.service import record_phi_access
+from hims.core.db import Database
 from hims.core.errors import (
     BadRequest,
     Conflict,
@@ -36,7 +37,7 @@ from hims.fhir.extract import compartment_patient, split_reference
 from hims.fhir.patch import apply
 from hims.fhir.registry import RESOURCE_TYPES, type_def
 from hims.fhir.search import find_ids
-from hims.fhir.storage import storage_for
+from hims.fhir.storage import JsonbStorage, storage_for
 from hims.fhir.versions import prepare
 
 log = structlog.get_logger("hims.fhir")
@@ -285,7 +286,37 @@ async def read(*, session: AsyncSession, actor: Actor, resource_type: str, id_: 
     check_type(resource_type)
     check_read_access(actor, resource_type)
     conn = await repo.connection(session)
-    current = await storage_for(resource_type).read(conn, resource_type, id_)
+    stored = _current(resource_type, id_, await storage_for(resource_type).read(conn, resource_type, id_))
+    if type_def(resource_type).phi:
+        await audit(session, actor, "read", resource_type, [(stored.patient_ref, f"{resource_type}/{id_}")])
+    else:
+        _unlogged_read(actor, resource_type, id_)
+    return stored
+
+
+async def read_one(*, database: Database, actor: Actor, resource_type: str, id_: str) -> Stored:
+    """`read` as a request of its own: one statement that reads and writes the PHI log row, on a
+    connection outside any transaction (no BEGIN/COMMIT round trips, no session)."""
+    check_type(resource_type)
+    storage = storage_for(resource_type)
+    if not isinstance(storage, JsonbStorage):  # a read-only view (AuditEvent) reads its own way
+        async with database.transaction() as session:
+            return await read(session=session, actor=actor, resource_type=resource_type, id_=id_)
+    check_read_access(actor, resource_type)
+    phi = type_def(resource_type).phi
+    async with database.statement_connection() as conn:
+        if phi:
+            current = await storage.read_logged(conn, resource_type, id_, actor)
+        else:
+            current = await storage.read(conn, resource_type, id_)
+    stored = _current(resource_type, id_, current)
+    if not phi:
+        _unlogged_read(actor, resource_type, id_)
+    return stored
+
+
+def _current(resource_type: str, id_: str, current: repo.Current | None) -> Stored:
+    """The current version as read: 404 if never existed, 410 if deleted."""
     if current is None:
         raise NotFound(f"{resource_type}/{id_} is not known.", code="resource_not_found")
     if current.deleted or current.resource is None:
@@ -294,13 +325,14 @@ async def read(*, session: AsyncSession, actor: Actor, resource_type: str, id_: 
             code="resource_deleted",
             headers={"ETag": f'W/"{current.version_id}"'},
         )
-    if type_def(resource_type).phi:
-        await audit(session, actor, "read", resource_type, [(current.patient_ref, f"{resource_type}/{id_}")])
-    else:  # not PHI access (docs/fhir.md, AuditEvent): an operational trail, ids only
-        log.info("fhir.read_unlogged_type", resource_type=resource_type, id=id_, user_id=str(actor.user_id))
     return Stored(
         resource_type, id_, current.version_id, current.last_updated, current.resource, current.patient_ref
     )
+
+
+def _unlogged_read(actor: Actor, resource_type: str, id_: str) -> None:
+    """Not PHI access (docs/fhir.md, AuditEvent): an operational trail, ids only."""
+    log.info("fhir.read_unlogged_type", resource_type=resource_type, id=id_, user_id=str(actor.user_id))
 
 
 async def vread(

@@ -16,6 +16,7 @@ from typing import Protocol, TypeVar
 
 import asyncpg
 
+from hims.core.security import Actor
 from hims.fhir import projectors
 from hims.fhir import repository as repo
 from hims.fhir.audit_storage import PhiLogStorage
@@ -54,6 +55,13 @@ class JsonbStorage:
     ) -> repo.Current | None:
         """The current version (or tombstone)."""
         return await repo.read(conn, resource_type, id_, lock=lock)
+
+    async def read_logged(
+        self, conn: asyncpg.Connection, resource_type: str, id_: str, actor: Actor
+    ) -> repo.Current | None:
+        """`read`, with ``actor``'s PHI access log row written by the same statement (no
+        transaction needed: `hims.fhir.service.read_one`)."""
+        return await repo.read_logged(conn, resource_type, id_, actor)
 
     async def read_many(
         self, conn: asyncpg.Connection, keys: Sequence[tuple[str, str]], *, lock: bool = False
