@@ -16,17 +16,15 @@ async def test_a_create_is_rolled_back_when_its_request_fails_later(db: Database
     created: list[str] = []
 
     async def create_then_fail() -> None:
-        async with db.transaction() as session:
-            stored = await service.create(
-                session=session, actor=actor, resource_type="Patient", resource=patient()
-            )
+        async with db.driver_transaction() as conn:
+            stored = await service.create(conn=conn, actor=actor, resource_type="Patient", resource=patient())
             created.append(stored.id)
             raise RuntimeError("the request failed after the write")
 
     with pytest.raises(RuntimeError):
         await create_then_fail()
-    # Before the store began the session's transaction on its connection, the write had
-    # already committed on its own (autocommit) and survived the failed request.
+    # Statements sent on a driver connection outside a transaction commit on their own
+    # (autocommit): the write, history and log row must instead share the request's transaction.
     assert await count_rows(database_url, "fhir_resources") == 0
     assert await count_rows(database_url, "fhir_resource_history") == 0
     assert await phi_rows(database_url, resource_id=f"Patient/{created[0]}") == []
@@ -34,10 +32,8 @@ async def test_a_create_is_rolled_back_when_its_request_fails_later(db: Database
 
 async def test_a_create_commits_with_its_access_log_row(db: Database, database_url: str):
     actor = Actor.system("fhir-test", channel="fhir")
-    async with db.transaction() as session:
-        stored = await service.create(
-            session=session, actor=actor, resource_type="Patient", resource=patient()
-        )
+    async with db.driver_transaction() as conn:
+        stored = await service.create(conn=conn, actor=actor, resource_type="Patient", resource=patient())
     rows = await phi_rows(database_url, resource_id=f"Patient/{stored.id}")
     assert [(r["action"], r["channel"], r["username"]) for r in rows] == [("create", "fhir", "fhir-test")]
     assert await count_rows(database_url, "fhir_resources") == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hims.core.db import driver_connection
@@ -67,13 +68,35 @@ async def record_phi_access(
     Call it from the service function that reads or writes the data, with the same session,
     so the log commits or rolls back together with the access.
     """
+    items = list(accesses)
+    if not items:
+        return 0
+    return await log_phi_access(
+        await driver_connection(session),
+        actor=actor,
+        action=action,
+        resource_type=resource_type,
+        accesses=items,
+        outcome=outcome,
+    )
+
+
+async def log_phi_access(
+    conn: asyncpg.Connection,
+    *,
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    accesses: Iterable[tuple[uuid.UUID | None, str | None]],
+    outcome: str = "success",
+) -> int:
+    """`record_phi_access` on a driver connection, inside the transaction of the access."""
     patients: list[uuid.UUID | None] = []
     resources: list[str | None] = []
     for patient_id, resource_id in accesses:
         patients.append(patient_id)
         resources.append(resource_id)
     if patients:
-        conn = await driver_connection(session)
         await conn.execute(
             _INSERT,
             actor.user_id,

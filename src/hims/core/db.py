@@ -240,6 +240,15 @@ class Database:
             await greenlet_spawn(raw.close)
 
     @asynccontextmanager
+    async def driver_transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A driver connection in one transaction, committed on success and rolled back on any
+        error, without an ORM session: for work made only of driver statements (the FHIR store's
+        interactions). `BEFORE_COMMIT` hooks do not run: they act on ORM changes, and there are none.
+        """
+        async with self.statement_connection() as conn, conn.transaction():
+            yield conn
+
+    @asynccontextmanager
     async def read_transaction(self) -> AsyncIterator[AsyncSession]:
         """A read-only transaction on a replica when there is one (round-robin), else the primary.
 

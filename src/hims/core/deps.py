@@ -12,20 +12,23 @@ from hims.core.db import Database
 from hims.core.kv import KeyValueStore
 from hims.settings import Settings
 
+# The getters are `async def` although they never await: FastAPI runs a plain `def` dependency
+# in a worker thread, a thread hop per request for a dictionary lookup.
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     """The app's Settings (built once at start)."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     """The app's Database."""
     db: Database = request.app.state.db
     return db
 
 
-def get_store(request: Request) -> KeyValueStore:
+async def get_store(request: Request) -> KeyValueStore:
     """The app's key-value store (Redis or in-process)."""
     store: KeyValueStore = request.app.state.kv
     return store

@@ -318,7 +318,7 @@ async def transaction(
             code="version_conflict",
         )
     for action, rows in audit_rows.items():
-        await service.audit(session, actor, action, "Bundle", rows)
+        await service.audit(conn, actor, action, "Bundle", rows)
     for plan in plans:
         if plan.action in ("read", "search") and get_handler is not None:
             assert plan.query is not None

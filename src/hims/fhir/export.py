@@ -362,7 +362,7 @@ async def _write_files(
             else:
                 path.unlink()
             await _check_running(db, job_id, progress=f"{done + 1}/{len(types)} types")
-        await service.audit(session, actor, "export", "*", [(p, None) for p in sorted(audited)])
+        await service.audit(conn, actor, "export", "*", [(p, None) for p in sorted(audited)])
     return outputs, transaction_time
 
 

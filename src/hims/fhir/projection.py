@@ -162,12 +162,14 @@ async def project_writes(
     if not keyed:
         return
     table = projector.table
-    existing = {
-        r["id"]: r
-        for r in await conn.fetch(
-            f"SELECT * FROM {table.name} WHERE id = ANY($1::uuid[])", [k for _, k in keyed]
-        )
-    }
+    existing: dict[uuid.UUID, asyncpg.Record] = {}
+    if any(w.method != "POST" for w, _ in keyed):  # a POST's id is one the server just made up
+        existing = {
+            r["id"]: r
+            for r in await conn.fetch(
+                f"SELECT * FROM {table.name} WHERE id = ANY($1::uuid[])", [k for _, k in keyed]
+            )
+        }
     deletes = [k for w, k in keyed if w.resource is None and k in existing]
     if deletes and projector.check_delete is not None:
         await projector.check_delete(conn, [existing[k] for k in deletes])
@@ -228,16 +230,22 @@ async def _check(conn: asyncpg.Connection, projector: Projector, candidates: lis
         for name in projector.required:
             if c.row.get(name) in (None, ""):
                 c.problem = f"{name} is required"
-    for column, target in projector.references.items():
-        wanted = {c.row[column] for c in candidates if c.row.get(column) is not None}
-        if not wanted:
-            continue
-        found = {
-            r["id"]
-            for r in await conn.fetch(f"SELECT id FROM {target} WHERE id = ANY($1::uuid[])", list(wanted))
-        }
+    wanted = {
+        column: list({c.row[column] for c in candidates if c.row.get(column) is not None})
+        for column in projector.references
+    }
+    wanted = {column: ids for column, ids in wanted.items() if ids}
+    if not wanted:
+        return
+    # Every referenced table in one round trip: (column number, id) of the rows that exist.
+    lookups = " UNION ALL ".join(
+        f"SELECT {n} AS n, id FROM {projector.references[column]} WHERE id = ANY(${n + 1}::uuid[])"
+        for n, column in enumerate(wanted)
+    )
+    found = {(r["n"], r["id"]) for r in await conn.fetch(lookups, *wanted.values())}
+    for n, column in enumerate(wanted):
         for c in candidates:
-            if c.row.get(column) is not None and c.row[column] not in found:
+            if c.row.get(column) is not None and (n, c.row[column]) not in found:
                 if column in projector.required:
                     c.problem = f"{column} refers to a record that is not registered here"
                 else:

@@ -315,33 +315,35 @@ async def type_history(resource_type: str, request: Request, session: SessionDep
 
 
 @router.post("/{resource_type}")
-async def create(resource_type: str, request: Request, session: SessionDep, actor: Writer) -> Response:
+async def create(resource_type: str, request: Request, database: DatabaseDep, actor: Writer) -> Response:
     """Create (If-None-Exist makes it conditional)."""
     resource = await _resource_to_write(request, resource_type)
-    stored = await service.create(
-        session=session,
-        actor=actor,
-        resource_type=resource_type,
-        resource=resource,
-        if_none_exist=request.headers.get("if-none-exist"),
-    )
+    async with database.driver_transaction() as conn:
+        stored = await service.create(
+            conn=conn,
+            actor=actor,
+            resource_type=resource_type,
+            resource=resource,
+            if_none_exist=request.headers.get("if-none-exist"),
+        )
     return _stored(stored, request, 201 if stored.created else 200)
 
 
 @router.put("/{resource_type}")
 async def conditional_update(
-    resource_type: str, request: Request, session: SessionDep, actor: Writer
+    resource_type: str, request: Request, database: DatabaseDep, actor: Writer
 ) -> Response:
     """Conditional update: PUT Type?criteria."""
     resource = await _resource_to_write(request, resource_type)
-    stored = await service.conditional_update(
-        session=session,
-        actor=actor,
-        resource_type=resource_type,
-        query=request.url.query,
-        resource=resource,
-        if_match=request.headers.get("if-match"),
-    )
+    async with database.driver_transaction() as conn:
+        stored = await service.conditional_update(
+            conn=conn,
+            actor=actor,
+            resource_type=resource_type,
+            query=request.url.query,
+            resource=resource,
+            if_match=request.headers.get("if-match"),
+        )
     return _stored(stored, request, 201 if stored.created else 200)
 
 
@@ -367,24 +369,25 @@ async def read(
 
 @router.put("/{resource_type}/{id_}")
 async def update(
-    resource_type: str, id_: str, request: Request, session: SessionDep, actor: Writer
+    resource_type: str, id_: str, request: Request, database: DatabaseDep, actor: Writer
 ) -> Response:
     """Update (or create with this id); If-Match gives optimistic concurrency."""
     resource = await _resource_to_write(request, resource_type)
-    stored = await service.update(
-        session=session,
-        actor=actor,
-        resource_type=resource_type,
-        id_=id_,
-        resource=resource,
-        if_match=request.headers.get("if-match"),
-    )
+    async with database.driver_transaction() as conn:
+        stored = await service.update(
+            conn=conn,
+            actor=actor,
+            resource_type=resource_type,
+            id_=id_,
+            resource=resource,
+            if_match=request.headers.get("if-match"),
+        )
     return _stored(stored, request, 201 if stored.created else 200)
 
 
 @router.patch("/{resource_type}/{id_}")
 async def patch(
-    resource_type: str, id_: str, request: Request, session: SessionDep, actor: Writer
+    resource_type: str, id_: str, request: Request, database: DatabaseDep, actor: Writer
 ) -> Response:
     """JSON Patch (application/json-patch+json); If-Match gives optimistic concurrency."""
     check_scope(request, resource_type, "write")
@@ -395,24 +398,26 @@ async def patch(
         operations = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
         raise BadRequest("The patch is not valid JSON.", code="invalid_json") from None
-    stored = await service.patch(
-        session=session,
-        actor=actor,
-        resource_type=resource_type,
-        id_=id_,
-        operations=operations,
-        if_match=request.headers.get("if-match"),
-    )
+    async with database.driver_transaction() as conn:
+        stored = await service.patch(
+            conn=conn,
+            actor=actor,
+            resource_type=resource_type,
+            id_=id_,
+            operations=operations,
+            if_match=request.headers.get("if-match"),
+        )
     return _stored(stored, request, 200)
 
 
 @router.delete("/{resource_type}/{id_}")
 async def delete(
-    resource_type: str, id_: str, request: Request, session: SessionDep, actor: Writer
+    resource_type: str, id_: str, request: Request, database: DatabaseDep, actor: Writer
 ) -> Response:
     """Delete (idempotent); reads then answer 410 Gone."""
     check_scope(request, resource_type, "write")
-    version = await service.delete(session=session, actor=actor, resource_type=resource_type, id_=id_)
+    async with database.driver_transaction() as conn:
+        version = await service.delete(conn=conn, actor=actor, resource_type=resource_type, id_=id_)
     headers = {"ETag": f'W/"{version}"'} if version else {}
     return Response(status_code=204, headers=headers)
 

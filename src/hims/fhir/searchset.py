@@ -90,7 +90,7 @@ async def search(
         entries.append(_entry(base_url, row["resource_type"], row["id"], row["resource"], "include"))
         audit_items.append((row["patient_ref"], f"{row['resource_type']}/{row['id']}"))
     if audit_items:
-        await service.audit(session, actor, "search", resource_type, _per_patient(audit_items))
+        await service.audit(conn, actor, "search", resource_type, _per_patient(audit_items))
     return _searchset(entries, request, f"{base_url}/{resource_type}", page.next_cursor, page.total)
 
 
@@ -234,7 +234,7 @@ async def everything(
     rows = rows[:count]
     entries = [_entry(base_url, r["resource_type"], r["id"], r["resource"], "match") for r in rows]
     if rows:
-        await service.audit(session, actor, "everything", "Patient", [(f"Patient/{patient_id}", None)])
+        await service.audit(conn, actor, "everything", "Patient", [(f"Patient/{patient_id}", None)])
     echo = [(k, v) for k, v in params if k != "_cursor"]
     base = f"{base_url}/Patient/{patient_id}/$everything"
     links = [("self", f"{base}?{urlencode(params)}")]

@@ -17,7 +17,7 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hims.audit.service import record_phi_access
+from hims.audit.service import log_phi_access
 from hims.core.db import Database
 from hims.core.errors import (
     BadRequest,
@@ -249,15 +249,15 @@ def audit_patient(patient_ref: str | None) -> uuid.UUID | None:
 
 
 async def audit(
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     actor: Actor,
     action: str,
     resource_type: str,
     items: Sequence[tuple[str | None, str | None]],
 ) -> None:
     """One PHI access row per (patient_ref, "Type/id") in ``items`` (dedup per patient for searches)."""
-    await record_phi_access(
-        session=session,
+    await log_phi_access(
+        conn,
         actor=actor,
         action=action,
         resource_type=resource_type,
@@ -288,7 +288,7 @@ async def read(*, session: AsyncSession, actor: Actor, resource_type: str, id_: 
     conn = await repo.connection(session)
     stored = _current(resource_type, id_, await storage_for(resource_type).read(conn, resource_type, id_))
     if type_def(resource_type).phi:
-        await audit(session, actor, "read", resource_type, [(stored.patient_ref, f"{resource_type}/{id_}")])
+        await audit(conn, actor, "read", resource_type, [(stored.patient_ref, f"{resource_type}/{id_}")])
     else:
         _unlogged_read(actor, resource_type, id_)
     return stored
@@ -357,7 +357,7 @@ async def vread(
     data = orjson.loads(found[1])
     patient = compartment_patient(data)
     patient_ref = f"Patient/{patient}" if patient else None
-    await audit(session, actor, "vread", resource_type, [(patient_ref, f"{resource_type}/{id_}")])
+    await audit(conn, actor, "vread", resource_type, [(patient_ref, f"{resource_type}/{id_}")])
     return Stored(
         resource_type,
         id_,
@@ -370,7 +370,7 @@ async def vread(
 
 async def create(
     *,
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     actor: Actor,
     resource_type: str,
     resource: dict[str, Any],
@@ -379,7 +379,6 @@ async def create(
     """POST: a new resource with a server id (or the match of If-None-Exist)."""
     check_writable(resource_type, "create")
     validate_resource(resource, expected_type=resource_type)
-    conn = await repo.connection(session)
     if if_none_exist:
         matches = await find_ids(conn, resource_type, if_none_exist, limit=2, lock=True)
         if len(matches) > 1:
@@ -389,7 +388,7 @@ async def create(
             assert current is not None
             assert current.resource is not None
             await audit(
-                session,
+                conn,
                 actor,
                 "read",
                 resource_type,
@@ -407,14 +406,14 @@ async def create(
     now = datetime.now(UTC)
     write = prepare(resource, resource_type=resource_type, id_=new_id(), version_id=1, now=now, method="POST")
     await storage_for(resource_type).write(conn, [write])
-    await audit(session, actor, "create", resource_type, [(write.patient_ref, f"{resource_type}/{write.id}")])
+    await audit(conn, actor, "create", resource_type, [(write.patient_ref, f"{resource_type}/{write.id}")])
     assert write.resource is not None
     return Stored(resource_type, write.id, 1, now, write.resource, write.patient_ref, created=True)
 
 
 async def update(
     *,
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     actor: Actor,
     resource_type: str,
     id_: str,
@@ -430,7 +429,6 @@ async def update(
         raise BadRequest("The resource must carry its id for an update.", code="missing_id")
     if body_id != id_:
         raise BadRequest(f"Resource id {body_id!r} does not match the URL id {id_!r}.", code="id_mismatch")
-    conn = await repo.connection(session)
     expected = parse_if_match(if_match)
     current = await storage_for(resource_type).read(conn, resource_type, id_, lock=True)
     if expected is not None and (current is None or current.version_id != expected or current.deleted):
@@ -448,7 +446,7 @@ async def update(
         raise Conflict(f"{resource_type}/{id_} was changed concurrently; retry.", code="version_conflict")
     created = current is None or current.deleted
     await audit(
-        session,
+        conn,
         actor,
         "create" if created else "update",
         resource_type,
@@ -460,7 +458,7 @@ async def update(
 
 async def conditional_update(
     *,
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     actor: Actor,
     resource_type: str,
     query: str,
@@ -469,7 +467,6 @@ async def conditional_update(
 ) -> Stored:
     """PUT Type?search: update the one match, create when none, 412 when several."""
     check_writable(resource_type, "update")
-    conn = await repo.connection(session)
     matches = await find_ids(conn, resource_type, query, limit=2, lock=True)
     if len(matches) > 1:
         raise PreconditionFailed(
@@ -478,20 +475,20 @@ async def conditional_update(
     if not matches:
         if resource.get("id"):
             return await update(
-                session=session,
+                conn=conn,
                 actor=actor,
                 resource_type=resource_type,
                 id_=resource["id"],
                 resource=resource,
             )
-        return await create(session=session, actor=actor, resource_type=resource_type, resource=resource)
+        return await create(conn=conn, actor=actor, resource_type=resource_type, resource=resource)
     if resource.get("id") not in (None, matches[0]):
         raise BadRequest(
             "The resource id does not match the resource found by the condition.", code="id_mismatch"
         )
     resource["id"] = matches[0]
     return await update(
-        session=session,
+        conn=conn,
         actor=actor,
         resource_type=resource_type,
         id_=matches[0],
@@ -500,10 +497,9 @@ async def conditional_update(
     )
 
 
-async def delete(*, session: AsyncSession, actor: Actor, resource_type: str, id_: str) -> int | None:
+async def delete(*, conn: asyncpg.Connection, actor: Actor, resource_type: str, id_: str) -> int | None:
     """DELETE: a tombstone version; idempotent (returns the delete's version, None if nothing to do)."""
     check_writable(resource_type, "delete")
-    conn = await repo.connection(session)
     current = await storage_for(resource_type).read(conn, resource_type, id_, lock=True)
     if current is None or current.deleted:
         return None
@@ -512,7 +508,7 @@ async def delete(*, session: AsyncSession, actor: Actor, resource_type: str, id_
     await storage_for(resource_type).write(
         conn, [repo.Write(resource_type, id_, version, now, "DELETE", None, current.patient_ref, None)]
     )
-    await audit(session, actor, "delete", resource_type, [(current.patient_ref, f"{resource_type}/{id_}")])
+    await audit(conn, actor, "delete", resource_type, [(current.patient_ref, f"{resource_type}/{id_}")])
     return version
 
 
@@ -544,7 +540,7 @@ async def history(
             found = compartment_patient(orjson.loads(row["resource"]))
             patient = f"Patient/{found}" if found else None
         items.append((patient, f"{row['resource_type']}/{row['id']}"))
-    await audit(session, actor, "history", resource_type or "*", _dedupe(items))
+    await audit(conn, actor, "history", resource_type or "*", _dedupe(items))
     return rows
 
 
@@ -560,7 +556,7 @@ def _dedupe(items: Sequence[tuple[str | None, str | None]]) -> list[tuple[str | 
 
 async def patch(
     *,
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     actor: Actor,
     resource_type: str,
     id_: str,
@@ -569,7 +565,6 @@ async def patch(
 ) -> Stored:
     """PATCH: apply a JSON Patch to the current version and store the result as a new version."""
     check_writable(resource_type, "patch")
-    conn = await repo.connection(session)
     current = await storage_for(resource_type).read(conn, resource_type, id_, lock=True)
     if current is None:
         raise NotFound(f"{resource_type}/{id_} is not known.", code="resource_not_found")
@@ -589,7 +584,7 @@ async def patch(
     ):
         raise BadRequest("The patch may not change resourceType or id.", code="invalid_patch")
     return await update(
-        session=session,
+        conn=conn,
         actor=actor,
         resource_type=resource_type,
         id_=id_,
