@@ -2,7 +2,9 @@
 
 Each virtual user loops: create Patient, Location, Organization, Practitioner, Encounter,
 Observation, MedicationRequest (with references between them), read each, update each, delete
-each in reverse order. Prints req/s and p50/p95/p99 per operation.
+each in reverse order. Prints req/s and p50/p95/p99 per operation. Then runs the same scenario, with
+the same load generator, against the floor app (`bench/_crud_floor.py`: the same stack with none of
+our code) and prints hims's req/s as a share of it.
 
     .venv/bin/python bench/fhir_crud.py --users 50 --duration 20 --workers 2
 """
@@ -11,8 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
+import sys
 import tempfile
 import time
+import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,7 @@ import asyncpg
 import orjson
 import psutil
 
+from _crud_floor import SCHEMA
 from _fhir_common import free_port, fresh_database, pct, start_server, wait_ready
 from benchauth import bench_token
 from hims.settings import Settings
@@ -203,47 +210,62 @@ async def user(conn: Conn, stop: float, lat: dict[str, list[float]], errors: lis
             await call("delete", "DELETE", f"/{rtype}/{rid}")
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--users", type=int, default=50)
-    parser.add_argument("--duration", type=float, default=20)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument(
-        "--async-commit",
-        action="store_true",
-        help="synchronous_commit=off for the bench database: shows what WAL fsync costs (not for production)",
+async def load(
+    port: int, token: str, users: int, duration: float, server_pid: int
+) -> tuple[dict[str, list[float]], list[str], float, str]:
+    """Run the scenario with ``users`` virtual users for ``duration`` seconds against ``port``."""
+    lat: dict[str, list[float]] = defaultdict(list)
+    errors: list[str] = []
+    conns = [Conn("127.0.0.1", port, "/fhir/R4", token) for _ in range(users)]
+    meter = CpuMeter(server_pid)
+    started = time.monotonic()
+    await asyncio.gather(*(user(c, started + duration, lat, errors) for c in conns))
+    elapsed = time.monotonic() - started
+    return lat, errors, elapsed, meter.report(sum(len(v) for v in lat.values()))
+
+
+def start_floor(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+    """The floor app (`bench/_crud_floor.py`) on the same uvicorn, with as many workers."""
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "uvicorn"),
+            "--app-dir",
+            str(Path(__file__).parent),
+            "_crud_floor:app",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env={**os.environ, "FLOOR_DATABASE_URL": url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    args = parser.parse_args()
-    url = await fresh_database("hims_bench_fhir_crud")
-    if args.async_commit:
-        conn = await asyncpg.connect(url)
+
+
+async def floor_ready(port: int, timeout: float = 30) -> None:
+    """Wait until the floor app answers (404 for a document that does not exist)."""
+    conn = Conn("127.0.0.1", port, "/fhir/R4", "")
+    deadline = time.monotonic() + timeout
+    while True:
         try:
-            await conn.execute("ALTER DATABASE hims_bench_fhir_crud SET synchronous_commit = off")
-        finally:
-            await conn.close()
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = start_server(url, port, args.workers, Path(tmp))
-        base = f"http://127.0.0.1:{port}/fhir/R4"
-        try:
-            await wait_ready(base)
-            settings = Settings(hims_env="development")
-            token = await bench_token(settings, url)
-            lat: dict[str, list[float]] = defaultdict(list)
-            errors: list[str] = []
-            conns = [Conn("127.0.0.1", port, "/fhir/R4", token) for _ in range(args.users)]
-            meter = CpuMeter(server.pid)
-            started = time.monotonic()
-            stop = started + args.duration
-            await asyncio.gather(*(user(c, stop, lat, errors) for c in conns))
-            elapsed = time.monotonic() - started
-            cpu = meter.report(sum(len(v) for v in lat.values()))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+            status, _ = await conn.request("GET", f"/Patient/{uuid.uuid4()}")
+            if status == 404:
+                return
+        except OSError:
+            conn = Conn("127.0.0.1", port, "/fhir/R4", "")
+        if time.monotonic() > deadline:
+            raise RuntimeError("the floor app did not start")
+        await asyncio.sleep(0.3)
+
+
+def report(title: str, lat: dict[str, list[float]], errors: list[str], elapsed: float, cpu: str) -> float:
+    """Print req/s and latency per operation; returns req/s."""
     total = sum(len(v) for v in lat.values())
-    mode = " (synchronous_commit=off)" if args.async_commit else ""
-    print(f"FHIR CRUD: {args.users} users, {args.duration:.0f} s, hims serve --workers {args.workers}{mode}")
+    print(title)
     print(f"total {total} requests in {elapsed:.1f} s = {total / elapsed:,.0f} req/s; errors {len(errors)}")
     all_lat = [x for v in lat.values() for x in v]
     print(f"{'op':8} {'count':>7} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
@@ -258,9 +280,60 @@ async def main() -> None:
         f"{pct(all_lat, 0.99):8.1f}"
     )
     print(cpu)
-    print("goal: >= 1,000 req/s with p99 <= 100 ms (HAPI 3,755 req/s on 8 vCPU; Medplum 1,354 on 16 vCPU)")
     if errors:
         print("first errors:", errors[:5])
+    return total / elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--async-commit",
+        action="store_true",
+        help="synchronous_commit=off for the bench database: shows what WAL fsync costs (not for production)",
+    )
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor run (bench/_crud_floor.py)")
+    args = parser.parse_args()
+    url = await fresh_database("hims_bench_fhir_crud")
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(SCHEMA)
+        if args.async_commit:
+            await conn.execute("ALTER DATABASE hims_bench_fhir_crud SET synchronous_commit = off")
+    finally:
+        await conn.close()
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_server(url, port, args.workers, Path(tmp))
+        try:
+            await wait_ready(f"http://127.0.0.1:{port}/fhir/R4")
+            token = await bench_token(Settings(hims_env="development"), url)
+            measured = await load(port, token, args.users, args.duration, server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    mode = " (synchronous_commit=off)" if args.async_commit else ""
+    title = f"FHIR CRUD: {args.users} users, {args.duration:.0f} s, hims serve --workers {args.workers}{mode}"
+    ours = report(title, *measured)
+    print("goal: >= 1,000 req/s with p99 <= 100 ms (HAPI 3,755 req/s on 8 vCPU; Medplum 1,354 on 16 vCPU)")
+    if args.no_floor:
+        return
+    port = free_port()
+    floor_server = start_floor(url, port, args.workers)
+    try:
+        await floor_ready(port)
+        floor = report(
+            f"\nfloor (bench/_crud_floor.py: Starlette + asyncpg, a document and its access-log row, "
+            f"nothing else), --workers {args.workers}",
+            *await load(port, "", args.users, args.duration, floor_server.pid),
+        )
+    finally:
+        floor_server.terminate()
+        floor_server.wait(timeout=30)
+    print(f"\nhims serve reaches {ours / floor:.0%} of the floor's req/s ({ours:,.0f} vs {floor:,.0f})")
 
 
 if __name__ == "__main__":
