@@ -33,9 +33,11 @@ class CountingStorage(storage.JsonbStorage):
         self.reads += 1
         return await super().read_logged(conn, resource_type, id_, actor)
 
-    async def write(self, conn: asyncpg.Connection, writes: Sequence[repo.Write]) -> set[tuple[str, str]]:
+    async def write(
+        self, conn: asyncpg.Connection, writes: Sequence[repo.Write], *, log: repo.AccessLog | None = None
+    ) -> set[tuple[str, str]]:
         self.writes += 1
-        return await super().write(conn, writes)
+        return await super().write(conn, writes, log=log)
 
 
 @pytest.fixture

@@ -101,7 +101,9 @@ class PhiLogStorage:
             return None
         return False, current.resource
 
-    async def write(self, conn: asyncpg.Connection, writes: Sequence[repo.Write]) -> set[tuple[str, str]]:
+    async def write(
+        self, conn: asyncpg.Connection, writes: Sequence[repo.Write], *, log: repo.AccessLog | None = None
+    ) -> set[tuple[str, str]]:
         """Refused: the PHI access log is append-only and not written through FHIR."""
         raise read_only_error(writes[0].resource_type if writes else "AuditEvent")
 

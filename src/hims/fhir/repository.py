@@ -71,18 +71,24 @@ async def read(
     return Current(**dict(row)) if row else None
 
 
-#: The PHI log's patient_id for a compartment reference, as `hims.fhir.service.audit_patient` reads
-#: it: the id of a "Patient/<id>" reference when it is a UUID (ids are [A-Za-z0-9.-]: Python's
-#: UUID() drops the hyphens and wants 32 hex digits, as this does), else NULL.
-_PATIENT_UUID = (
-    "CASE WHEN r.patient_ref LIKE 'Patient/%' "
-    "AND replace(substr(r.patient_ref, 9), '-', '') ~ '^[0-9A-Fa-f]{32}$' "
-    "THEN replace(substr(r.patient_ref, 9), '-', '')::uuid END"
-)
+def _patient_uuid(ref: str) -> str:
+    """SQL for the PHI log's patient_id of the compartment reference ``ref``, as
+    `hims.fhir.service.audit_patient` reads it: the id of a "Patient/<id>" reference when it is a
+    UUID (ids are [A-Za-z0-9.-]: Python's UUID() drops the hyphens and wants 32 hex digits, as
+    this does), else NULL."""
+    return (
+        f"CASE WHEN {ref} LIKE 'Patient/%' AND replace(substr({ref}, 9), '-', '') ~ '^[0-9A-Fa-f]{{32}}$' "
+        f"THEN replace(substr({ref}, 9), '-', '')::uuid END"
+    )
+
+
 _READ_LOGGED = (
     f"WITH r AS ({_READ}), logged AS ("
     + insert_per_row(
-        "r WHERE NOT r.deleted", 3, patient_id=_PATIENT_UUID, resource_id="$1::varchar || '/' || $2::varchar"
+        "r WHERE NOT r.deleted",
+        3,
+        patient_id=_patient_uuid("r.patient_ref"),
+        resource_id="$1::varchar || '/' || $2::varchar",
     )
     + ") SELECT * FROM r"
 )
@@ -207,10 +213,19 @@ _INDEX_TABLES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class AccessLog:
+    """The PHI access log rows a write adds in its own statement: one per version written."""
+
+    actor: Actor
+    action: str
+
+
 @functools.cache
-def _write_sql(replace: bool, tables: tuple[bool, ...]) -> str:
+def _write_sql(replace: bool, tables: tuple[bool, ...], logged: bool = False) -> str:
     """The write statement for a batch shape: ``replace`` deletes the index rows of the written
-    resources; ``tables`` says which index tables get rows.
+    resources; ``tables`` says which index tables get rows; ``logged`` adds a PHI access log row
+    per version written (its actor's parameters come last).
 
     One fixed statement with every part cost about a millisecond of PostgreSQL planning per
     write (each execution gets a custom plan: the generic plan of the unnest joins is far worse);
@@ -237,17 +252,28 @@ def _write_sql(replace: bool, tables: tuple[bool, ...]) -> str:
             f"  SELECT k.rid, k.resource_type, {', '.join('u.' + c for c in names)}\n"
             f"  FROM unnest({arrays}) u(n, {', '.join(names)}) JOIN keyed k ON k.n = u.n\n)"
         )
+    if logged:
+        written = "data d JOIN up ON up.resource_type = d.rtype AND up.id = d.id"
+        log = insert_per_row(
+            written, arg, patient_id=_patient_uuid("d.patient_ref"), resource_id="d.rtype || '/' || d.id"
+        )
+        parts.append(f",\nlogged AS (\n  {log}\n)")
     parts.append("\nSELECT resource_type, id FROM up\n")
     return "".join(parts)
 
 
 async def write(
-    conn: asyncpg.Connection, writes: Sequence[Write], *, replace_index: bool = True
+    conn: asyncpg.Connection,
+    writes: Sequence[Write],
+    *,
+    replace_index: bool = True,
+    log: AccessLog | None = None,
 ) -> set[tuple[str, str]]:
     """Write versions, history and index rows in one statement; returns the keys actually written.
 
     A key missing from the result lost an optimistic-concurrency race (version moved on).
     ``replace_index`` deletes the index rows of earlier versions (a first version has none).
+    ``log`` writes the PHI access log row of each version written, in the same statement.
     """
     if not writes:
         return set()
@@ -273,9 +299,13 @@ async def write(
     tables = (tok, st, dt, rf, qt)
     used = tuple(bool(cols[0]) for cols in tables)
     replace = replace_index and any(w.version_id != 1 for w in writes)
-    index_args = [col for cols, use in zip(tables, used, strict=True) if use for col in cols]
+    index_args: list[Any] = [col for cols, use in zip(tables, used, strict=True) if use for col in cols]
+    if log is not None:
+        if len({w.resource_type for w in writes}) > 1:
+            raise ValueError("a logged write is of one resource type (its log rows name it)")
+        index_args += actor_params(log.actor, log.action, writes[0].resource_type)
     result = await conn.fetch(
-        _write_sql(replace, used),
+        _write_sql(replace, used, log is not None),
         [w.resource_type for w in writes],
         [w.id for w in writes],
         [w.version_id for w in writes],

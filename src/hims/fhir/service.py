@@ -405,8 +405,7 @@ async def create(
     await check_targets_exist(conn, local_targets(resource))
     now = datetime.now(UTC)
     write = prepare(resource, resource_type=resource_type, id_=new_id(), version_id=1, now=now, method="POST")
-    await storage_for(resource_type).write(conn, [write])
-    await audit(conn, actor, "create", resource_type, [(write.patient_ref, f"{resource_type}/{write.id}")])
+    await storage_for(resource_type).write(conn, [write], log=repo.AccessLog(actor, "create"))
     assert write.resource is not None
     return Stored(resource_type, write.id, 1, now, write.resource, write.patient_ref, created=True)
 
@@ -441,17 +440,10 @@ async def update(
     version = 1 if current is None else current.version_id + 1
     now = datetime.now(UTC)
     write = prepare(resource, resource_type=resource_type, id_=id_, version_id=version, now=now, method="PUT")
-    written = await storage_for(resource_type).write(conn, [write])
-    if not written:
-        raise Conflict(f"{resource_type}/{id_} was changed concurrently; retry.", code="version_conflict")
     created = current is None or current.deleted
-    await audit(
-        conn,
-        actor,
-        "create" if created else "update",
-        resource_type,
-        [(write.patient_ref, f"{resource_type}/{id_}")],
-    )
+    log = repo.AccessLog(actor, "create" if created else "update")
+    if not await storage_for(resource_type).write(conn, [write], log=log):
+        raise Conflict(f"{resource_type}/{id_} was changed concurrently; retry.", code="version_conflict")
     assert write.resource is not None
     return Stored(resource_type, id_, version, now, write.resource, write.patient_ref, created=created)
 
@@ -506,9 +498,10 @@ async def delete(*, conn: asyncpg.Connection, actor: Actor, resource_type: str, 
     now = datetime.now(UTC)
     version = current.version_id + 1
     await storage_for(resource_type).write(
-        conn, [repo.Write(resource_type, id_, version, now, "DELETE", None, current.patient_ref, None)]
+        conn,
+        [repo.Write(resource_type, id_, version, now, "DELETE", None, current.patient_ref, None)],
+        log=repo.AccessLog(actor, "delete"),
     )
-    await audit(conn, actor, "delete", resource_type, [(current.patient_ref, f"{resource_type}/{id_}")])
     return version
 
 

@@ -43,8 +43,11 @@ class Storage(Protocol):
     ) -> tuple[bool, str | None] | None:
         """One historical version."""
 
-    async def write(self, conn: asyncpg.Connection, writes: Sequence[repo.Write]) -> set[tuple[str, str]]:
-        """Write versions; returns the keys written (missing: lost an optimistic-concurrency race)."""
+    async def write(
+        self, conn: asyncpg.Connection, writes: Sequence[repo.Write], *, log: repo.AccessLog | None = None
+    ) -> set[tuple[str, str]]:
+        """Write versions; returns the keys written (missing: lost an optimistic-concurrency race).
+        ``log``: the PHI access log row of each version written, in the same transaction."""
 
 
 class JsonbStorage:
@@ -75,22 +78,26 @@ class JsonbStorage:
         """One historical version."""
         return await repo.vread(conn, resource_type, id_, version_id)
 
-    async def write(self, conn: asyncpg.Connection, writes: Sequence[repo.Write]) -> set[tuple[str, str]]:
-        """Resource, history and index rows in one statement."""
-        return await repo.write(conn, writes)
+    async def write(
+        self, conn: asyncpg.Connection, writes: Sequence[repo.Write], *, log: repo.AccessLog | None = None
+    ) -> set[tuple[str, str]]:
+        """Resource, history, index (and log) rows in one statement."""
+        return await repo.write(conn, writes, log=log)
 
 
 class ProjectedStorage(JsonbStorage):
     """The JSONB store, plus the domain row of every version (`hims.fhir.projection`)."""
 
-    async def write(self, conn: asyncpg.Connection, writes: Sequence[repo.Write]) -> set[tuple[str, str]]:
+    async def write(
+        self, conn: asyncpg.Connection, writes: Sequence[repo.Write], *, log: repo.AccessLog | None = None
+    ) -> set[tuple[str, str]]:
         """Domain rows first (types in reference order), then the FHIR versions in one statement."""
         by_type: dict[str, list[repo.Write]] = {}
         for w in writes:
             by_type.setdefault(w.resource_type, []).append(w)
         for resource_type in sorted(by_type, key=lambda t: PROJECTORS[t].rank):
             await project_writes(conn, PROJECTORS[resource_type], by_type[resource_type])
-        return await repo.write(conn, writes)
+        return await repo.write(conn, writes, log=log)
 
 
 JSONB = JsonbStorage()
