@@ -42,7 +42,7 @@ def insert_per_row(source: str, first: int, *, patient_id: str, resource_id: str
 
 
 def actor_params(actor: Actor, action: str, resource_type: str) -> list[object]:
-    """The parameters `insert_per_row` refers to."""
+    """The parameters `insert_per_row` refers to (and `_INSERT`'s first seven)."""
     return [
         actor.user_id,
         actor.username,
@@ -97,17 +97,5 @@ async def log_phi_access(
         patients.append(patient_id)
         resources.append(resource_id)
     if patients:
-        await conn.execute(
-            _INSERT,
-            actor.user_id,
-            actor.username,
-            action,
-            resource_type,
-            actor.client_ip,
-            actor.request_id,
-            actor.channel,
-            outcome,
-            patients,
-            resources,
-        )
+        await conn.execute(_INSERT, *actor_params(actor, action, resource_type), outcome, patients, resources)
     return len(patients)
