@@ -173,7 +173,8 @@ async def project_writes(
     for w, key in keyed:
         if w.resource is None:
             continue
-        resource = orjson.loads(w.resource)
+        # The dict `prepare` serialised (a completer's amendment is written back below), else the text.
+        resource = w.document if w.document is not None else orjson.loads(w.resource)
         try:
             row = projector.to_row(resource)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:  # e.g. a partial dateTime
@@ -216,6 +217,7 @@ async def project_writes(
                 method=w.method,
             )
             w.resource, w.patient_ref, w.index = again.resource, again.patient_ref, again.index
+            w.document = again.document
 
 
 async def _check(conn: asyncpg.Connection, projector: Projector, candidates: list[Candidate]) -> None:

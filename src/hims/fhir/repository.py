@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -53,6 +53,9 @@ class Write:
     resource: str | None
     patient_ref: str | None
     index: IndexRows | None
+    #: The dict ``resource`` was serialised from, when at hand: the domain projection reads it
+    #: instead of parsing the text again. Not written; never compared.
+    document: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
 async def read(

@@ -45,6 +45,7 @@ def prepare(
         resource=dumps(resource),
         patient_ref=f"Patient/{patient}" if patient else None,
         index=extract(resource),
+        document=resource,
     )
 
 
