@@ -269,6 +269,7 @@ async def transaction(
     keys = [(p.resource_type, p.id) for p in plans if p.action in ("update", "delete") and p.id]
     current = await storage.read_many(conn, keys, lock=True)
     now = datetime.now(UTC)
+    last_modified = iso(now)
     writes: list[repo.Write] = []
     audit_rows: dict[str, list[tuple[str | None, str | None]]] = {}
     for plan in sorted(plans, key=lambda p: METHODS.index(p.method)):
@@ -297,7 +298,7 @@ async def transaction(
                 "status": plan.status,
                 "location": f"{plan.resource_type}/{plan.id}/_history/{version}",
                 "etag": f'W/"{version}"',
-                "lastModified": iso(now),
+                "lastModified": last_modified,
             }
             audit_rows.setdefault("create" if version == 1 else "update", []).append(
                 (write.patient_ref, f"{plan.resource_type}/{plan.id}")
