@@ -6,7 +6,9 @@ turned into conditional creates on their identifier so each is stored once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import gzip
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -244,22 +246,48 @@ async def import_paths(
 
     stats = ImportStats()
     partition_years: set[int] = set()
-    for path in discover(paths):
-        try:
-            count, _ = await import_file(db, path, actor=actor, partition_years=partition_years)
-        except NotFhir as exc:
-            stats.skipped += 1
+    with _long_lived_objects_frozen():
+        for path in discover(paths):
+            try:
+                count, _ = await import_file(db, path, actor=actor, partition_years=partition_years)
+            except NotFhir as exc:
+                stats.skipped += 1
+                if on_file:
+                    on_file(path, 0, f"skipped: {exc}")
+                continue
+            except (HimsError, ValueError, orjson.JSONDecodeError) as exc:
+                stats.errors += 1
+                detail = exc.detail if isinstance(exc, HimsError) else str(exc)
+                if on_file:
+                    on_file(path, 0, detail)
+                continue
+            stats.files += 1
+            stats.resources += count
             if on_file:
-                on_file(path, 0, f"skipped: {exc}")
-            continue
-        except (HimsError, ValueError, orjson.JSONDecodeError) as exc:
-            stats.errors += 1
-            detail = exc.detail if isinstance(exc, HimsError) else str(exc)
-            if on_file:
-                on_file(path, 0, detail)
-            continue
-        stats.files += 1
-        stats.resources += count
-        if on_file:
-            on_file(path, count, None)
+                on_file(path, count, None)
     return stats
+
+
+#: The imports running in this process (the last one to end unfreezes; see below).
+_RUNNING: list[object] = []
+
+
+@contextlib.contextmanager
+def _long_lived_objects_frozen() -> Iterator[None]:
+    """Keep the cyclic garbage collector off the objects that exist before the import starts.
+
+    An import allocates millions of short-lived dicts, lists and tuples, and every full collection
+    they set off traversed the loaded application too (modules, models, ORM registries: ~140k
+    objects), a fifth of the import's CPU. `gc.freeze` moves those out of the collector's view
+    until the last import running in the process ends; the import's own garbage is collected as
+    before."""
+    token = object()
+    if not _RUNNING:
+        gc.freeze()
+    _RUNNING.append(token)
+    try:
+        yield
+    finally:
+        _RUNNING.remove(token)
+        if not _RUNNING:
+            gc.unfreeze()
