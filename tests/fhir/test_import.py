@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+import pytest
 from httpx import AsyncClient
 from typer.testing import CliRunner
 
@@ -280,3 +281,38 @@ async def test_concurrent_imports_store_shared_resources_once_and_never_fail(dat
     finally:
         await conn.close()
     assert stored == len(expected)
+
+
+class _Deadlock(Exception):
+    """What a deadlock PostgreSQL broke looks like to `is_retryable_conflict`."""
+
+    sqlstate = "40P01"
+
+
+async def test_a_retried_transaction_starts_from_the_file_again(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import's transaction changes its entries in place (ids, meta, rewritten references);
+    after a collision the retry must work on entries parsed again, not on what the rolled-back
+    attempt left in them."""
+    real = bundles.transaction
+    attempts = 0
+
+    async def collide_once(**kwargs: Any) -> dict[str, Any]:
+        nonlocal attempts
+        attempts += 1
+        response = await real(**kwargs)
+        if attempts == 1:
+            raise _Deadlock
+        return response
+
+    monkeypatch.setattr(bundles, "transaction", collide_once)
+    path = sorted(DATA.glob("*.json.gz"))[0]
+    entries = orjson.loads(gzip.decompress(path.read_bytes()))["entry"]
+    db = Database(database_url, pool_size=2)
+    try:
+        stats = await import_paths(db, [path], actor=Actor.system("test-import", channel="cli"))
+    finally:
+        await db.dispose()
+    assert attempts == 2
+    assert (stats.files, stats.resources, stats.errors) == (1, len(entries), 0)

@@ -40,6 +40,8 @@ class Plan:
     response: dict[str, Any] = field(default_factory=dict)
     #: The resource's references as sent (before urn:uuid / conditional references are rewritten).
     refs: list[str] = field(default_factory=list)
+    #: The objects in the resource holding those references (rewritten in place).
+    holders: list[dict[str, Any]] = field(default_factory=list)
 
 
 def parse_bundle(data: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -81,16 +83,23 @@ def _split_url(index: int, url: str) -> tuple[str, str | None, str | None]:
     return parts[0], rid, query or None
 
 
-def _rewrite(node: Any, mapping: dict[str, str]) -> None:
-    if isinstance(node, dict):
+def _reference_holders(node: Any, out: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every object in ``node`` (parsed JSON: plain dicts and lists) with a ``reference`` string,
+    in document order, as `service.iter_references` finds them but without building their paths:
+    the one walk that both reads and rewrites a resource's references."""
+    if type(node) is dict:
         for key, value in node.items():
-            if key == "reference" and isinstance(value, str) and value in mapping:
-                node[key] = mapping[value]
-            elif isinstance(value, (dict, list)):  # a tuple: no union built per call
-                _rewrite(value, mapping)
-    elif isinstance(node, list):
+            kind = type(value)
+            if kind is dict or kind is list:
+                _reference_holders(value, out)
+            elif key == "reference" and kind is str:
+                out.append(node)
+    elif type(node) is list:
         for item in node:
-            _rewrite(item, mapping)
+            kind = type(item)
+            if kind is dict or kind is list:
+                _reference_holders(item, out)
+    return out
 
 
 def _conditional_writes(entries: list[dict[str, Any]]) -> list[str]:
@@ -119,8 +128,12 @@ async def transaction(
     base_url: str,
     get_handler: SearchFn | None = None,
     check_references: bool = True,
+    consume: bool = False,
 ) -> dict[str, Any]:
-    """Process a transaction: every entry or none. Raises on the first bad entry."""
+    """Process a transaction: every entry or none. Raises on the first bad entry.
+
+    ``consume``: the entries were parsed for this call alone, so their resources are changed in
+    place (id, meta, rewritten references) instead of being copied first."""
     conn = await repo.connection(session)
     # Every conditional create/update criteria is locked here, once, in sorted order (the entries
     # below then search under those locks); see hims.fhir.search.find_ids.
@@ -155,7 +168,7 @@ async def transaction(
             except HimsError as exc:
                 raise _entry_error(index, exc.detail, exc.code) from None
             # A private copy (references are rewritten in place); a JSON round trip is ~10x deepcopy.
-            plan.resource = orjson.loads(orjson.dumps(resource))
+            plan.resource = resource if consume else orjson.loads(orjson.dumps(resource))
             if_match = request.get("ifMatch")
             plan.if_match = service.parse_if_match(if_match) if if_match else None
         if method == "POST":
@@ -214,7 +227,8 @@ async def transaction(
     for plan in plans:
         if plan.resource is None:
             continue
-        plan.refs = [ref for _, ref in service.iter_references(plan.resource)]
+        plan.holders = _reference_holders(plan.resource, [])
+        plan.refs = [holder["reference"] for holder in plan.holders]
         for ref in plan.refs:
             if "?" in ref and ref not in cond_refs and not ref.startswith(("http://", "https://")):
                 rtype, _, query = ref.partition("?")
@@ -233,8 +247,10 @@ async def transaction(
         if plan.resource is None:
             continue
         if mapping:
-            _rewrite(plan.resource, mapping)
-        refs = [mapping.get(ref, ref) for ref in plan.refs]  # as _rewrite just rewrote them
+            for holder in plan.holders:
+                if holder["reference"] in mapping:
+                    holder["reference"] = mapping[holder["reference"]]
+        refs = [mapping.get(ref, ref) for ref in plan.refs]  # as just rewritten
         for ref in refs:
             if ref.startswith("urn:uuid:"):
                 raise _entry_error(
@@ -253,6 +269,7 @@ async def transaction(
     keys = [(p.resource_type, p.id) for p in plans if p.action in ("update", "delete") and p.id]
     current = await storage.read_many(conn, keys, lock=True)
     now = datetime.now(UTC)
+    last_modified = iso(now)
     writes: list[repo.Write] = []
     audit_rows: dict[str, list[tuple[str | None, str | None]]] = {}
     for plan in sorted(plans, key=lambda p: METHODS.index(p.method)):
@@ -281,7 +298,7 @@ async def transaction(
                 "status": plan.status,
                 "location": f"{plan.resource_type}/{plan.id}/_history/{version}",
                 "etag": f'W/"{version}"',
-                "lastModified": iso(now),
+                "lastModified": last_modified,
             }
             audit_rows.setdefault("create" if version == 1 else "update", []).append(
                 (write.patient_ref, f"{plan.resource_type}/{plan.id}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -28,31 +30,49 @@ class IndexRows:
 DATE_CHOICES = ("DateTime", "Date", "Period", "Instant")
 
 
+#: A dot path split once: (stem, whether the part is a ``name[x]`` choice) per part.
+Steps = tuple[tuple[str, bool], ...]
+
+
+@functools.cache
+def steps_of(path: str) -> Steps:
+    """The steps of a dot path."""
+    return tuple((part[:-3], True) if part.endswith("[x]") else (part, False) for part in path.split("."))
+
+
 def walk(node: Any, path: str, choices: tuple[str, ...] | None = None) -> list[Any]:
     """Values at a dot path; lists are flattened; ``name[x]`` matches ``nameXxx`` (limited to ``choices``)."""
+    return walk_steps(node, steps_of(path), choices)
+
+
+def walk_steps(node: Any, steps: Steps, choices: tuple[str, ...] | None = None) -> list[Any]:
+    """`walk` over a path's steps; stops at the first step that finds nothing."""
     current: list[Any] = [node]
-    for part in path.split("."):
+    for stem, choice in steps:
         nxt: list[Any] = []
-        choice = part.endswith("[x]")
-        stem = part[:-3] if choice else part
         for item in current:
             if not isinstance(item, dict):
                 continue
             if choice:
+                size = len(stem)
                 values = [
                     v
                     for k, v in item.items()
                     if k.startswith(stem)
-                    and k[len(stem) : len(stem) + 1].isupper()
-                    and (choices is None or k[len(stem) :] in choices)
+                    and k[size : size + 1].isupper()
+                    and (choices is None or k[size:] in choices)
                 ]
+            elif stem in item:
+                values = [item[stem]]
             else:
-                values = [item[stem]] if stem in item else []
+                continue
             for value in values:
                 if isinstance(value, list):
                     nxt.extend(value)
                 else:
                     nxt.append(value)
+        if not nxt:
+            return nxt
         current = nxt
     return current
 
@@ -125,12 +145,12 @@ def _tokens(value: Any) -> list[tuple[str | None, str | None]]:
 def _date(value: Any, where: str) -> list[tuple[datetime, datetime]]:
     try:
         if isinstance(value, str):
-            return [date_range(value)]
+            return [_date_range(value)]
         if isinstance(value, dict):
             start, end = value.get("start"), value.get("end")
             if isinstance(start, str) or isinstance(end, str):
-                low = date_range(start)[0] if isinstance(start, str) else datetime(1, 1, 2, tzinfo=UTC)
-                high = date_range(end)[1] if isinstance(end, str) else datetime(9999, 12, 30, tzinfo=UTC)
+                low = _date_range(start)[0] if isinstance(start, str) else datetime(1, 1, 2, tzinfo=UTC)
+                high = _date_range(end)[1] if isinstance(end, str) else datetime(9999, 12, 30, tzinfo=UTC)
                 return [(low, high)]
     except InvalidDate as exc:
         raise ValidationFailed(
@@ -144,43 +164,93 @@ def _date(value: Any, where: str) -> list[tuple[datetime, datetime]]:
 def extract(resource: dict[str, Any]) -> IndexRows:
     """All index rows for ``resource`` according to its type's search parameters."""
     rows = IndexRows()
-    type_def = TYPES[resource["resourceType"]]
-    for param in type_def.params.values():
-        _extract_param(resource, param, rows)
+    for first, steps, choices, add, param, where in _plan(resource["resourceType"]):
+        # Most paths of a type are absent from any one resource: skip those without a walk.
+        if first is not None and first not in resource:
+            continue
+        values = walk_steps(resource, steps, choices)
+        if values:
+            add(rows, param, values, where)
     return rows
 
 
-def _extract_param(resource: dict[str, Any], param: SearchParam, rows: IndexRows) -> None:
+#: Adds the index rows of one parameter's values (at ``where``, named in errors) to ``rows``.
+Adder = Callable[[IndexRows, SearchParam, list[Any], str], None]
+#: (first element unless a choice, steps, choice types, adder, parameter, path for errors).
+PlanItem = tuple[str | None, Steps, tuple[str, ...] | None, Adder, SearchParam, str]
+
+
+@functools.cache
+def _plan(resource_type: str) -> tuple[PlanItem, ...]:
+    """Every indexed path of a type's search parameters, in parameter order (TYPES is built once;
+    number and uri parameters are not indexed)."""
+    plan: list[PlanItem] = []
+    for param in TYPES[resource_type].params.values():
+        add = _ADD.get(param.type)
+        if add is None:
+            continue
+        for path in param.paths:
+            steps = steps_of(path)
+            first = None if steps[0][1] else steps[0][0]
+            choices = DATE_CHOICES if param.type == "date" else None
+            plan.append((first, steps, choices, add, param, f"{resource_type}.{path}"))
+    return tuple(plan)
+
+
+#: date_range of the dates extraction sees: a bundle repeats its encounters' times many times.
+_date_range = functools.lru_cache(maxsize=4096)(date_range)
+
+
+def _add_strings(rows: IndexRows, param: SearchParam, values: list[Any], _where: str) -> None:
+    for value in values:
+        seen = set()
+        for text in _strings(value):
+            if text and text not in seen:
+                seen.add(text)
+                rows.strings.append((param.name, normalise(text)[:MAX_INDEXED], text[:MAX_INDEXED]))
+
+
+def _add_tokens(rows: IndexRows, param: SearchParam, values: list[Any], _where: str) -> None:
     name = param.name
-    for path in param.paths:
-        for value in walk(resource, path, DATE_CHOICES if param.type == "date" else None):
-            if param.type == "string":
-                seen = set()
-                for text in _strings(value):
-                    if text and text not in seen:
-                        seen.add(text)
-                        rows.strings.append((name, normalise(text)[:MAX_INDEXED], text[:MAX_INDEXED]))
-            elif param.type == "token":
-                rows.tokens.extend(
-                    (name, _clip(s), _clip(c)) for s, c in _tokens(value) if c is not None or s is not None
-                )
-            elif param.type == "date":
-                rows.dates.extend(
-                    (name, low, high) for low, high in _date(value, f"{resource['resourceType']}.{path}")
-                )
-            elif param.type == "reference":
-                if isinstance(value, dict) and isinstance(value.get("reference"), str):
-                    target = split_reference(value["reference"])
-                    if target and (not param.targets or target[0] in param.targets):
-                        rows.refs.append((name, target[0], target[1]))
-            elif param.type == "quantity" and isinstance(value, dict) and "value" in value:
-                try:
-                    number = Decimal(str(value["value"]))
-                except InvalidOperation:
-                    continue
-                rows.quantities.append(
-                    (name, number, value.get("system"), value.get("code") or value.get("unit"))
-                )
+    for value in values:
+        rows.tokens.extend(
+            (name, _clip(s), _clip(c)) for s, c in _tokens(value) if c is not None or s is not None
+        )
+
+
+def _add_dates(rows: IndexRows, param: SearchParam, values: list[Any], where: str) -> None:
+    name = param.name
+    for value in values:
+        rows.dates.extend((name, low, high) for low, high in _date(value, where))
+
+
+def _add_refs(rows: IndexRows, param: SearchParam, values: list[Any], _where: str) -> None:
+    for value in values:
+        if isinstance(value, dict) and isinstance(value.get("reference"), str):
+            target = split_reference(value["reference"])
+            if target and (not param.targets or target[0] in param.targets):
+                rows.refs.append((param.name, target[0], target[1]))
+
+
+def _add_quantities(rows: IndexRows, param: SearchParam, values: list[Any], _where: str) -> None:
+    for value in values:
+        if isinstance(value, dict) and "value" in value:
+            try:
+                number = Decimal(str(value["value"]))
+            except InvalidOperation:
+                continue
+            rows.quantities.append(
+                (param.name, number, value.get("system"), value.get("code") or value.get("unit"))
+            )
+
+
+_ADD: dict[str, Adder] = {
+    "string": _add_strings,
+    "token": _add_tokens,
+    "date": _add_dates,
+    "reference": _add_refs,
+    "quantity": _add_quantities,
+}
 
 
 def compartment_patient(resource: dict[str, Any]) -> str | None:

@@ -26,6 +26,7 @@ Writes made here never go through the ORM, so the two directions cannot feed eac
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -179,7 +180,8 @@ async def project_writes(
     for w, key in keyed:
         if w.resource is None:
             continue
-        resource = orjson.loads(w.resource)
+        # The dict `prepare` serialised (a completer's amendment is written back below), else the text.
+        resource = w.document if w.document is not None else orjson.loads(w.resource)
         try:
             row = projector.to_row(resource)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:  # e.g. a partial dateTime
@@ -222,6 +224,7 @@ async def project_writes(
                 method=w.method,
             )
             w.resource, w.patient_ref, w.index = again.resource, again.patient_ref, again.index
+            w.document = again.document
 
 
 async def _check(conn: asyncpg.Connection, projector: Projector, candidates: list[Candidate]) -> None:
@@ -254,17 +257,21 @@ async def _check(conn: asyncpg.Connection, projector: Projector, candidates: lis
 
 def _check_lengths(projector: Projector, candidates: list[Candidate]) -> None:
     """Set ``problem`` on candidates with a value longer than its column (after ``complete``)."""
-    columns = projector.table.c
+    limits = _string_lengths(projector.table)
     for c in candidates:
         for name, value in c.row.items():
-            length = getattr(columns[name].type, "length", None)
-            if (
-                isinstance(columns[name].type, String)
-                and length
-                and isinstance(value, str)
-                and len(value) > length
-            ):
+            length = limits[name]
+            if length and isinstance(value, str) and len(value) > length:
                 c.problem = f"{name} is longer than {length} characters"
+
+
+@functools.cache
+def _string_lengths(table: Table) -> dict[str, int | None]:
+    """Column → its length when it is a String of limited length (else None)."""
+    return {
+        column.name: getattr(column.type, "length", None) if isinstance(column.type, String) else None
+        for column in table.c
+    }
 
 
 def _cast(column: Any) -> tuple[str, bool]:

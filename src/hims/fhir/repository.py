@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -55,6 +55,9 @@ class Write:
     resource: str | None
     patient_ref: str | None
     index: IndexRows | None
+    #: The dict ``resource`` was serialised from, when at hand: the domain projection reads it
+    #: instead of parsing the text again. Not written; never compared.
+    document: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
 _READ = (
@@ -277,29 +280,27 @@ async def write(
     """
     if not writes:
         return set()
-    tok: tuple[list[Any], ...] = ([], [], [], [])
-    st: tuple[list[Any], ...] = ([], [], [], [])
-    dt: tuple[list[Any], ...] = ([], [], [], [])
-    rf: tuple[list[Any], ...] = ([], [], [], [])
-    qt: tuple[list[Any], ...] = ([], [], [], [], [])
+    # Per index table (in _INDEX_TABLES order): (n, *row) for every row, then one array per column.
+    tables: tuple[list[tuple[Any, ...]], ...] = ([], [], [], [], [])
     for n, item in enumerate(writes, start=1):
         rows = item.index
         if rows is None:
             continue
-        for p, s, c in rows.tokens:
-            _push(tok, n, p, s, c)
-        for p, v, r in rows.strings:
-            _push(st, n, p, v, r)
-        for p, lo, hi in rows.dates:
-            _push(dt, n, p, lo, hi)
-        for p, t, i in rows.refs:
-            _push(rf, n, p, t, i)
-        for p, q, s, c in rows.quantities:
-            _push(qt, n, p, q, s, c)
-    tables = (tok, st, dt, rf, qt)
-    used = tuple(bool(cols[0]) for cols in tables)
+        found: tuple[Sequence[tuple[Any, ...]], ...] = (
+            rows.tokens,
+            rows.strings,
+            rows.dates,
+            rows.refs,
+            rows.quantities,
+        )
+        for out, rows_of_table in zip(tables, found, strict=True):
+            if rows_of_table:
+                out.extend([(n, *row) for row in rows_of_table])
+    used = tuple(bool(table_rows) for table_rows in tables)
     replace = replace_index and any(w.version_id != 1 for w in writes)
-    index_args: list[Any] = [col for cols, use in zip(tables, used, strict=True) if use for col in cols]
+    index_args: list[Any] = [
+        list(col) for table_rows in tables if table_rows for col in zip(*table_rows, strict=True)
+    ]
     if log is not None:
         if len({w.resource_type for w in writes}) > 1:
             raise ValueError("a logged write is of one resource type (its log rows name it)")
@@ -316,11 +317,6 @@ async def write(
         *index_args,
     )
     return {(r["resource_type"], r["id"]) for r in result}
-
-
-def _push(cols: tuple[list[Any], ...], *values: Any) -> None:
-    for col, value in zip(cols, values, strict=True):
-        col.append(value)
 
 
 async def existing_keys(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -45,9 +46,11 @@ def prepare(
         resource=dumps(resource),
         patient_ref=f"Patient/{patient}" if patient else None,
         index=extract(resource),
+        document=resource,
     )
 
 
+@functools.lru_cache(maxsize=64)  # every version of a transaction has the same moment
 def iso(moment: datetime) -> str:
     """FHIR instant text with milliseconds and a Z."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
