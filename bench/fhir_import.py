@@ -5,13 +5,13 @@ machine's load drifts): as shipped (projected types also written to their domain
 the baseline measured in the same run, every type in the JSONB store only. Prints both rates, the
 projection's cost as a ratio, and the domain rows it wrote.
 
-.venv/bin/python bench/fhir_import.py [PATH...]   (default: tests/data/fhir/synthea)
+.venv/bin/python bench/fhir_import.py [--jobs N] [PATH...]   (default: tests/data/fhir/synthea)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 import time
 from pathlib import Path
 
@@ -24,13 +24,13 @@ from hims.fhir import projection, storage
 from hims.fhir.importer import ImportStats, import_paths
 
 
-async def run(paths: list[Path], name: str) -> tuple[ImportStats, float, dict[str, int]]:
+async def run(paths: list[Path], name: str, jobs: int) -> tuple[ImportStats, float, dict[str, int]]:
     """Import into a fresh database; (stats, seconds, domain rows per projected table)."""
     url = await fresh_database(name)
-    db = Database(url, pool_size=2)
+    db = Database(url, pool_size=max(2, jobs))
     try:
         started = time.perf_counter()
-        stats = await import_paths(db, paths, actor=Actor.system("bench", channel="cli"))
+        stats = await import_paths(db, paths, actor=Actor.system("bench", channel="cli"), jobs=jobs)
         elapsed = time.perf_counter() - started
     finally:
         await db.dispose()
@@ -44,17 +44,21 @@ async def run(paths: list[Path], name: str) -> tuple[ImportStats, float, dict[st
 
 
 async def main() -> None:
-    paths = [Path(p) for p in sys.argv[1:]] or [ROOT / "tests" / "data" / "fhir" / "synthea"]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("paths", nargs="*", type=Path)
+    parser.add_argument("--jobs", type=int, default=1, help="files in flight at once (fhir import --jobs)")
+    args = parser.parse_args()
+    paths = args.paths or [ROOT / "tests" / "data" / "fhir" / "synthea"]
     shipped = dict(storage.STORAGE)
     jsonb_only = {**shipped, **dict.fromkeys(projection.PROJECTORS, storage.JSONB)}
     best: dict[str, float] = {}
     # Alternate the two modes twice and keep each one's best: the machine's load drifts.
     for _ in range(2):
-        projected, seconds, rows = await run(paths, "hims_bench_fhir_import")
+        projected, seconds, rows = await run(paths, "hims_bench_fhir_import", args.jobs)
         best["projected"] = min(best.get("projected", seconds), seconds)
         storage.STORAGE.update(jsonb_only)
         try:
-            baseline, seconds, _ = await run(paths, "hims_bench_fhir_import_jsonb")
+            baseline, seconds, _ = await run(paths, "hims_bench_fhir_import_jsonb", args.jobs)
         finally:
             storage.STORAGE.clear()
             storage.STORAGE.update(shipped)
@@ -62,7 +66,7 @@ async def main() -> None:
     rate = projected.resources / best["projected"]
     base_rate = baseline.resources / best["baseline"]
     print(
-        f"FHIR import: {projected.resources} resources from {projected.files} files in "
+        f"FHIR import (--jobs {args.jobs}): {projected.resources} resources from {projected.files} files in "
         f"{best['projected']:.2f} s (best of 2) = {rate:,.0f} resources/s ({projected.errors} failed)"
     )
     print(f"  domain rows written: {', '.join(f'{t} {n:,}' for t, n in rows.items())}")

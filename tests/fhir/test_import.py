@@ -283,6 +283,32 @@ async def test_concurrent_imports_store_shared_resources_once_and_never_fail(dat
     assert stored == len(expected)
 
 
+async def test_files_imported_side_by_side_load_as_they_do_one_by_one(database_url: str) -> None:
+    """`jobs=3`: three files in flight on three connections, after every year's consultation
+    partition was made up front; same resources, patients and consultations, no failures."""
+    files = sorted(DATA.glob("*.json.gz"))[:8]
+    bundles_in = _bundles()[:8]
+    db = Database(database_url, pool_size=3)
+    try:
+        stats = await import_paths(db, files, actor=Actor.system("test-import", channel="cli"), jobs=3)
+    finally:
+        await db.dispose()
+    assert (stats.files, stats.errors) == (8, 0)
+    assert stats.resources == sum(len(b["entry"]) for b in bundles_in)
+    ambulatory = sum(
+        1
+        for bundle in bundles_in
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Encounter" and e["resource"]["class"]["code"] == "AMB"
+    )
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM patients") == 8
+        assert await conn.fetchval("SELECT count(*) FROM consultations") == ambulatory
+    finally:
+        await conn.close()
+
+
 class _Deadlock(Exception):
     """What a deadlock PostgreSQL broke looks like to `is_retryable_conflict`."""
 

@@ -26,6 +26,17 @@ def import_command(
     paths: Annotated[
         list[Path], typer.Argument(help="Bundle (.json[.gz]) or Bulk NDJSON files, or directories.")
     ],
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            max=16,
+            help="Files imported at once, each on its own connection (one file's Python work overlaps "
+            "another's database work).",
+        ),
+    ] = 2,
 ) -> None:
     """Load transaction Bundles and Bulk NDJSON files (Synthea Organizations/Practitioners stored once)."""
     settings = load_settings()
@@ -39,7 +50,7 @@ def import_command(
 
     async def run() -> int:
         assert settings.database_url is not None
-        db = Database(settings.database_url.get_secret_value(), pool_size=2)
+        db = Database(settings.database_url.get_secret_value(), pool_size=max(2, jobs))
         actor = Actor.system("fhir-import", channel="cli")
         started = time.perf_counter()
         try:
@@ -65,7 +76,7 @@ def import_command(
                     elif error:
                         progress.console.print(f"[red]failed[/red] {path.name}: {error}")
 
-                stats = await import_paths(db, files, actor=actor, on_file=on_file)
+                stats = await import_paths(db, files, actor=actor, on_file=on_file, jobs=jobs)
         finally:
             await db.dispose()
         elapsed = time.perf_counter() - started

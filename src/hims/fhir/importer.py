@@ -6,10 +6,12 @@ turned into conditional creates on their identifier so each is stored once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import gc
 import gzip
+import itertools
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +137,23 @@ def encounter_years(entries: list[dict[str, Any]]) -> set[int]:
     return years
 
 
+def _file_years(path: Path) -> set[int]:
+    """The Encounter years of one file (none when it cannot be read: its import reports why)."""
+    try:
+        data = _read(path)
+        if _kind(path) == "ndjson":
+            lines = [line for line in data.splitlines() if b'"Encounter"' in line]
+            return encounter_years([{"resource": orjson.loads(line)} for line in lines])
+        return encounter_years(orjson.loads(data).get("entry") or [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def _encounter_in(year: int) -> dict[str, Any]:
+    """A stand-in entry for `ensure_partitions`: an Encounter starting in ``year``."""
+    return {"resource": {"resourceType": "Encounter", "period": {"start": f"{year:04d}"}}}
+
+
 async def ensure_partitions(db: Database, entries: list[dict[str, Any]], known: set[int]) -> None:
     """Give historical Encounters a consultations partition before their transaction (an import is
     an operator's command, the only place partitions are created; see hims.consultations.partitions)."""
@@ -240,31 +259,58 @@ async def import_paths(
     *,
     actor: Actor,
     on_file: Callable[[Path, int, str | None], None] | None = None,
+    jobs: int = 1,
 ) -> ImportStats:
-    """Import every file; a failing file is reported and skipped (its transaction rolled back)."""
+    """Import every file; a failing file is reported and skipped (its transaction rolled back).
+
+    ``jobs`` files are in flight at once, each in its own transactions on its own connection, so
+    one file's Python work overlaps another's database work. Files load in `LOAD_ORDER` groups
+    (NDJSON Organizations before Patients before Encounters...), one group after the other;
+    concurrent bundles sharing Organizations and Practitioners are safe (conditional-create
+    locks, deadlock retries).
+    """
     from hims.core.errors import HimsError
 
+    if jobs < 1:
+        raise ValueError("jobs must be at least 1")
     stats = ImportStats()
     partition_years: set[int] = set()
-    with _long_lived_objects_frozen():
-        for path in discover(paths):
-            try:
-                count, _ = await import_file(db, path, actor=actor, partition_years=partition_years)
-            except NotFhir as exc:
-                stats.skipped += 1
-                if on_file:
-                    on_file(path, 0, f"skipped: {exc}")
-                continue
-            except (HimsError, ValueError, orjson.JSONDecodeError) as exc:
-                stats.errors += 1
-                detail = exc.detail if isinstance(exc, HimsError) else str(exc)
-                if on_file:
-                    on_file(path, 0, detail)
-                continue
-            stats.files += 1
-            stats.resources += count
+
+    async def one(path: Path) -> None:
+        try:
+            count, _ = await import_file(db, path, actor=actor, partition_years=partition_years)
+        except NotFhir as exc:
+            stats.skipped += 1
             if on_file:
-                on_file(path, count, None)
+                on_file(path, 0, f"skipped: {exc}")
+            return
+        except (HimsError, ValueError, orjson.JSONDecodeError) as exc:
+            stats.errors += 1
+            detail = exc.detail if isinstance(exc, HimsError) else str(exc)
+            if on_file:
+                on_file(path, 0, detail)
+            return
+        stats.files += 1
+        stats.resources += count
+        if on_file:
+            on_file(path, count, None)
+
+    async def worker(queue: list[Path]) -> None:
+        while queue:
+            await one(queue.pop(0))
+
+    with _long_lived_objects_frozen():
+        if jobs > 1:
+            # A partition created while other files' transactions write consultations waits for
+            # them all and stalls every writer behind it (it locks consultations and patients):
+            # create every year's partition before the files run side by side.
+            years: set[int] = set()
+            for path in discover(paths):
+                years |= _file_years(path)
+            await ensure_partitions(db, [_encounter_in(year) for year in years], partition_years)
+        for _, group in itertools.groupby(discover(paths), key=lambda p: _priority(p)[0]):
+            queue = list(group)
+            await asyncio.gather(*(worker(queue) for _ in range(min(jobs, len(queue)))))
     return stats
 
 
