@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 from sqlalchemy import text
@@ -74,5 +76,46 @@ async def test_an_idle_connection_the_server_closed_is_replaced_on_checkout(data
         finally:
             await admin.close()
         assert await _backend_pid(db) != first  # no error: the ping found it dead, the pool reconnected
+    finally:
+        await db.dispose()
+
+
+async def test_driver_transactions_commit_roll_back_and_drop_an_interrupted_connection(database_url: str):
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.driver_transaction() as conn:
+            await conn.execute("CREATE TABLE driver_probe (n int)")
+            await conn.execute("INSERT INTO driver_probe VALUES (1)")
+
+        async def insert_then_fail() -> None:
+            async with db.driver_transaction() as conn:
+                await conn.execute("INSERT INTO driver_probe VALUES (2)")
+                raise RuntimeError("the request failed after the write")
+
+        with pytest.raises(RuntimeError):
+            await insert_then_fail()
+        async with db.statement_connection() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT array_agg(n) FROM driver_probe") == [1]
+            kept = await conn.fetchval("SELECT pg_backend_pid()")
+        async with db.statement_connection() as conn:  # an error of ours leaves it pooled
+            assert await conn.fetchval("SELECT pg_backend_pid()") == kept
+
+        # A request cancelled mid-statement (the client went away): its connection is closed,
+        # not handed, mid-protocol, to the next request.
+        async def slow() -> None:
+            async with db.driver_transaction() as conn:
+                await conn.execute("INSERT INTO driver_probe VALUES (3)")
+                await conn.execute("SELECT pg_sleep(5)")
+
+        task = asyncio.create_task(slow())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with db.driver_transaction() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") != kept
+            assert await conn.fetchval("SELECT array_agg(n) FROM driver_probe") == [1]
+            await conn.execute("DROP TABLE driver_probe")
     finally:
         await db.dispose()

@@ -233,8 +233,15 @@ class Database:
         try:
             yield driver
         except BaseException as error:
-            if driver.is_closed() or isinstance(error, asyncpg.InterfaceError | OSError):
-                raw.invalidate(error)  # the connection is broken: never pool it again
+            # Broken, or interrupted mid-statement (a cancelled request): its protocol state is
+            # unknown, so it is closed rather than pooled again. An error PostgreSQL reported, or
+            # one of ours, leaves it usable.
+            if (
+                not isinstance(error, Exception)
+                or driver.is_closed()
+                or isinstance(error, asyncpg.InterfaceError | OSError)
+            ):
+                raw.invalidate(error)
             raise
         finally:
             await greenlet_spawn(raw.close)
