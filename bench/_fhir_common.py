@@ -8,7 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -19,18 +21,43 @@ SERVER = os.environ.get("HIMS_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.
 ROOT = Path(__file__).resolve().parents[1]
 
 
+_CREATED: set[str] = set()
+
+
 async def fresh_database(name: str) -> str:
-    """Drop and create ``name``, migrate it, return its URL."""
+    """Drop and create ``name`` plus this process's id (benches running at the same time do not
+    clash), migrate it, return its URL. `drop_databases()` removes what this process created."""
+    name = f"{name}_{os.getpid()}"
     conn = await asyncpg.connect(SERVER)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
+    _CREATED.add(name)
     base, _, query = SERVER.partition("?")  # e.g. ?host=/var/run/postgresql (a Unix socket)
     url = base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
     await asyncio.to_thread(migrate.upgrade, url)
     return url
+
+
+async def drop_databases() -> None:
+    """Drop the databases `fresh_database` created in this process."""
+    conn = await asyncpg.connect(SERVER)
+    try:
+        for name in sorted(_CREATED):
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+    _CREATED.clear()
+
+
+async def cleaning_up(main: Coroutine[Any, Any, None]) -> None:
+    """Run a bench's ``main``, then drop the databases it created (also when it fails)."""
+    try:
+        await main
+    finally:
+        await drop_databases()
 
 
 def free_port() -> int:

@@ -28,7 +28,7 @@ import orjson
 import psutil
 
 from _crud_floor import SCHEMA
-from _fhir_common import free_port, fresh_database, pct, start_server, wait_ready
+from _fhir_common import cleaning_up, free_port, fresh_database, pct, start_server, wait_ready
 from benchauth import bench_token
 from hims.settings import Settings
 
@@ -302,7 +302,8 @@ async def main() -> None:
     try:
         await conn.execute(SCHEMA)
         if args.async_commit:
-            await conn.execute("ALTER DATABASE hims_bench_fhir_crud SET synchronous_commit = off")
+            name = await conn.fetchval("SELECT current_database()")
+            await conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     finally:
         await conn.close()
     port = free_port()
@@ -337,4 +338,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(cleaning_up(main()))

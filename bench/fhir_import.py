@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 
-from _fhir_common import ROOT, fresh_database
+from _fhir_common import ROOT, cleaning_up, fresh_database
 from hims.core.db import Database
 from hims.core.security import Actor
 from hims.fhir import projection, storage
@@ -81,4 +81,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(cleaning_up(main()))

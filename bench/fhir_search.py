@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from _fhir_common import fresh_database, pct
+from _fhir_common import cleaning_up, fresh_database, pct
 from hims.core.db import Database
 from hims.core.security import Actor
 from hims.fhir import repository as repo
@@ -254,4 +254,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(cleaning_up(main()))
