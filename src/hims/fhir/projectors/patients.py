@@ -24,9 +24,11 @@ async def assign_mrns(conn: asyncpg.Connection, candidates: list[Candidate]) -> 
     take as the MRN stays among the patient's other identifiers.
     """
     wanted = [str(c.row["mrn"]) for c in candidates if c.existing is None and c.row.get("mrn")]
-    taken = {
-        r["mrn"] for r in await conn.fetch("SELECT mrn FROM patients WHERE mrn = ANY($1::text[])", wanted)
-    }
+    taken = (
+        {r["mrn"] for r in await conn.fetch("SELECT mrn FROM patients WHERE mrn = ANY($1::text[])", wanted)}
+        if wanted
+        else set()
+    )
     for c in candidates:
         asked = c.row.get("mrn")
         if c.existing is not None:
