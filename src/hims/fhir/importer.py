@@ -149,15 +149,15 @@ def _file_years(path: Path) -> set[int]:
         return set()
 
 
-def _encounter_in(year: int) -> dict[str, Any]:
-    """A stand-in entry for `ensure_partitions`: an Encounter starting in ``year``."""
-    return {"resource": {"resourceType": "Encounter", "period": {"start": f"{year:04d}"}}}
-
-
 async def ensure_partitions(db: Database, entries: list[dict[str, Any]], known: set[int]) -> None:
     """Give historical Encounters a consultations partition before their transaction (an import is
     an operator's command, the only place partitions are created; see hims.consultations.partitions)."""
-    years = encounter_years(entries) - known
+    await _ensure_years(db, encounter_years(entries), known)
+
+
+async def _ensure_years(db: Database, years: set[int], known: set[int]) -> None:
+    """The consultations partitions of ``years`` not in ``known`` (then added to it)."""
+    years = years - known
     if years:
 
         async def create() -> None:
@@ -299,16 +299,17 @@ async def import_paths(
         while queue:
             await one(queue.pop(0))
 
+    files = discover(paths)
     with _long_lived_objects_frozen():
         if jobs > 1:
             # A partition created while other files' transactions write consultations waits for
             # them all and stalls every writer behind it (it locks consultations and patients):
             # create every year's partition before the files run side by side.
             years: set[int] = set()
-            for path in discover(paths):
+            for path in files:
                 years |= _file_years(path)
-            await ensure_partitions(db, [_encounter_in(year) for year in years], partition_years)
-        for _, group in itertools.groupby(discover(paths), key=lambda p: _priority(p)[0]):
+            await _ensure_years(db, years, partition_years)
+        for _, group in itertools.groupby(files, key=lambda p: _priority(p)[0]):
             queue = list(group)
             await asyncio.gather(*(worker(queue) for _ in range(min(jobs, len(queue)))))
     return stats
