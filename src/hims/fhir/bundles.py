@@ -83,25 +83,6 @@ def _split_url(index: int, url: str) -> tuple[str, str | None, str | None]:
     return parts[0], rid, query or None
 
 
-def _reference_holders(node: Any, out: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every object in ``node`` (parsed JSON: plain dicts and lists) with a ``reference`` string,
-    in document order, as `service.iter_references` finds them but without building their paths:
-    the one walk that both reads and rewrites a resource's references."""
-    if type(node) is dict:
-        for key, value in node.items():
-            kind = type(value)
-            if kind is dict or kind is list:
-                _reference_holders(value, out)
-            elif key == "reference" and kind is str:
-                out.append(node)
-    elif type(node) is list:
-        for item in node:
-            kind = type(item)
-            if kind is dict or kind is list:
-                _reference_holders(item, out)
-    return out
-
-
 def _conditional_writes(entries: list[dict[str, Any]]) -> list[str]:
     """The criteria of the bundle's conditional creates and updates (locked up front, in order)."""
     keys = []
@@ -163,12 +144,12 @@ async def transaction(
             resource = entry.get("resource")
             if not isinstance(resource, dict):
                 raise _entry_error(index, "a POST or PUT entry needs a resource")
-            try:
-                service.validate_resource(resource, expected_type=rtype)
-            except HimsError as exc:
-                raise _entry_error(index, exc.detail, exc.code) from None
             # A private copy (references are rewritten in place); a JSON round trip is ~10x deepcopy.
             plan.resource = resource if consume else orjson.loads(orjson.dumps(resource))
+            try:
+                plan.holders = service.validate_resource(plan.resource, expected_type=rtype)
+            except HimsError as exc:
+                raise _entry_error(index, exc.detail, exc.code) from None
             if_match = request.get("ifMatch")
             plan.if_match = service.parse_if_match(if_match) if if_match else None
         if method == "POST":
@@ -227,7 +208,6 @@ async def transaction(
     for plan in plans:
         if plan.resource is None:
             continue
-        plan.holders = _reference_holders(plan.resource, [])
         plan.refs = [holder["reference"] for holder in plan.holders]
         for ref in plan.refs:
             if "?" in ref and ref not in cond_refs and not ref.startswith(("http://", "https://")):

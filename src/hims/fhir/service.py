@@ -119,8 +119,9 @@ def parse_body(body: bytes) -> dict[str, Any]:
     return data
 
 
-def validate_resource(resource: dict[str, Any], *, expected_type: str | None) -> str:
-    """Check resourceType and references; returns the resource type."""
+def validate_resource(resource: dict[str, Any], *, expected_type: str | None) -> list[dict[str, Any]]:
+    """Check resourceType and references; returns the objects in ``resource`` that hold its
+    references (`reference_holders`), for the caller to read or rewrite without another walk."""
     rtype = resource.get("resourceType")
     if not isinstance(rtype, str):
         raise ValidationFailed(
@@ -139,8 +140,12 @@ def validate_resource(resource: dict[str, Any], *, expected_type: str | None) ->
             f"resourceType {rtype!r} does not match the URL type {expected_type!r}.",
             code="resource_type_mismatch",
         )
-    for where, ref in iter_references(resource):
+    holders = reference_holders(resource)
+    for holder in holders:
+        ref = holder["reference"]
         if not _valid_reference(ref):
+            # Only a rejected resource pays for the walk that names the element.
+            where = next(path for path, found in iter_references(resource) if found == ref)
             raise ValidationFailed(
                 f"Invalid reference {ref!r} at {rtype}.{where}.",
                 code="invalid_reference",
@@ -152,7 +157,7 @@ def validate_resource(resource: dict[str, Any], *, expected_type: str | None) ->
                     )
                 ],
             )
-    return rtype
+    return holders
 
 
 def _valid_reference(ref: str) -> bool:
@@ -193,9 +198,29 @@ def _collect_references(node: Any, path: str, out: list[tuple[str, str]]) -> Non
                 _collect_references(item, path, out)
 
 
-def local_targets(resource: dict[str, Any]) -> set[tuple[str, str]]:
-    """Relative references (Type/id) to resources on this server."""
-    return relative_targets(ref for _, ref in iter_references(resource))
+def reference_holders(node: Any, out: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every object in ``node`` (parsed JSON: plain dicts and lists) with a ``reference`` string,
+    in document order, as `iter_references` finds them but without building their paths: the one
+    walk that both reads and rewrites a resource's references."""
+    found: list[dict[str, Any]] = [] if out is None else out
+    if type(node) is dict:
+        for key, value in node.items():
+            kind = type(value)
+            if kind is dict or kind is list:
+                reference_holders(value, found)
+            elif key == "reference" and kind is str:
+                found.append(node)
+    elif type(node) is list:
+        for item in node:
+            kind = type(item)
+            if kind is dict or kind is list:
+                reference_holders(item, found)
+    return found
+
+
+def local_targets(holders: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Relative references (Type/id) to resources on this server, of `reference_holders`."""
+    return relative_targets(holder["reference"] for holder in holders)
 
 
 def relative_targets(refs: Iterable[str]) -> set[tuple[str, str]]:
@@ -378,7 +403,7 @@ async def create(
 ) -> Stored:
     """POST: a new resource with a server id (or the match of If-None-Exist)."""
     check_writable(resource_type, "create")
-    validate_resource(resource, expected_type=resource_type)
+    holders = validate_resource(resource, expected_type=resource_type)
     if if_none_exist:
         matches = await find_ids(conn, resource_type, if_none_exist, limit=2, lock=True)
         if len(matches) > 1:
@@ -402,7 +427,7 @@ async def create(
                 current.resource,
                 current.patient_ref,
             )
-    await check_targets_exist(conn, local_targets(resource))
+    await check_targets_exist(conn, local_targets(holders))
     now = datetime.now(UTC)
     write = prepare(resource, resource_type=resource_type, id_=new_id(), version_id=1, now=now, method="POST")
     await storage_for(resource_type).write(conn, [write], log=repo.AccessLog(actor, "create"))
@@ -422,7 +447,7 @@ async def update(
     """PUT: a new version (or create with the client's id). If-Match mismatch is 412."""
     check_writable(resource_type, "update")
     check_id(id_)
-    validate_resource(resource, expected_type=resource_type)
+    holders = validate_resource(resource, expected_type=resource_type)
     body_id = resource.get("id")
     if body_id is None:
         raise BadRequest("The resource must carry its id for an update.", code="missing_id")
@@ -436,7 +461,7 @@ async def update(
             f"If-Match version {expected} does not match the current version ({have}).",
             code="version_conflict",
         )
-    await check_targets_exist(conn, local_targets(resource))
+    await check_targets_exist(conn, local_targets(holders))
     version = 1 if current is None else current.version_id + 1
     now = datetime.now(UTC)
     write = prepare(resource, resource_type=resource_type, id_=id_, version_id=version, now=now, method="PUT")
