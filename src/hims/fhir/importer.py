@@ -311,6 +311,8 @@ async def import_paths(
             await _ensure_years(db, years, partition_years)
         for _, group in itertools.groupby(files, key=lambda p: _priority(p)[0]):
             queue = list(group)
+            if jobs > 1:  # largest first: the last file left is a small one, so no job waits long
+                queue.sort(key=lambda p: -p.stat().st_size)
             await asyncio.gather(*(worker(queue) for _ in range(min(jobs, len(queue)))))
     return stats
 
