@@ -178,9 +178,10 @@ async def history(
 
 
 #: The resource and history rows of a batch; the index parts below are added as the batch needs them.
+#: ``data`` is materialised so each document's JSON text is parsed to jsonb once, not once per table.
 _WRITE_HEAD = """
-WITH data AS (
-  SELECT * FROM unnest(
+WITH data AS MATERIALIZED (
+  SELECT rtype, id, version_id, last_updated, patient_ref, resource::jsonb AS resource, method, n FROM unnest(
     $1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::text[], $7::text[]
   )
     WITH ORDINALITY AS d(rtype, id, version_id, last_updated, patient_ref, resource, method, n)
@@ -188,7 +189,7 @@ WITH data AS (
 up AS (
   INSERT INTO fhir_resources AS r
     (resource_type, id, version_id, last_updated, deleted, patient_ref, resource)
-  SELECT rtype, id, version_id, last_updated, method = 'DELETE', patient_ref, resource::jsonb FROM data
+  SELECT rtype, id, version_id, last_updated, method = 'DELETE', patient_ref, resource FROM data
   ON CONFLICT (resource_type, id) DO UPDATE SET
     version_id = EXCLUDED.version_id, last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted,
     patient_ref = EXCLUDED.patient_ref, resource = EXCLUDED.resource
@@ -197,7 +198,7 @@ up AS (
 ),
 hist AS (
   INSERT INTO fhir_resource_history (resource_type, id, version_id, last_updated, method, resource)
-  SELECT d.rtype, d.id, d.version_id, d.last_updated, d.method, d.resource::jsonb
+  SELECT d.rtype, d.id, d.version_id, d.last_updated, d.method, d.resource
   FROM data d JOIN up ON up.resource_type = d.rtype AND up.id = d.id
 )"""
 
