@@ -90,6 +90,9 @@ class Projector:
     #: Reference columns → table they point at. A required one whose target has no row makes the
     #: resource FHIR-only; an optional one is left empty (the FHIR reference itself is kept).
     references: dict[str, str] = field(default_factory=dict)
+    #: Why a resource cannot be a row, judged from the resource alone (None: it may be one). Runs
+    #: before ``to_row``, so the shapes a type mostly keeps FHIR-only cost no mapping or lookups.
+    screen: Callable[[dict[str, Any]], str | None] | None = None
     #: Fills the columns the domain assigns itself (e.g. an MRN); may set ``problem``/``amended``.
     complete: Completer | None = None
     #: Column → SQL expression set when the FHIR resource is deleted; also reset to NULL/default
@@ -182,6 +185,10 @@ async def project_writes(
             continue
         # The dict `prepare` serialised (a completer's amendment is written back below), else the text.
         resource = w.document if w.document is not None else orjson.loads(w.resource)
+        problem = projector.screen(resource) if projector.screen is not None else None
+        if problem is not None:
+            candidates.append(Candidate(key, resource, {}, existing.get(key), problem))
+            continue
         try:
             row = projector.to_row(resource)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:  # e.g. a partial dateTime

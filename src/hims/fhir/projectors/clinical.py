@@ -96,9 +96,9 @@ def _is_vital_sign(resource: dict[str, Any]) -> bool:
     )
 
 
-def _observation_problem(candidate: Candidate) -> str | None:
-    """Why this Observation is not one vital-sign row."""
-    resource = candidate.resource
+def screen_observation(resource: dict[str, Any]) -> str | None:
+    """Why this Observation cannot be one vital-sign row, before it is mapped (most are not one:
+    labs, surveys, panels)."""
     if resource.get("component"):
         return "a panel with components is several rows, not one"
     if not _is_vital_sign(resource):
@@ -107,15 +107,14 @@ def _observation_problem(candidate: Candidate) -> str | None:
         return "only a final observation is recorded"
     if pick_coding(resource.get("code"), observation.LOINC).get("system") != observation.LOINC:
         return "a vital sign is coded in LOINC"
-    if abs(candidate.row["value"]) >= _MAX_VALUE:
-        return "value is too large"
     return None
 
 
 async def complete_observations(_conn: asyncpg.Connection, candidates: list[Candidate]) -> None:
-    """Keep non-vital-sign shapes FHIR-only; give a vitals group to a value measured alone."""
+    """Keep values too large for a vital sign FHIR-only; give a vitals group to a value measured alone."""
     for c in candidates:
-        c.problem = _observation_problem(c)
+        if abs(c.row["value"]) >= _MAX_VALUE:
+            c.problem = "value is too large"
         if c.row["group_id"] is None:
             c.row["group_id"] = c.existing["group_id"] if c.existing is not None else uuid.uuid4()
 
@@ -178,6 +177,7 @@ OBSERVATION = register(
         rank=80,
         required=("patient_id", "code", "display", "value", "unit", "effective_at"),
         references={"patient_id": "patients", "consultation_id": "consultations"},
+        screen=screen_observation,
         complete=complete_observations,
     )
 )
