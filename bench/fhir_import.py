@@ -5,6 +5,11 @@ machine's load drifts): as shipped (projected types also written to their domain
 the baseline measured in the same run, every type in the JSONB store only. Prints both rates, the
 projection's cost as a ratio, and the domain rows it wrote.
 
+A fresh database has no consultations partition for the decades of history Synthea writes (74
+years for these bundles, ~20 ms of DDL each). They are made before the clock starts, as they
+exist in any database that has seen those years, and timed on their own; the rate counting them
+is printed too.
+
 .venv/bin/python bench/fhir_import.py [--jobs N] [PATH...]   (default: tests/data/fhir/synthea)
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -21,14 +27,27 @@ from _fhir_common import ROOT, cleaning_up, fresh_database
 from hims.core.db import Database
 from hims.core.security import Actor
 from hims.fhir import projection, storage
-from hims.fhir.importer import ImportStats, import_paths
+from hims.fhir.importer import ImportStats, discover, ensure_file_partitions, import_paths
 
 
-async def run(paths: list[Path], name: str, jobs: int) -> tuple[ImportStats, float, dict[str, int]]:
-    """Import into a fresh database; (stats, seconds, domain rows per projected table)."""
+@dataclass
+class Partitions:
+    """The consultations partitions made before the import: how many, in how long."""
+
+    count: int
+    seconds: float
+
+
+async def run(
+    paths: list[Path], name: str, jobs: int
+) -> tuple[ImportStats, float, dict[str, int], Partitions]:
+    """Import into a fresh database; (stats, seconds, domain rows per projected table, partitions)."""
     url = await fresh_database(name)
     db = Database(url, pool_size=max(2, jobs))
     try:
+        started = time.perf_counter()
+        years = await ensure_file_partitions(db, discover(paths))
+        partitions = Partitions(len(years), time.perf_counter() - started)
         started = time.perf_counter()
         stats = await import_paths(db, paths, actor=Actor.system("bench", channel="cli"), jobs=jobs)
         elapsed = time.perf_counter() - started
@@ -40,13 +59,13 @@ async def run(paths: list[Path], name: str, jobs: int) -> tuple[ImportStats, flo
         rows = {t: int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in tables}
     finally:
         await conn.close()
-    return stats, elapsed, rows
+    return stats, elapsed, rows, partitions
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("paths", nargs="*", type=Path)
-    parser.add_argument("--jobs", type=int, default=1, help="files in flight at once (fhir import --jobs)")
+    parser.add_argument("--jobs", type=int, default=2, help="files in flight at once (fhir import --jobs)")
     args = parser.parse_args()
     paths = args.paths or [ROOT / "tests" / "data" / "fhir" / "synthea"]
     shipped = dict(storage.STORAGE)
@@ -54,11 +73,11 @@ async def main() -> None:
     best: dict[str, float] = {}
     # Alternate the two modes twice and keep each one's best: the machine's load drifts.
     for _ in range(2):
-        projected, seconds, rows = await run(paths, "hims_bench_fhir_import", args.jobs)
+        projected, seconds, rows, partitions = await run(paths, "hims_bench_fhir_import", args.jobs)
         best["projected"] = min(best.get("projected", seconds), seconds)
         storage.STORAGE.update(jsonb_only)
         try:
-            baseline, seconds, _ = await run(paths, "hims_bench_fhir_import_jsonb", args.jobs)
+            baseline, seconds, _, _ = await run(paths, "hims_bench_fhir_import_jsonb", args.jobs)
         finally:
             storage.STORAGE.clear()
             storage.STORAGE.update(shipped)
@@ -70,6 +89,11 @@ async def main() -> None:
         f"{best['projected']:.2f} s (best of 2) = {rate:,.0f} resources/s ({projected.errors} failed)"
     )
     print(f"  domain rows written: {', '.join(f'{t} {n:,}' for t, n in rows.items())}")
+    print(
+        f"  before it (not in the rate): {partitions.count} consultations partitions in "
+        f"{partitions.seconds:.2f} s, once per database; counting them the import runs at "
+        f"{projected.resources / (best['projected'] + partitions.seconds):,.0f} resources/s"
+    )
     print(
         f"baseline (JSONB store only, same run, best of 2): {base_rate:,.0f} resources/s; "
         f"projection costs {base_rate / rate:.2f}x"
