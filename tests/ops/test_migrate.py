@@ -181,3 +181,28 @@ def test_missing_database_is_named(tmp_path):
     assert result.returncode == 1
     assert 'database "hims_does_not_exist" does not exist' in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_migration_stuck_behind_a_long_transaction_times_out_and_changes_nothing(env, empty_database):
+    assert hims("db", "migrate", env=env).returncode == 0
+    assert hims("db", "downgrade", "0006_clinical_b", "--yes", env=env).returncode == 0
+
+    async def migrate_while_a_report_reads_consultations() -> subprocess.CompletedProcess[str]:
+        report = await asyncpg.connect(empty_database)
+        try:
+            async with report.transaction():
+                await report.fetchval("SELECT count(*) FROM consultations")  # holds its lock
+                return await asyncio.to_thread(hims, "db", "migrate", env=env, timeout=30)
+        finally:
+            await report.close()
+
+    result = asyncio.run(migrate_while_a_report_reads_consultations())
+    assert result.returncode == 1
+    assert "lock timeout" in result.stderr
+    assert "0010_consultations_id_index" not in heads_in(empty_database)
+    index = "SELECT 1 FROM pg_indexes WHERE indexname = 'ix_consultations_id'"
+    assert _query(empty_database, index)
+    again = hims("db", "migrate", env=env)  # the report has ended
+    assert again.returncode == 0, again.stderr
+    assert heads_in(empty_database) == set(migrate.head_revisions())
+    assert not _query(empty_database, index)

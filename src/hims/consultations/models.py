@@ -31,7 +31,8 @@ class Consultation(Timestamps, Base):
 
     The table is partitioned by year on ``started_at`` (guide §9.1), so PostgreSQL requires the
     partition key in the primary key: the key is ``(id, started_at)``; ``id`` alone is still
-    unique in practice (UUIDv4) and is what URLs carry.
+    unique in practice (UUIDv4) and is what URLs carry. Lookups by ``id`` use the key's index
+    (its leading column); a separate ``id`` index was dropped in 0010_consultations_id_index.
     """
 
     __tablename__ = "consultations"
@@ -64,7 +65,6 @@ class Consultation(Timestamps, Base):
     __table_args__ = (
         PrimaryKeyConstraint("id", "started_at", name="pk_consultations"),
         Index("ix_consultations_patient_started", "patient_id", "started_at"),
-        Index("ix_consultations_id", "id"),
         Index(
             "ix_consultations_appointment_id",
             "appointment_id",

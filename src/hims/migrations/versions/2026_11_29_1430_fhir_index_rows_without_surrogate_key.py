@@ -30,6 +30,9 @@ TABLES = ("fhir_idx_token", "fhir_idx_string", "fhir_idx_date", "fhir_idx_refere
 
 
 def upgrade() -> None:
+    # Fail fast rather than queue every query on the table behind a lock held by a long
+    # transaction; `hims db migrate` can simply be run again (docs/operations.md).
+    op.execute("SET LOCAL lock_timeout = '5s'")
     for table in TABLES:
         op.drop_constraint(f"pk_{table}", table, type_="primary")
         op.drop_column(table, "pk")
