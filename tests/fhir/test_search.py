@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from httpx import AsyncClient
@@ -295,3 +297,114 @@ async def test_malformed_cursors_and_odd_values_are_400_not_500(fhir: AsyncClien
         assert response.json()["resourceType"] == "OperationOutcome"
     odd = await fhir.get("/Patient", params={"name": "a\U0010ffff"})
     assert odd.status_code == 200
+
+
+async def test_canonical_url_searches_with_below_and_above(fhir: AsyncClient) -> None:
+    examples = Path(__file__).parents[1] / "data" / "fhir" / "examples"
+    made = {}
+    for name in ("3141", "gcs", "zika-virus-exposure-assessment"):
+        body = json.loads((examples / f"Questionnaire-{name}.json").read_text())
+        body.pop("id")
+        made[name] = (await create(fhir, body))["id"]
+
+    async def found(params: dict[str, str]) -> set[str]:
+        response = await fhir.get("/Questionnaire", params=params)
+        assert response.status_code == 200, response.text
+        return set(ids(response.json()))
+
+    assert await found({"url": "http://hl7.org/fhir/Questionnaire/gcs"}) == {made["gcs"]}
+    assert await found({"url": "http://hl7.org/fhir/Questionnaire/gc"}) == set()  # whole URIs only
+    assert await found({"url:below": "http://hl7.org/fhir/"}) == {made["3141"], made["gcs"]}
+    above = "http://example.org/Questionnaire/zika-virus-exposure-assessment/extra"
+    assert await found({"url:above": above}) == {made["zika-virus-exposure-assessment"]}
+    assert await found({"name": "examplezika"}) == {made["zika-virus-exposure-assessment"]}
+    assert await found({"url:missing": "true"}) == set()
+    bad = await fhir.get("/Questionnaire", params={"url:contains": "gcs"})
+    assert bad.status_code == 400
+    assert bad.json()["issue"][0]["details"]["coding"][0]["code"] == "unsupported_modifier"
+
+
+CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+
+
+async def test_meta_tag_profile_and_security_on_every_type(fhir: AsyncClient) -> None:
+    vital = {"profile": ["http://hl7.org/fhir/StructureDefinition/vitalsigns"]}
+    tagged = await create(
+        fhir,
+        patient(
+            meta={
+                "tag": [{"system": "https://smarthealthit.org/tags", "code": "synthea-5-2019"}],
+                "security": [{"system": CONFIDENTIALITY, "code": "R"}],
+            }
+        ),
+    )
+    plain = await create(fhir, patient())
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "heart rate"},
+        "subject": {"reference": f"Patient/{plain['id']}"},
+    }
+    profiled = await create(fhir, {**observation, "meta": vital})
+    await create(fhir, observation)
+
+    async def found(resource_type: str, params: dict[str, str]) -> list[str]:
+        response = await fhir.get(f"/{resource_type}", params=params)
+        assert response.status_code == 200, response.text
+        return ids(response.json())
+
+    assert await found("Patient", {"_tag": "https://smarthealthit.org/tags|synthea-5-2019"}) == [tagged["id"]]
+    assert await found("Patient", {"_security": "R"}) == [tagged["id"]]
+    assert await found("Patient", {"_tag:missing": "true"}) == [plain["id"]]
+    assert await found("Observation", {"_profile": vital["profile"][0]}) == [profiled["id"]]
+    # :below finds the profiles under a base URL.
+    assert await found("Observation", {"_profile:below": "http://hl7.org/fhir/"}) == [profiled["id"]]
+
+
+async def test_number_search_prefixes_and_precision(fhir: AsyncClient) -> None:
+    subject = await create(fhir, patient())
+    made = {}
+    for probability in (0.02, 0.4, 0.85):
+        body = {
+            "resourceType": "RiskAssessment",
+            "status": "final",
+            "subject": {"reference": f"Patient/{subject['id']}"},
+            "prediction": [{"probabilityDecimal": probability}],
+        }
+        made[probability] = (await create(fhir, body))["id"]
+    ranged = {
+        "resourceType": "RiskAssessment",
+        "status": "final",
+        "subject": {"reference": f"Patient/{subject['id']}"},
+        "prediction": [{"probabilityRange": {"low": {"value": 0.1}, "high": {"value": 0.2}}}],
+    }
+    await create(fhir, ranged)  # a Range is not a number: never matched
+
+    async def found(value: str) -> set[str]:
+        response = await fhir.get("/RiskAssessment", params={"probability": value})
+        assert response.status_code == 200, response.text
+        return set(ids(response.json()))
+
+    assert await found("0.4") == {made[0.4]}
+    assert await found("0.8") == set()  # 0.8 means [0.75, 0.85)
+    assert await found("0.9") == {made[0.85]}  # [0.85, 0.95)
+    assert await found("gt0.3") == {made[0.4], made[0.85]}
+    assert await found("le0.4") == {made[0.02], made[0.4]}
+    assert await found("ne0.4") == {made[0.02], made[0.85]}
+    assert await found("ap0.8") == {made[0.85]}  # within 10 %
+    for bad in ("abc", "gt", "1|x", "NaN"):
+        response = await fhir.get("/RiskAssessment", params={"probability": bad})
+        assert response.status_code == 400, bad
+        assert response.json()["issue"][0]["details"]["coding"][0]["code"] == "invalid_number"
+
+
+async def test_capability_statement_lists_uri_number_and_meta_parameters(fhir: AsyncClient) -> None:
+    statement = (await fhir.get("/metadata")).json()
+    resources = statement["rest"][0]["resource"]
+    by_type = {r["type"]: {p["name"]: p["type"] for p in r["searchParam"]} for r in resources}
+    assert by_type["ValueSet"]["url"] == "uri"
+    assert by_type["ValueSet"]["version"] == "token"
+    assert by_type["RiskAssessment"]["probability"] == "number"
+    assert by_type["Patient"]["_profile"] == "uri"
+    assert by_type["Observation"]["_tag"] == "token"
+    assert "_tag" not in by_type["AuditEvent"]

@@ -182,8 +182,7 @@ PlanItem = tuple[str | None, Steps, tuple[str, ...] | None, Adder, SearchParam, 
 
 @functools.cache
 def _plan(resource_type: str) -> tuple[PlanItem, ...]:
-    """Every indexed path of a type's search parameters, in parameter order (TYPES is built once;
-    number and uri parameters are not indexed)."""
+    """Every indexed path of a type's search parameters, in parameter order (TYPES is built once)."""
     plan: list[PlanItem] = []
     for param in TYPES[resource_type].params.values():
         add = _ADD.get(param.type)
@@ -244,12 +243,27 @@ def _add_quantities(rows: IndexRows, param: SearchParam, values: list[Any], _whe
             )
 
 
+def _add_uris(rows: IndexRows, param: SearchParam, values: list[Any], _where: str) -> None:
+    # Stored with the tokens (no system): a uri parameter matches the whole value, or a prefix.
+    name = param.name
+    rows.tokens.extend((name, None, value[:MAX_INDEXED]) for value in values if isinstance(value, str))
+
+
+def _add_numbers(rows: IndexRows, param: SearchParam, values: list[Any], _where: str) -> None:
+    # Stored with the quantities (no system, no unit). JSON numbers only: a Range is not one.
+    for value in values:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            rows.quantities.append((param.name, Decimal(str(value)), None, None))
+
+
 _ADD: dict[str, Adder] = {
     "string": _add_strings,
     "token": _add_tokens,
     "date": _add_dates,
     "reference": _add_refs,
     "quantity": _add_quantities,
+    "uri": _add_uris,
+    "number": _add_numbers,
 }
 
 

@@ -250,6 +250,54 @@ _GENERIC = (
     _p("identifier", "token", "identifier"),
 )
 
+#: The R4 parameters of every resource that live in ``meta`` (not for Patient's exclusions:
+#: these hold no clinical data, so every stored type has them).
+_META = (
+    _p("_tag", "token", "meta.tag"),
+    _p("_security", "token", "meta.security"),
+    _p("_profile", "uri", "meta.profile"),
+    _p("_source", "uri", "meta.source"),
+)
+
+#: Canonical resources (terminology, profiles, forms, knowledge artifacts): found by their
+#: canonical URL, version and computer name.
+CANONICAL_TYPES = (
+    "ActivityDefinition",
+    "CapabilityStatement",
+    "ChargeItemDefinition",
+    "CodeSystem",
+    "CompartmentDefinition",
+    "ConceptMap",
+    "EffectEvidenceSynthesis",
+    "EventDefinition",
+    "Evidence",
+    "EvidenceVariable",
+    "ExampleScenario",
+    "GraphDefinition",
+    "ImplementationGuide",
+    "Library",
+    "Measure",
+    "MessageDefinition",
+    "OperationDefinition",
+    "PlanDefinition",
+    "Questionnaire",
+    "ResearchDefinition",
+    "ResearchElementDefinition",
+    "RiskEvidenceSynthesis",
+    "SearchParameter",
+    "StructureDefinition",
+    "StructureMap",
+    "TerminologyCapabilities",
+    "TestScript",
+    "ValueSet",
+)
+_CANONICAL = (
+    _p("url", "uri", "url"),
+    _p("version", "token", "version"),
+    _p("name", "string", "name"),
+    _p("title", "string", "title"),
+)
+
 _NAME = ("name",)
 _ADDRESS = ("address",)
 
@@ -391,6 +439,10 @@ _SPECIFIC: dict[str, tuple[SearchParam, ...]] = {
         _p("recorded", "date", "recorded"),
     ),
     "RelatedPerson": (_p("name", "string", *_NAME), _p("patient", "reference", "patient")),
+    "RiskAssessment": (
+        _p("probability", "number", "prediction.probability[x]"),
+        _p("risk", "token", "prediction.qualitativeRisk"),
+    ),
 }
 
 #: AuditEvent is rendered from ``phi_access_log`` (hims.fhir.audit_storage), read-only.
@@ -445,6 +497,8 @@ def _build() -> dict[str, TypeDef]:
             for param in _GENERIC:
                 if param.name in ("identifier",):
                     type_def.params[param.name] = param
+        for param in _META + (_CANONICAL if name in CANONICAL_TYPES else ()):
+            type_def.params[param.name] = param
         for param in _SPECIFIC.get(name, ()):
             type_def.params[param.name] = param
         defs[name] = type_def

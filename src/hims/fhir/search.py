@@ -34,6 +34,8 @@ _INDEX_TABLE = {
     "date": "fhir_idx_date",
     "reference": "fhir_idx_reference",
     "quantity": "fhir_idx_quantity",
+    "uri": "fhir_idx_token",  # the whole URI as the code, no system
+    "number": "fhir_idx_quantity",  # the value, no system or unit
 }
 
 
@@ -274,6 +276,16 @@ def _value_condition(param: SearchParam, modifier: str, value: str, b: SqlBuilde
         return _reference_condition(param, modifier, value, b)
     if param.type == "quantity":
         return _quantity_condition(value, param.name, b)
+    if param.type == "uri":
+        return _uri_condition(modifier, value, b)
+    if param.type == "number":
+        if modifier:
+            raise BadRequest(
+                f"Modifier :{modifier} is not supported on number parameters.", code="unsupported_modifier"
+            )
+        if "|" in value:
+            raise BadRequest(f"Invalid number {value!r} for {param.name!r}.", code="invalid_number")
+        return _numeric_condition(value, param.name, b)
     raise BadRequest(f"Parameter {param.name!r} cannot be searched.", code="unsupported_parameter")
 
 
@@ -385,26 +397,44 @@ def _has(resource_type: str, name: str, value: str, b: SqlBuilder, alias: str) -
     )
 
 
-def _quantity_condition(value: str, name: str, b: SqlBuilder) -> str:
-    parts = value.split("|")
-    prefix, number_text = _prefix(parts[0])
+def _uri_condition(modifier: str, value: str, b: SqlBuilder) -> str:
+    """A uri parameter: the whole URI, or with ``:below`` the URIs under it (it is their prefix) and
+    with ``:above`` the URIs it is under (they are its prefix)."""
+    if modifier == "":
+        return f"i.code = {b.arg(value)}"
+    if modifier == "below":
+        return f"starts_with(i.code, {b.arg(value)})"
+    if modifier == "above":
+        return f"starts_with({b.arg(value)}, i.code)"
+    raise BadRequest(f"Modifier :{modifier} is not supported on uri parameters.", code="unsupported_modifier")
+
+
+def _numeric_condition(text: str, name: str, b: SqlBuilder) -> str:
+    """``[prefix]number`` against ``i.value``: without a prefix (or with ``ne``) a match is within
+    the precision the number was written with (100 means [99.5, 100.5)); ``ap`` is ±10 %."""
+    prefix, number_text = _prefix(text)
     try:
         number = Decimal(number_text)
     except InvalidOperation:
         raise BadRequest(f"Invalid number {number_text!r} for {name!r}.", code="invalid_number") from None
-    clauses = []
+    if not number.is_finite():
+        raise BadRequest(f"Invalid number {number_text!r} for {name!r}.", code="invalid_number")
     exponent = number.as_tuple().exponent
     half = Decimal(5).scaleb((exponent if isinstance(exponent, int) else 0) - 1)
     ops = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "sa": ">", "eb": "<"}
     if prefix in ops:
-        clauses.append(f"i.value {ops[prefix]} {b.arg(number)}")
-    elif prefix == "ne":
-        clauses.append(f"NOT (i.value >= {b.arg(number - half)} AND i.value < {b.arg(number + half)})")
-    elif prefix == "ap":
+        return f"i.value {ops[prefix]} {b.arg(number)}"
+    if prefix == "ne":
+        return f"NOT (i.value >= {b.arg(number - half)} AND i.value < {b.arg(number + half)})"
+    if prefix == "ap":
         slack = abs(number) / 10
-        clauses.append(f"i.value BETWEEN {b.arg(number - slack)} AND {b.arg(number + slack)}")
-    else:
-        clauses.append(f"(i.value >= {b.arg(number - half)} AND i.value < {b.arg(number + half)})")
+        return f"i.value BETWEEN {b.arg(number - slack)} AND {b.arg(number + slack)}"
+    return f"(i.value >= {b.arg(number - half)} AND i.value < {b.arg(number + half)})"
+
+
+def _quantity_condition(value: str, name: str, b: SqlBuilder) -> str:
+    parts = value.split("|")
+    clauses = [_numeric_condition(parts[0], name, b)]
     if len(parts) >= 2 and parts[1]:
         clauses.append(f"i.system = {b.arg(parts[1])}")
     if len(parts) >= 3 and parts[2]:
