@@ -250,8 +250,8 @@ _GENERIC = (
     _p("identifier", "token", "identifier"),
 )
 
-#: The R4 parameters of every resource that live in ``meta`` (not for Patient's exclusions:
-#: these hold no clinical data, so every stored type has them).
+#: The R4 parameters of every resource that live in ``meta``. Patient leaves out most of
+#: `_GENERIC` (its paths mean other things there); these it has like every stored type.
 _META = (
     _p("_tag", "token", "meta.tag"),
     _p("_security", "token", "meta.security"),
