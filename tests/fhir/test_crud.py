@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import asyncpg
 from httpx import AsyncClient
 
+from hims.fhir.search import criteria_key
 from tests.fhir.conftest import create, patient
 
 
@@ -78,6 +81,58 @@ async def test_concurrent_conditional_creates_make_one_resource(fhir: AsyncClien
     assert sorted(p.status_code for p in puts) == [200] * 5 + [201]
     found = await fhir.get("/Patient", params={"identifier": "urn:mrn|RACE-2"})
     assert len(found.json()["entry"]) == 1
+
+
+def _conditional_organization(value: str) -> dict[str, Any]:
+    """A transaction creating the Organization with identifier urn:org|value unless it exists."""
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Organization",
+                    "name": value,
+                    "identifier": [{"system": "urn:org", "value": value}],
+                },
+                "request": {
+                    "method": "POST",
+                    "url": "Organization",
+                    "ifNoneExist": f"identifier=urn:org|{value}",
+                },
+            }
+        ],
+    }
+
+
+async def test_a_bundle_whose_criteria_match_does_not_queue_behind_other_creators(
+    fhir: AsyncClient, database_url: str
+) -> None:
+    """Conditional criteria that match an existing resource create nothing, so the bundle takes no
+    lock on them and does not wait for a concurrent bundle holding it (one that found nothing when
+    it began, e.g. another Synthea file naming the same Organization). Criteria that match nothing
+    still wait: the first creator's commit decides."""
+    ward = await create(
+        fhir,
+        {"resourceType": "Organization", "name": "W4", "identifier": [{"system": "urn:org", "value": "W4"}]},
+    )
+    other_bundle = await asyncpg.connect(database_url)
+    try:
+        async with other_bundle.transaction():
+            for value in ("W4", "W5"):
+                key = criteria_key("Organization", f"identifier=urn:org|{value}")
+                await other_bundle.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+            matched = await asyncio.wait_for(fhir.post("", json=_conditional_organization("W4")), timeout=10)
+            assert matched.status_code == 200, matched.text
+            response = matched.json()["entry"][0]["response"]
+            assert (response["status"], response["location"].split("/")[1]) == ("200 OK", ward["id"])
+            unmatched = asyncio.create_task(fhir.post("", json=_conditional_organization("W5")))
+            await asyncio.sleep(0.5)
+            assert not unmatched.done()  # waits for the other bundle to commit or roll back
+        created = await asyncio.wait_for(unmatched, timeout=10)
+    finally:
+        await other_bundle.close()
+    assert created.json()["entry"][0]["response"]["status"] == "201 Created"
 
 
 async def test_bad_input_is_operation_outcome(fhir: AsyncClient) -> None:

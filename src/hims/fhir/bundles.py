@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -83,19 +84,49 @@ def _split_url(index: int, url: str) -> tuple[str, str | None, str | None]:
     return parts[0], rid, query or None
 
 
-def _conditional_writes(entries: list[dict[str, Any]]) -> list[str]:
-    """The criteria of the bundle's conditional creates and updates (locked up front, in order)."""
-    keys = []
-    for entry in entries:
+def _conditional_writes(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(type, criteria) of the bundle's conditional creates and updates, in entry order."""
+    found = []
+    for index, entry in enumerate(entries):
         request = entry.get("request") if isinstance(entry, dict) else None
         if not isinstance(request, dict) or not isinstance(request.get("url"), str):
             continue
-        rtype, _, query = str(request["url"]).partition("?")
+        try:
+            rtype, _, query = _split_url(index, str(request["url"]))
+        except HimsError:
+            continue  # the entry's own turn reports it
         if request.get("method") == "POST" and isinstance(request.get("ifNoneExist"), str):
-            keys.append(criteria_key(rtype, request["ifNoneExist"]))
+            found.append((rtype, str(request["ifNoneExist"])))
         elif request.get("method") == "PUT" and query:
-            keys.append(criteria_key(rtype, query))
-    return keys
+            found.append((rtype, query))
+    return found
+
+
+async def _match_or_lock(conn: asyncpg.Connection, criteria: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Search every conditional create/update's criteria; lock those that match nothing.
+
+    Criteria that match something create nothing (the entry uses the match), so they need no
+    lock. Criteria that match nothing may create, so they are locked, all in sorted order in one
+    round trip (two bundles cannot deadlock on them), and searched again in their entry's turn,
+    which then finds what a concurrent transaction created meanwhile (see `find_ids`). Locking
+    every criteria, matched or not, made concurrent bundles that merely shared an existing
+    Organization run one after the other. Returns the matches, by `criteria_key`."""
+    matched: dict[str, list[str]] = {}
+    unmatched: list[str] = []
+    for rtype, query in criteria:
+        key = criteria_key(rtype, query)
+        if key in matched or key in unmatched:
+            continue
+        try:
+            ids = await find_ids(conn, rtype, query, limit=2)
+        except HimsError:
+            continue  # bad criteria: the entry's own turn reports them, in entry order
+        if ids:
+            matched[key] = ids
+        else:
+            unmatched.append(key)
+    await lock_criteria(conn, unmatched)
+    return matched
 
 
 SearchFn = Callable[[str, str, str], Awaitable[dict[str, Any]]]
@@ -116,9 +147,12 @@ async def transaction(
     ``consume``: the entries were parsed for this call alone, so their resources are changed in
     place (id, meta, rewritten references) instead of being copied first."""
     conn = await repo.connection(session)
-    # Every conditional create/update criteria is locked here, once, in sorted order (the entries
-    # below then search under those locks); see hims.fhir.search.find_ids.
-    await lock_criteria(conn, _conditional_writes(entries))
+    matched = await _match_or_lock(conn, _conditional_writes(entries))
+
+    async def conditional_matches(rtype: str, query: str) -> list[str]:
+        """What the criteria matched before locking, else a search now (under the lock)."""
+        return matched.get(criteria_key(rtype, query)) or await find_ids(conn, rtype, query, limit=2)
+
     plans: list[Plan] = []
     id_map: dict[str, str] = {}
     conditional_seen: dict[tuple[str, str], str] = {}
@@ -159,7 +193,7 @@ async def transaction(
                 if key in conditional_seen:
                     plan.id, plan.action, plan.status = conditional_seen[key], "noop", "200 OK"
                 else:
-                    matches = await find_ids(conn, rtype, str(condition), limit=2)
+                    matches = await conditional_matches(rtype, str(condition))
                     if len(matches) > 1:
                         raise PreconditionFailed(
                             f"Bundle.entry[{index}]: ifNoneExist matched several resources.",
@@ -174,7 +208,7 @@ async def transaction(
                     conditional_seen[(rtype, str(condition))] = plan.id
         elif method == "PUT":
             if query:
-                matches = await find_ids(conn, rtype, query, limit=2)
+                matches = await conditional_matches(rtype, query)
                 if len(matches) > 1:
                     raise PreconditionFailed(
                         f"Bundle.entry[{index}]: conditional update matched several resources.",
