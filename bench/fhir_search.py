@@ -117,6 +117,7 @@ def _batch(rng: random.Random, start: int, size: int, now: datetime) -> list[rep
         patient = {
             "resourceType": "Patient",
             "id": pid,
+            "meta": {"tag": [{"system": "urn:bench:cohort", "code": f"cohort{n % 10}"}]},
             "name": [
                 {
                     "family": rng.choice(FAMILIES) + (str(n % 97) if n % 3 else ""),
@@ -145,6 +146,7 @@ def _batch(rng: random.Random, start: int, size: int, now: datetime) -> list[rep
         observation = {
             "resourceType": "Observation",
             "id": f"o{n}",
+            "meta": {"profile": [VITALS if n % 2 else LAB]},
             "status": "final",
             "category": [
                 {
@@ -176,6 +178,9 @@ def _batch(rng: random.Random, start: int, size: int, now: datetime) -> list[rep
     return writes
 
 
+VITALS = "http://hl7.org/fhir/StructureDefinition/vitalsigns"
+LAB = "http://example.org/fhir/StructureDefinition/lab-result"
+
 QUERIES: list[tuple[str, str, Any]] = [
     ("string", "Patient", lambda r: [("name", r.choice(FAMILIES)[:3])]),
     ("string:contains", "Patient", lambda r: [("name:contains", r.choice(FAMILIES)[1:4].lower())]),
@@ -204,6 +209,9 @@ QUERIES: list[tuple[str, str, Any]] = [
     ("reference subject", "Observation", lambda r: [("subject", f"Patient/p{r.randint(0, 999)}")]),
     ("chain subject.name", "Observation", lambda r: [("subject:Patient.name", r.choice(FAMILIES))]),
     ("quantity", "Observation", lambda r: [("value-quantity", f"gt{r.randint(50, 119)}")]),
+    ("token _tag", "Patient", lambda r: [("_tag", f"urn:bench:cohort|cohort{r.randint(0, 9)}")]),
+    ("uri _profile", "Observation", lambda r: [("_profile", r.choice([VITALS, LAB]))]),
+    ("uri _profile:below", "Observation", lambda r: [("_profile:below", "http://example.org/fhir/")]),
 ]
 
 
