@@ -50,3 +50,39 @@ async def test_name_prefix_and_birthdate_use_their_indexes(db: Database) -> None
                 )
             )
             assert index in plan, plan
+
+
+async def test_a_common_token_value_is_estimated_as_common(db: Database) -> None:
+    """Extended statistics (0011_fhir_idx_statistics): the planner sees that a tag one Patient in
+    ten carries matches hundreds of rows, not a handful, and pages instead of sorting them all."""
+    now = datetime.now(UTC)
+    writes = []
+    for n in range(3000):
+        resource = {
+            "resourceType": "Patient",
+            "id": f"t{n}",
+            "meta": {"tag": [{"system": "urn:cohort", "code": f"cohort{n % 10}"}]},
+            "gender": ("female", "male")[n % 2],
+            "identifier": [{"system": "urn:mrn", "value": f"M{n}"}],
+            "telecom": [{"system": "phone", "value": f"555-{n:04d}"}],
+        }
+        writes.append(
+            versions.prepare(
+                resource, resource_type="Patient", id_=f"t{n}", version_id=1, now=now, method="PUT"
+            )
+        )
+    async with db.transaction() as session:
+        conn = await repo.connection(session)
+        await repo.write(conn, writes)
+    async with db.transaction() as session:
+        conn = await repo.connection(session)
+        await conn.execute("ANALYZE fhir_idx_token")
+        request = search.parse("Patient", [("_tag", "urn:cohort|cohort3")])
+        plan = await conn.fetchval(
+            "EXPLAIN (FORMAT JSON) SELECT i.rid FROM fhir_idx_token i WHERE i.rtype = 'Patient' "
+            "AND i.param = '_tag' AND i.system = 'urn:cohort' AND i.code = 'cohort3'"
+        )
+        estimated = plan[0]["Plan"]["Plan Rows"]  # the session's connection decodes json
+        assert 100 <= estimated <= 900, estimated  # 300 match
+        found = await search.execute(conn, request)
+        assert len(found.rows) == min(300, request.count)
