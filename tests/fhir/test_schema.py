@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from hims.core.db import Database
 from hims.fhir import repository as repo
@@ -15,24 +16,28 @@ def test_schema_matches_models(database_url: str) -> None:
     assert drift.ok, drift.problems
 
 
-async def test_name_prefix_and_birthdate_use_their_indexes(db: Database) -> None:
+async def _store_patients(db: Database, patients: list[dict[str, Any]]) -> None:
+    """Write these Patients (each with its id) through the store's batch writer."""
     now = datetime.now(UTC)
-    writes = []
-    for n in range(3000):
-        resource = {
+    writes = [
+        versions.prepare(p, resource_type="Patient", id_=p["id"], version_id=1, now=now, method="PUT")
+        for p in patients
+    ]
+    async with db.transaction() as session:
+        await repo.write(await repo.connection(session), writes)
+
+
+async def test_name_prefix_and_birthdate_use_their_indexes(db: Database) -> None:
+    patients = [
+        {
             "resourceType": "Patient",
             "id": f"x{n}",
             "name": [{"family": f"Fam{n:04d}", "given": ["G"]}],
             "birthDate": f"{1920 + n % 90}-01-{1 + n % 28:02d}",
         }
-        writes.append(
-            versions.prepare(
-                resource, resource_type="Patient", id_=f"x{n}", version_id=1, now=now, method="PUT"
-            )
-        )
-    async with db.transaction() as session:
-        conn = await repo.connection(session)
-        await repo.write(conn, writes)
+        for n in range(3000)
+    ]
+    await _store_patients(db, patients)
     async with db.transaction() as session:
         conn = await repo.connection(session)
         await conn.execute("ANALYZE fhir_idx_string; ANALYZE fhir_idx_date; ANALYZE fhir_resources")
@@ -55,10 +60,8 @@ async def test_name_prefix_and_birthdate_use_their_indexes(db: Database) -> None
 async def test_a_common_token_value_is_estimated_as_common(db: Database) -> None:
     """Extended statistics (0011_fhir_idx_statistics): the planner sees that a tag one Patient in
     ten carries matches hundreds of rows, not a handful, and pages instead of sorting them all."""
-    now = datetime.now(UTC)
-    writes = []
-    for n in range(3000):
-        resource = {
+    patients = [
+        {
             "resourceType": "Patient",
             "id": f"t{n}",
             "meta": {"tag": [{"system": "urn:cohort", "code": f"cohort{n % 10}"}]},
@@ -66,14 +69,9 @@ async def test_a_common_token_value_is_estimated_as_common(db: Database) -> None
             "identifier": [{"system": "urn:mrn", "value": f"M{n}"}],
             "telecom": [{"system": "phone", "value": f"555-{n:04d}"}],
         }
-        writes.append(
-            versions.prepare(
-                resource, resource_type="Patient", id_=f"t{n}", version_id=1, now=now, method="PUT"
-            )
-        )
-    async with db.transaction() as session:
-        conn = await repo.connection(session)
-        await repo.write(conn, writes)
+        for n in range(3000)
+    ]
+    await _store_patients(db, patients)
     async with db.transaction() as session:
         conn = await repo.connection(session)
         await conn.execute("ANALYZE fhir_idx_token")
