@@ -309,7 +309,9 @@ def _date_condition(value: str, name: str, low_col: str, high_col: str, b: SqlBu
     elif prefix != "ap":
         lo, hi = b.arg(low), b.arg(high)
     if prefix == "eq":
-        return f"({low_col} >= {lo} AND {high_col} <= {hi})"
+        # `low <= hi` follows from the other two (low <= high): it bounds the (type, param, low)
+        # index scan above, which otherwise read every later date and filtered on high.
+        return f"({low_col} >= {lo} AND {high_col} <= {hi} AND {low_col} <= {hi})"
     if prefix == "ne":
         return f"NOT ({low_col} >= {lo} AND {high_col} <= {hi})"
     if prefix == "gt":
