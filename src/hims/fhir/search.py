@@ -421,8 +421,8 @@ def _numeric_condition(text: str, name: str, b: SqlBuilder) -> str:
         raise BadRequest(f"Invalid number {number_text!r} for {name!r}.", code="invalid_number") from None
     if not number.is_finite():
         raise BadRequest(f"Invalid number {number_text!r} for {name!r}.", code="invalid_number")
-    exponent = number.as_tuple().exponent
-    half = Decimal(5).scaleb((exponent if isinstance(exponent, int) else 0) - 1)
+    # A finite number's exponent is an int: the precision it was written with.
+    half = Decimal(5).scaleb(int(number.as_tuple().exponent) - 1)
     ops = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "sa": ">", "eb": "<"}
     if prefix in ops:
         return f"i.value {ops[prefix]} {b.arg(number)}"
