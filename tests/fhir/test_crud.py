@@ -83,25 +83,19 @@ async def test_concurrent_conditional_creates_make_one_resource(fhir: AsyncClien
     assert len(found.json()["entry"]) == 1
 
 
+def _organization(value: str) -> dict[str, Any]:
+    """An Organization named ``value`` with identifier urn:org|value."""
+    identifier = [{"system": "urn:org", "value": value}]
+    return {"resourceType": "Organization", "name": value, "identifier": identifier}
+
+
 def _conditional_organization(value: str) -> dict[str, Any]:
-    """A transaction creating the Organization with identifier urn:org|value unless it exists."""
+    """A transaction creating `_organization` ``value`` unless it exists."""
+    request = {"method": "POST", "url": "Organization", "ifNoneExist": f"identifier=urn:org|{value}"}
     return {
         "resourceType": "Bundle",
         "type": "transaction",
-        "entry": [
-            {
-                "resource": {
-                    "resourceType": "Organization",
-                    "name": value,
-                    "identifier": [{"system": "urn:org", "value": value}],
-                },
-                "request": {
-                    "method": "POST",
-                    "url": "Organization",
-                    "ifNoneExist": f"identifier=urn:org|{value}",
-                },
-            }
-        ],
+        "entry": [{"resource": _organization(value), "request": request}],
     }
 
 
@@ -112,10 +106,7 @@ async def test_a_bundle_whose_criteria_match_does_not_queue_behind_other_creator
     lock on them and does not wait for a concurrent bundle holding it (one that found nothing when
     it began, e.g. another Synthea file naming the same Organization). Criteria that match nothing
     still wait: the first creator's commit decides."""
-    ward = await create(
-        fhir,
-        {"resourceType": "Organization", "name": "W4", "identifier": [{"system": "urn:org", "value": "W4"}]},
-    )
+    ward = await create(fhir, _organization("W4"))
     other_bundle = await asyncpg.connect(database_url)
     try:
         async with other_bundle.transaction():
