@@ -211,12 +211,16 @@ async def user(conn: Conn, stop: float, lat: dict[str, list[float]], errors: lis
 
 
 async def load(
-    port: int, token: str, users: int, duration: float, server_pid: int
+    port: int, token: str, users: int, duration: float, server_pid: int, warmup: float
 ) -> tuple[dict[str, list[float]], list[str], float, str]:
-    """Run the scenario with ``users`` virtual users for ``duration`` seconds against ``port``."""
+    """Run the scenario with ``users`` virtual users for ``duration`` seconds against ``port``,
+    after ``warmup`` seconds of the same load that are not measured."""
     lat: dict[str, list[float]] = defaultdict(list)
     errors: list[str] = []
     conns = [Conn("127.0.0.1", port, "/fhir/R4", token) for _ in range(users)]
+    if warmup > 0:
+        until = time.monotonic() + warmup
+        await asyncio.gather(*(user(c, until, defaultdict(list), errors) for c in conns))
     meter = CpuMeter(server_pid)
     started = time.monotonic()
     await asyncio.gather(*(user(c, started + duration, lat, errors) for c in conns))
@@ -291,6 +295,12 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
+        "--warmup",
+        type=float,
+        default=5,
+        help="seconds of the same load before measuring (connections, statement caches and plans warm up)",
+    )
+    parser.add_argument(
         "--async-commit",
         action="store_true",
         help="synchronous_commit=off for the bench database: shows what WAL fsync costs (not for production)",
@@ -312,7 +322,7 @@ async def main() -> None:
         try:
             await wait_ready(f"http://127.0.0.1:{port}/fhir/R4")
             token = await bench_token(Settings(hims_env="development"), url)
-            measured = await load(port, token, args.users, args.duration, server.pid)
+            measured = await load(port, token, args.users, args.duration, server.pid, args.warmup)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -329,7 +339,7 @@ async def main() -> None:
         floor = report(
             f"\nfloor (bench/_crud_floor.py: Starlette + asyncpg, a document and its access-log row, "
             f"nothing else), --workers {args.workers}",
-            *await load(port, "", args.users, args.duration, floor_server.pid),
+            *await load(port, "", args.users, args.duration, floor_server.pid, args.warmup),
         )
     finally:
         floor_server.terminate()
