@@ -19,6 +19,7 @@ from hims.consultations import routes as consultation_routes
 from hims.core import metrics
 from hims.core.db import Database
 from hims.core.errors import install_error_handlers, register_renderer
+from hims.core.fastroutes import install_fast_routes
 from hims.core.jobs import ArqQueue
 from hims.core.kv import make_store
 from hims.core.logging import RequestContextMiddleware, configure_logging
@@ -122,17 +123,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     identity_authn.install(app, settings)
     init_observability(app, settings)
     skip_routers_by_prefix(app)
+    install_fast_routes(app, fhir_routes.router, fhir_routes.FAST_ENDPOINTS)
     return app
 
 
 def skip_routers_by_prefix(app: FastAPI) -> int:
-    """Let each included router turn down, by its path prefix alone, a request it cannot match.
+    """Let each included router turn down, by its path prefixes alone, a request it cannot match.
 
     FastAPI matches a request against every route of every router included before the one that
     serves it: a FHIR request was tried against the 42 routes before /fhir/R4 (about 0.2 ms of
     CPU, 8% of a FHIR CRUD request). A router whose routes all start with a literal prefix
-    cannot match a path without it, so that check stands in front of its own matching. Returns
-    how many routers got it (none when FastAPI's included routers change shape).
+    cannot match a path without one, so that check stands in front of its own matching. The
+    prefixes are one per first path segment (the ops router serves /health... and /metrics).
+    Returns how many routers got it (none when FastAPI's included routers change shape).
     """
     guarded = 0
     for route in app.router.routes:
@@ -143,10 +146,14 @@ def skip_routers_by_prefix(app: FastAPI) -> int:
         paths = [getattr(r, "path", None) for r in original.routes]
         if not paths or not all(isinstance(p, str) for p in paths):
             continue  # a nested router or a mount: leave its matching alone
-        prefix = _common_prefix([context.prefix + p for p in paths]).split("{", 1)[0]
-        if len(prefix) <= 1:
+        groups: dict[str, list[str]] = {}
+        for path in paths:
+            full = context.prefix + str(path)
+            groups.setdefault(full.split("/", 2)[1], []).append(full)
+        prefixes = tuple(_common_prefix(group).split("{", 1)[0] for group in groups.values())
+        if any(len(prefix) <= 1 for prefix in prefixes):
             continue
-        route.matches = _prefix_guard(prefix, route.matches)  # type: ignore[method-assign,assignment]
+        route.matches = _prefix_guard(prefixes, route.matches)  # type: ignore[method-assign,assignment]
         guarded += 1
     return guarded
 
@@ -161,12 +168,13 @@ def _common_prefix(texts: list[str]) -> str:
 
 
 def _prefix_guard(
-    prefix: str, matches: Callable[[Scope], tuple[Match, Scope]]
+    prefixes: tuple[str, ...], matches: Callable[[Scope], tuple[Match, Scope]]
 ) -> Callable[[Scope], tuple[Match, Scope]]:
     def guarded(scope: Scope) -> tuple[Match, Scope]:
-        # The path the routes see is scope["path"] less root_path: a path holding the prefix
-        # nowhere cannot start with it either (no root_path arithmetic to get wrong).
-        if prefix not in scope["path"]:
+        # The path the routes see is scope["path"] less root_path: a path holding no prefix
+        # anywhere cannot start with one either (no root_path arithmetic to get wrong).
+        path = scope["path"]
+        if not any(prefix in path for prefix in prefixes):
             return Match.NONE, {}
         return matches(scope)
 

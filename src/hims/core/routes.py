@@ -11,6 +11,8 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import Mount
 
+from hims.core.fastroutes import FastRoute
+
 
 @dataclass(frozen=True)
 class RouteInfo:
@@ -23,9 +25,12 @@ class RouteInfo:
 
 
 def iter_routes(app: FastAPI) -> Iterator[RouteInfo]:
-    """Every route of ``app``, through included routers, as FastAPI itself resolves them."""
+    """Every route of ``app``, through included routers, as FastAPI itself resolves them (a
+    `FastRoute` is another way to dispatch a route listed here already, so it is not listed)."""
     for context in iter_route_contexts(app.routes):
         original = context.original_route
+        if isinstance(original, FastRoute):
+            continue
         kind = "route"
         if isinstance(original, APIRoute):
             kind = "api"
