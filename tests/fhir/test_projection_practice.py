@@ -20,7 +20,7 @@ from tests.patients.factories import (
     make_practitioner,
     merge_patients,
 )
-from tests.support import count_rows
+from tests.support import count_rows, phi_rows
 
 
 def organization(**overrides: Any) -> dict[str, Any]:
@@ -207,6 +207,7 @@ async def test_double_booking_through_fhir_is_a_conflict(
     found = await fhir.get("/Appointment", params={"practitioner": f"Practitioner/{doctor['id']}"})
     assert [e["resource"]["id"] for e in found.json().get("entry", [])] == [booked.json()["id"]]
 
+    versions = await count_rows(database_url, "fhir_resources")
     overlap = await fhir.post(
         "/Appointment",
         json=appointment(person["id"], doctor["id"], "2031-05-06T10:15:00Z", "2031-05-06T10:45:00Z"),
@@ -214,6 +215,10 @@ async def test_double_booking_through_fhir_is_a_conflict(
     assert overlap.status_code == 409, overlap.text
     assert overlap.json()["issue"][0]["details"]["coding"][0]["code"] == "double_booking"
     assert await count_rows(database_url, "appointments") == 1
+    # A create runs outside a transaction: its one write statement (FHIR version, history, PHI
+    # log and domain row) was refused whole.
+    assert await count_rows(database_url, "fhir_resources") == versions
+    assert await phi_rows(database_url, action="create", channel="fhir") == []
 
 
 async def test_transaction_bundle_links_the_rows(

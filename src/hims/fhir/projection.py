@@ -94,6 +94,7 @@ class Projector:
     #: before ``to_row``, so the shapes a type mostly keeps FHIR-only cost no mapping or lookups.
     screen: Callable[[dict[str, Any]], str | None] | None = None
     #: Fills the columns the domain assigns itself (e.g. an MRN); may set ``problem``/``amended``.
+    #: It may read but not write: a FHIR create runs outside a transaction (`hims.fhir.service.create`).
     complete: Completer | None = None
     #: Column → SQL expression set when the FHIR resource is deleted; also reset to NULL/default
     #: by an upsert (an update after a delete brings the row back). Empty: the row is deleted.
@@ -157,14 +158,46 @@ def as_uuid(id_: str) -> uuid.UUID | None:
 # ------------------------------------------------------------------------------ FHIR → domain
 
 
+@dataclass(frozen=True)
+class DomainStatement:
+    """An upsert or delete of a projector's rows, not yet run: alone (`run`) or as a CTE of the
+    statement writing the FHIR versions (`as_cte`), which then commits or fails with them."""
+
+    projector: Projector
+    #: (first parameter number, SQL selecting the ids of the versions written, or None) → SQL.
+    render: Callable[[int, str | None], str]
+    args: list[Any]
+
+    async def run(self, conn: asyncpg.Connection) -> None:
+        """Run it as a statement of its own."""
+        try:
+            await conn.execute(self.render(1, None), *self.args)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise domain_conflict(self.projector, exc) from None
+
+    def as_cte(self) -> repo.Cte:
+        """It as a CTE of the FHIR write: rows only for the versions that write wrote."""
+        written = f"SELECT id FROM up WHERE resource_type = '{self.projector.resource_type}'"
+        return repo.Cte(lambda first: self.render(first, written), self.args)
+
+
+def domain_conflict(projector: Projector, exc: asyncpg.IntegrityConstraintViolationError) -> Conflict:
+    """409 for a domain write the database refused (e.g. a double booking, a race)."""
+    name = getattr(exc, "constraint_name", None) or ""
+    return Conflict(
+        f"{projector.resource_type} conflicts with a record that exists ({name or 'constraint'}).",
+        code=projector.constraint_codes.get(name, "domain_conflict"),
+    )
+
+
 async def project_writes(
     conn: asyncpg.Connection, projector: Projector, writes: Sequence[repo.Write]
-) -> None:
-    """Upsert or delete the rows of ``writes`` (one type); versions the domain amended (an MRN
-    assigned) are changed in place."""
+) -> list[DomainStatement]:
+    """The upserts and deletes of the rows of ``writes`` (one type), after the lookups and checks
+    they need; versions the domain amended (an MRN assigned) are changed in place."""
     keyed = [(w, key) for w in writes if (key := as_uuid(w.id)) is not None]
     if not keyed:
-        return
+        return []
     table = projector.table
     existing: dict[uuid.UUID, asyncpg.Record] = {}
     if any(w.method != "POST" for w, _ in keyed):  # a POST's id is one the server just made up
@@ -177,8 +210,7 @@ async def project_writes(
     deletes = [k for w, k in keyed if w.resource is None and k in existing]
     if deletes and projector.check_delete is not None:
         await projector.check_delete(conn, [existing[k] for k in deletes])
-    if deletes:
-        await _delete_rows(conn, projector, deletes)
+    statements = [_delete_rows(projector, deletes)] if deletes else []
     candidates: list[Candidate] = []
     for w, key in keyed:
         if w.resource is None:
@@ -210,14 +242,7 @@ async def project_writes(
         )
     rows = [c for c in candidates if c.problem is None]
     if rows:
-        try:
-            await _upsert(conn, projector, rows)
-        except asyncpg.IntegrityConstraintViolationError as exc:  # e.g. a double booking, a race
-            name = getattr(exc, "constraint_name", None) or ""
-            raise Conflict(
-                f"{projector.resource_type} conflicts with a record that exists ({name or 'constraint'}).",
-                code=projector.constraint_codes.get(name, "domain_conflict"),
-            ) from None
+        statements.append(_upsert(projector, rows))
     by_id = {w.id: w for w in writes}
     for c in rows:
         if c.amended:  # the caller answers with the version as stored, so amend it in place
@@ -232,6 +257,7 @@ async def project_writes(
             )
             w.resource, w.patient_ref, w.index = again.resource, again.patient_ref, again.index
             w.document = again.document
+    return statements
 
 
 async def _check(conn: asyncpg.Connection, projector: Projector, candidates: list[Candidate]) -> None:
@@ -288,7 +314,7 @@ def _cast(column: Any) -> tuple[str, bool]:
     return column.type.compile(dialect=_DIALECT), False
 
 
-async def _upsert(conn: asyncpg.Connection, projector: Projector, rows: list[Candidate]) -> None:
+def _upsert(projector: Projector, rows: list[Candidate]) -> DomainStatement:
     table = projector.table
     names = sorted({name for c in rows for name in c.row} - _MANAGED)
     resets = [n for n in projector.delete_sets if n not in names]
@@ -304,43 +330,56 @@ async def _upsert(conn: asyncpg.Connection, projector: Projector, rows: list[Can
         )
         selects.append(f"u.c{i}::jsonb" if as_json else f"u.c{i}")
     aliases = ", ".join(f"c{i}" for i in range(len(casts)))
-    params = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(casts))
-    # Columns the ORM fills with a Python-side default (version = 1, active = true…) on insert.
+    # Columns the ORM fills with a Python-side default (version = 1, active = true…) on insert:
+    # (parameter index, SQL type, as JSON).
     defaults = [
         c
         for c in table.c
         if c.name not in names and c.name != "id" and c.default is not None and c.default.is_scalar
     ]
+    constants: list[tuple[int, str, bool]] = []
     for column in defaults:
         sql_type, as_json = _cast(column)
         value = column.default.arg  # type: ignore[union-attr]
         arrays.append(orjson.dumps(value).decode() if as_json else value)
-        selects.append(f"${len(arrays)}::{sql_type}" + ("::jsonb" if as_json else ""))
+        constants.append((len(arrays) - 1, sql_type, as_json))
     columns = ", ".join(["id", *names, *(c.name for c in defaults)])
     updates = [f"{n} = EXCLUDED.{n}" for n in names] + [f"{n} = DEFAULT" for n in resets]
     if "version" in table.c:
         updates.append("version = t.version + 1")
     if "updated_at" in table.c:
         updates.append("updated_at = now()")
-    await conn.execute(
-        f"INSERT INTO {table.name} AS t ({columns}) "
-        f"SELECT {', '.join(selects)} FROM unnest({params}) AS u({aliases}) "
-        f"ON CONFLICT ({', '.join(projector.upsert_key)}) DO UPDATE SET {', '.join(updates)}",
-        *arrays,
-    )
+
+    def render(first: int, written: str | None) -> str:
+        params = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(casts))
+        values = selects + [
+            f"${first + i}::{sql_type}" + ("::jsonb" if as_json else "") for i, sql_type, as_json in constants
+        ]
+        where = f" WHERE u.c0::text IN ({written})" if written else ""
+        return (
+            f"INSERT INTO {table.name} AS t ({columns}) "
+            f"SELECT {', '.join(values)} FROM unnest({params}) AS u({aliases}){where} "
+            f"ON CONFLICT ({', '.join(projector.upsert_key)}) DO UPDATE SET {', '.join(updates)}"
+        )
+
+    return DomainStatement(projector, render, arrays)
 
 
-async def _delete_rows(conn: asyncpg.Connection, projector: Projector, ids: list[uuid.UUID]) -> None:
+def _delete_rows(projector: Projector, ids: list[uuid.UUID]) -> DomainStatement:
     table = projector.table
-    if not projector.delete_sets:
-        await conn.execute(f"DELETE FROM {table.name} WHERE id = ANY($1::uuid[])", ids)
-        return
     sets = [f"{n} = {expr}" for n, expr in projector.delete_sets.items()]
-    if "version" in table.c:
+    if sets and "version" in table.c:
         sets.append("version = version + 1")
-    if "updated_at" in table.c:
+    if sets and "updated_at" in table.c:
         sets.append("updated_at = now()")
-    await conn.execute(f"UPDATE {table.name} SET {', '.join(sets)} WHERE id = ANY($1::uuid[])", ids)
+
+    def render(first: int, written: str | None) -> str:
+        where = f"id = ANY(${first}::uuid[])" + (f" AND id::text IN ({written})" if written else "")
+        if not sets:
+            return f"DELETE FROM {table.name} WHERE {where}"
+        return f"UPDATE {table.name} SET {', '.join(sets)} WHERE {where}"
+
+    return DomainStatement(projector, render, [ids])
 
 
 # ------------------------------------------------------------------------------ domain → FHIR

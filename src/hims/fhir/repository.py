@@ -7,7 +7,7 @@ asyncpg directly: writes are one statement per batch (resource, history and inde
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -218,6 +218,17 @@ _INDEX_TABLES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
 
 
 @dataclass(frozen=True)
+class Cte:
+    """A data-modifying statement the write statement runs as one of its CTEs, so it commits or
+    fails with the versions (the domain rows of `hims.fhir.projection`). ``sql(first)`` is its
+    text with parameters numbered from ``first``; it may read ``up`` (resource_type and id of each
+    version written)."""
+
+    sql: Callable[[int], str]
+    args: Sequence[Any]
+
+
+@dataclass(frozen=True)
 class AccessLog:
     """The PHI access log rows a write adds in its own statement: one per version written."""
 
@@ -225,11 +236,14 @@ class AccessLog:
     action: str
 
 
-@functools.cache
-def _write_sql(replace: bool, tables: tuple[bool, ...], logged: bool = False) -> str:
+@functools.lru_cache(maxsize=1024)
+def _write_sql(
+    replace: bool, tables: tuple[bool, ...], logged: bool = False, ctes: tuple[str, ...] = ()
+) -> str:
     """The write statement for a batch shape: ``replace`` deletes the index rows of the written
     resources; ``tables`` says which index tables get rows; ``logged`` adds a PHI access log row
-    per version written (its actor's parameters come last).
+    per version written (its actor's parameters follow the index arrays); ``ctes`` are more
+    data-modifying CTEs (their parameters come last).
 
     One fixed statement with every part cost about a millisecond of PostgreSQL planning per
     write (each execution gets a custom plan: the generic plan of the unnest joins is far worse);
@@ -262,6 +276,7 @@ def _write_sql(replace: bool, tables: tuple[bool, ...], logged: bool = False) ->
             written, arg, patient_id=_patient_uuid("d.patient_ref"), resource_id="d.rtype || '/' || d.id"
         )
         parts.append(f",\nlogged AS (\n  {log}\n)")
+    parts += [f",\nx{n} AS (\n  {cte}\n)" for n, cte in enumerate(ctes)]
     parts.append("\nSELECT resource_type, id FROM up\n")
     return "".join(parts)
 
@@ -272,12 +287,14 @@ async def write(
     *,
     replace_index: bool = True,
     log: AccessLog | None = None,
+    ctes: Sequence[Cte] = (),
 ) -> set[tuple[str, str]]:
     """Write versions, history and index rows in one statement; returns the keys actually written.
 
     A key missing from the result lost an optimistic-concurrency race (version moved on).
     ``replace_index`` deletes the index rows of earlier versions (a first version has none).
-    ``log`` writes the PHI access log row of each version written, in the same statement.
+    ``log`` writes the PHI access log row of each version written, in the same statement, and
+    ``ctes`` run in it too.
     """
     if not writes:
         return set()
@@ -306,8 +323,12 @@ async def write(
         if len({w.resource_type for w in writes}) > 1:
             raise ValueError("a logged write is of one resource type (its log rows name it)")
         index_args += actor_params(log.actor, log.action, writes[0].resource_type)
+    cte_sql: list[str] = []
+    for cte in ctes:
+        cte_sql.append(cte.sql(8 + len(index_args)))
+        index_args += cte.args
     result = await conn.fetch(
-        _write_sql(replace, used, log is not None),
+        _write_sql(replace, used, log is not None, tuple(cte_sql)),
         [w.resource_type for w in writes],
         [w.id for w in writes],
         [w.version_id for w in writes],

@@ -344,13 +344,17 @@ async def type_history(resource_type: str, request: Request, session: SessionDep
 async def create(resource_type: str, request: Request, database: DatabaseDep, actor: Writer) -> Response:
     """Create (If-None-Exist makes it conditional)."""
     resource = await _resource_to_write(request, resource_type)
-    async with database.driver_transaction() as conn:
+    if_none_exist = request.headers.get("if-none-exist")
+    # A plain create reads, then writes in one statement (`service.create`): it needs no
+    # transaction, two round trips fewer. If-None-Exist locks its criteria until the write commits.
+    connection = database.driver_transaction if if_none_exist else database.statement_connection
+    async with connection() as conn:
         stored = await service.create(
             conn=conn,
             actor=actor,
             resource_type=resource_type,
             resource=resource,
-            if_none_exist=request.headers.get("if-none-exist"),
+            if_none_exist=if_none_exist,
         )
     return _stored(stored, request, 201 if stored.created else 200)
 

@@ -401,7 +401,11 @@ async def create(
     resource: dict[str, Any],
     if_none_exist: str | None = None,
 ) -> Stored:
-    """POST: a new resource with a server id (or the match of If-None-Exist)."""
+    """POST: a new resource with a server id (or the match of If-None-Exist).
+
+    Without If-None-Exist, everything before the write only reads, and the write (version,
+    index, PHI log and domain rows) is one statement: ``conn`` need not be in a transaction.
+    """
     check_writable(resource_type, "create")
     holders = validate_resource(resource, expected_type=resource_type)
     if if_none_exist:

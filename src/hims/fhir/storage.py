@@ -20,7 +20,7 @@ from hims.core.security import Actor
 from hims.fhir import projectors
 from hims.fhir import repository as repo
 from hims.fhir.audit_storage import PhiLogStorage
-from hims.fhir.projection import PROJECTORS, project_writes
+from hims.fhir.projection import PROJECTORS, DomainStatement, domain_conflict, project_writes
 
 T = TypeVar("T")
 
@@ -91,13 +91,25 @@ class ProjectedStorage(JsonbStorage):
     async def write(
         self, conn: asyncpg.Connection, writes: Sequence[repo.Write], *, log: repo.AccessLog | None = None
     ) -> set[tuple[str, str]]:
-        """Domain rows first (types in reference order), then the FHIR versions in one statement."""
+        """Domain rows (types in reference order), then the FHIR versions in one statement.
+
+        Each type's rows are written before the next type is projected, whose checks look them up;
+        the last type's rows are written by the FHIR write statement itself (one round trip less).
+        """
         by_type: dict[str, list[repo.Write]] = {}
         for w in writes:
             by_type.setdefault(w.resource_type, []).append(w)
+        last: list[DomainStatement] = []
         for resource_type in sorted(by_type, key=lambda t: PROJECTORS[t].rank):
-            await project_writes(conn, PROJECTORS[resource_type], by_type[resource_type])
-        return await repo.write(conn, writes, log=log)
+            for statement in last:
+                await statement.run(conn)
+            last = await project_writes(conn, PROJECTORS[resource_type], by_type[resource_type])
+        try:
+            return await repo.write(conn, writes, log=log, ctes=[s.as_cte() for s in last])
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            if not last:
+                raise
+            raise domain_conflict(last[0].projector, exc) from None
 
 
 JSONB = JsonbStorage()
