@@ -28,8 +28,11 @@ import orjson
 import psutil
 
 from _crud_floor import SCHEMA
-from _fhir_common import cleaning_up, free_port, fresh_database, pct, start_server, wait_ready
+from _fhir_common import ROOT, cleaning_up, free_port, fresh_database, pct, start_server, wait_ready
 from benchauth import bench_token
+from hims.core.db import Database
+from hims.core.security import Actor
+from hims.fhir.importer import discover, ensure_file_partitions, import_paths
 from hims.settings import Settings
 
 
@@ -289,6 +292,24 @@ def report(title: str, lat: dict[str, list[float]], errors: list[str], elapsed: 
     return total / elapsed
 
 
+async def seed(url: str, paths: list[Path]) -> str:
+    """Import ``paths`` (FHIR bundles) and ANALYZE, as a hospital's database holds records and
+    autovacuum keeps its statistics; returns what was loaded."""
+    db = Database(url, pool_size=2)
+    started = time.perf_counter()
+    try:
+        await ensure_file_partitions(db, discover(paths))
+        stats = await import_paths(db, paths, actor=Actor.system("bench", channel="cli"), jobs=2)
+    finally:
+        await db.dispose()
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return f"seeded {stats.resources:,} resources in {time.perf_counter() - started:.1f} s"
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=50)
@@ -306,8 +327,18 @@ async def main() -> None:
         help="synchronous_commit=off for the bench database: shows what WAL fsync costs (not for production)",
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the floor run (bench/_crud_floor.py)")
+    parser.add_argument(
+        "--seed",
+        type=Path,
+        nargs="*",
+        default=[ROOT / "tests/data/fhir/synthea"],
+        help="FHIR bundles imported before the load (default: the Synthea bundles in tests/data); "
+        "--seed with no path starts from an empty database",
+    )
     args = parser.parse_args()
     url = await fresh_database("hims_bench_fhir_crud")
+    if args.seed:
+        print(await seed(url, args.seed))
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(SCHEMA)
