@@ -201,12 +201,8 @@ async def project_writes(
     table = projector.table
     existing: dict[uuid.UUID, asyncpg.Record] = {}
     if any(w.method != "POST" for w, _ in keyed):  # a POST's id is one the server just made up
-        existing = {
-            r["id"]: r
-            for r in await conn.fetch(
-                f"SELECT * FROM {table.name} WHERE id = ANY($1::uuid[])", [k for _, k in keyed]
-            )
-        }
+        match, ids = repo.any_of("id", 1, [k for _, k in keyed], "uuid")
+        existing = {r["id"]: r for r in await conn.fetch(f"SELECT * FROM {table.name} WHERE {match}", ids)}
     deletes = [k for w, k in keyed if w.resource is None and k in existing]
     if deletes and projector.check_delete is not None:
         await projector.check_delete(conn, [existing[k] for k in deletes])
@@ -274,11 +270,12 @@ async def _check(conn: asyncpg.Connection, projector: Projector, candidates: lis
     if not wanted:
         return
     # Every referenced table in one round trip: (column number, id) of the rows that exist.
+    matches = [repo.any_of("id", n + 1, ids, "uuid") for n, ids in enumerate(wanted.values())]
     lookups = " UNION ALL ".join(
-        f"SELECT {n} AS n, id FROM {projector.references[column]} WHERE id = ANY(${n + 1}::uuid[])"
+        f"SELECT {n} AS n, id FROM {projector.references[column]} WHERE {matches[n][0]}"
         for n, column in enumerate(wanted)
     )
-    found = {(r["n"], r["id"]) for r in await conn.fetch(lookups, *wanted.values())}
+    found = {(r["n"], r["id"]) for r in await conn.fetch(lookups, *(value for _, value in matches))}
     for n, column in enumerate(wanted):
         for c in candidates:
             if c.row.get(column) is not None and (n, c.row[column]) not in found:
@@ -433,9 +430,8 @@ async def write_rows(conn: asyncpg.Connection, projector: Projector, ids: Iterab
     """New FHIR versions for these domain rows (tombstones for deleted ones) and the resources
     derived from them; returns how many."""
     table = projector.table
-    rows = [
-        dict(r) for r in await conn.fetch(f"SELECT * FROM {table.name} WHERE id = ANY($1::uuid[])", list(ids))
-    ]
+    match, values = repo.any_of("id", 1, list(ids), "uuid")
+    rows = [dict(r) for r in await conn.fetch(f"SELECT * FROM {table.name} WHERE {match}", values)]
     derived = [d for row in rows if not projector.is_deleted(row) for d in projector.derived(row)]
     keys = [(projector.resource_type, str(r["id"])) for r in rows] + [
         (d["resourceType"], d["id"]) for d in derived

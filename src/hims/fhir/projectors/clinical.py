@@ -28,6 +28,7 @@ from hims.clinical.schemas import ClinicalStatus, VerificationStatus
 from hims.consultations.models import Consultation
 from hims.consultations.partitions import partition_name
 from hims.core.errors import Conflict
+from hims.fhir import repository as repo
 from hims.fhir.mappings import allergy_intolerance, condition, encounter, observation
 from hims.fhir.mappings._common import pick_coding
 from hims.fhir.projection import Candidate, Projector, keeping_extra, register
@@ -63,13 +64,11 @@ def _encounter_problem(candidate: Candidate) -> str | None:
 async def complete_encounters(conn: asyncpg.Connection, candidates: list[Candidate]) -> None:
     """Refuse changes to signed consultations; keep Encounters no partition can hold FHIR-only."""
     years = {c.row["started_at"].year for c in candidates if c.existing is None}
-    names = [partition_name(y) for y in years]
-    prepared = {
-        r["relname"]
-        for r in await conn.fetch(
-            "SELECT relname FROM pg_class WHERE relname = ANY($1::text[]) AND relispartition", names
-        )
-    }
+    prepared: set[str] = set()
+    if years:
+        match, names = repo.any_of("relname", 1, [partition_name(y) for y in years], "text")
+        sql = f"SELECT relname FROM pg_class WHERE {match} AND relispartition"  # noqa: S608
+        prepared = {r["relname"] for r in await conn.fetch(sql, names)}
     for c in candidates:
         existing = c.existing
         if existing is not None and existing["status"] == "signed":

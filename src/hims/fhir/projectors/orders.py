@@ -32,6 +32,7 @@ from hims.clinical.coding import loinc_is_valid
 from hims.clinical.models import LabOrder, Prescription
 from hims.core.errors import Conflict
 from hims.documents.models import Document
+from hims.fhir import repository as repo
 from hims.fhir.mappings import document_reference as documents
 from hims.fhir.mappings import lab
 from hims.fhir.mappings import medication_request as medication
@@ -82,12 +83,9 @@ async def _link_consultations(conn: asyncpg.Connection, candidates: list[Candida
     wanted = {c.row["consultation_id"] for c in candidates if c.row.get("consultation_id")}
     if not wanted:
         return
-    owners = {
-        r["id"]: r["patient_id"]
-        for r in await conn.fetch(
-            "SELECT id, patient_id FROM consultations WHERE id = ANY($1::uuid[])", list(wanted)
-        )
-    }
+    match, ids = repo.any_of("id", 1, list(wanted), "uuid")
+    sql = f"SELECT id, patient_id FROM consultations WHERE {match}"  # noqa: S608
+    owners = {r["id"]: r["patient_id"] for r in await conn.fetch(sql, ids)}
     for c in candidates:
         if c.row.get("consultation_id") and owners.get(c.row["consultation_id"]) != c.row["patient_id"]:
             c.row["consultation_id"] = None

@@ -8,6 +8,7 @@ import asyncpg
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
 
+from hims.fhir import repository as repo
 from hims.fhir.mappings import patient as mapping
 from hims.fhir.mappings._common import MR_TYPE, identifiers_in
 from hims.fhir.projection import Candidate, Projector, keeping_extra, note_patient_rows, register
@@ -24,11 +25,10 @@ async def assign_mrns(conn: asyncpg.Connection, candidates: list[Candidate]) -> 
     take as the MRN stays among the patient's other identifiers.
     """
     wanted = [str(c.row["mrn"]) for c in candidates if c.existing is None and c.row.get("mrn")]
-    taken = (
-        {r["mrn"] for r in await conn.fetch("SELECT mrn FROM patients WHERE mrn = ANY($1::text[])", wanted)}
-        if wanted
-        else set()
-    )
+    taken: set[str] = set()
+    if wanted:
+        match, mrns = repo.any_of("mrn", 1, wanted, "text")
+        taken = {r["mrn"] for r in await conn.fetch(f"SELECT mrn FROM patients WHERE {match}", mrns)}  # noqa: S608
     for c in candidates:
         asked = c.row.get("mrn")
         if c.existing is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from hims.fhir import repository as repo
 from hims.fhir.mappings import appointment as appointment_mapping
 from hims.fhir.mappings import location as location_mapping
 from hims.fhir.mappings import organization as organization_mapping
@@ -117,13 +118,12 @@ def _assigner(table: str, prefix: str, system: str, scope: str | None = None) ->
 
     async def assign(conn: asyncpg.Connection, candidates: list[Candidate]) -> None:
         scope_sql = f", {scope}" if scope else ", NULL::uuid"
-        holders = {
-            (r["code"], r["scope"]): r["id"]
-            for r in await conn.fetch(
-                f"SELECT id, code{scope_sql} AS scope FROM {table} WHERE code = ANY($1::text[])",  # noqa: S608
-                [c.row["code"] for c in candidates if c.row.get("code")],
-            )
-        }
+        codes = [c.row["code"] for c in candidates if c.row.get("code")]
+        holders: dict[tuple[Any, Any], Any] = {}
+        if codes:
+            match, value = repo.any_of("code", 1, codes, "text")
+            sql = f"SELECT id, code{scope_sql} AS scope FROM {table} WHERE {match}"  # noqa: S608
+            holders = {(r["code"], r["scope"]): r["id"] for r in await conn.fetch(sql, value)}
         for c in candidates:
             if not c.row.get("code"):
                 c.row["code"] = c.existing["code"] if c.existing else f"{prefix}-{c.id.hex[:12].upper()}"
