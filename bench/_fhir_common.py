@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 
 from hims.ops import migrate
 
@@ -98,6 +99,26 @@ async def wait_ready(base: str, timeout: float = 60) -> None:
                 pass
             await asyncio.sleep(0.3)
     raise RuntimeError("server did not start")
+
+
+async def wait_workers(server_pid: int, port: int, workers: int, timeout: float = 60) -> None:
+    """Wait until ``workers`` processes under ``server_pid`` listen on ``port``: `hims serve`
+    gives each worker a socket of its own (hims.ops.serving), and connections opened before a
+    worker listens all go to the others."""
+    server = psutil.Process(server_pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listening = 0
+        for child in server.children(recursive=True):
+            try:
+                sockets = child.net_connections(kind="tcp")
+            except psutil.Error:
+                continue
+            listening += any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in sockets)
+        if listening >= workers:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"fewer than {workers} workers listen on port {port}")
 
 
 def pct(values: list[float], q: float) -> float:

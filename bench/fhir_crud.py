@@ -28,7 +28,16 @@ import orjson
 import psutil
 
 from _crud_floor import SCHEMA
-from _fhir_common import ROOT, cleaning_up, free_port, fresh_database, pct, start_server, wait_ready
+from _fhir_common import (
+    ROOT,
+    cleaning_up,
+    free_port,
+    fresh_database,
+    pct,
+    start_server,
+    wait_ready,
+    wait_workers,
+)
 from benchauth import bench_token
 from hims.core.db import Database
 from hims.core.security import Actor
@@ -352,6 +361,7 @@ async def main() -> None:
         server = start_server(url, port, args.workers, Path(tmp))
         try:
             await wait_ready(f"http://127.0.0.1:{port}/fhir/R4")
+            await wait_workers(server.pid, port, args.workers)
             token = await bench_token(Settings(hims_env="development"), url)
             measured = await load(port, token, args.users, args.duration, server.pid, args.warmup)
         finally:

@@ -291,6 +291,7 @@ def _serve(settings: Settings, url: str, host: str | None, port: int | None, wor
     import uvicorn
 
     from hims.app import create_app
+    from hims.ops import serving
 
     os.environ["DATABASE_URL"] = url  # inherited by uvicorn worker processes
     if workers > 1:
@@ -298,20 +299,23 @@ def _serve(settings: Settings, url: str, host: str | None, port: int | None, wor
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-        uvicorn.run(
-            "hims.app:create_app",
-            factory=True,
-            host=host or settings.host,
-            port=port or settings.port,
-            workers=workers,
+        options: dict[str, Any] = {
+            "factory": True,
+            "host": host or settings.host,
+            "port": port or settings.port,
+            "workers": workers,
             # The supervisor restarts a worker that misses its health ping; the default 5 s killed
             # workers still importing on a loaded host (a restart loop exactly when busy).
-            timeout_worker_healthcheck=30,
-            timeout_graceful_shutdown=30,
-            log_config=None,
-            proxy_headers=True,
-            server_header=False,
-        )
+            "timeout_worker_healthcheck": 30,
+            "timeout_graceful_shutdown": 30,
+            "log_config": None,
+            "proxy_headers": True,
+            "server_header": False,
+        }
+        if serving.reuse_port_available():  # each worker its own socket (hims.ops.serving)
+            serving.run_workers(uvicorn.Config("hims.app:create_app", **options))
+        else:
+            uvicorn.run("hims.app:create_app", **options)
         return
     app = create_app(settings.model_copy(update={"database_url": SecretStr(url)}))
     uvicorn.run(
