@@ -148,7 +148,7 @@ def client_ip(request: Request) -> str | None:
 
 
 def _channel(request: Request) -> Channel:
-    return "fhir" if request.url.path.startswith("/fhir") else "api"
+    return "fhir" if request.scope["path"].startswith("/fhir") else "api"
 
 
 async def authenticate(request: Request) -> Actor:

@@ -304,6 +304,7 @@ def _string_lengths(table: Table) -> dict[str, int | None]:
     }
 
 
+@functools.cache
 def _cast(column: Any) -> tuple[str, bool]:
     """(SQL type for the unnest array, whether the value travels as JSON text)."""
     if isinstance(column.type, JSON):

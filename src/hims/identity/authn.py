@@ -30,7 +30,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _channel(request: Request) -> Any:
-    return "fhir" if request.url.path.startswith("/fhir") else "api"
+    return "fhir" if request.scope["path"].startswith("/fhir") else "api"
 
 
 async def _status(request: Request, user_id: uuid.UUID, cached: str | None = None) -> service.UserStatus:
