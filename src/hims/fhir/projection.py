@@ -7,8 +7,8 @@ written in the same database transaction, in both directions:
 
 * **FHIR → domain.** `hims.fhir.storage.ProjectedStorage.write` (the storage of every projected
   type) turns each version into a row with the mapping's ``to_row`` (`project_writes`) and upserts
-  it (one statement per type) before writing the FHIR version. A delete soft-deletes the row (or
-  whatever the type's projector says).
+  it (one statement per type; the last type's as CTEs of the statement writing the FHIR versions).
+  A delete soft-deletes the row (or whatever the type's projector says).
   Only resources with a UUID id (every server-assigned id is one) can have a row. A new resource
   that lacks what the domain requires (a Patient with no birth date, a reference to something that
   has no row) is kept in the FHIR store only; a version that would break a row that exists is
