@@ -13,6 +13,7 @@ from httpx import ASGITransport, AsyncClient
 from prometheus_client import REGISTRY
 
 from hims.app import create_app
+from hims.core.errors import Unauthorized
 from hims.core.fastroutes import FastRoute
 from hims.settings import Settings
 from tests.fhir.conftest import FHIR_JSON, auth, patient
@@ -125,3 +126,17 @@ async def test_requests_served_directly_are_counted_under_their_route_template(
     before = REGISTRY.get_sample_value("http_requests_total", labels) or 0.0
     assert (await fhir.get(f"/Patient/{uuid.uuid4()}")).status_code == 404
     assert REGISTRY.get_sample_value("http_requests_total", labels) == before + 1
+
+
+async def test_dependency_overrides_send_requests_back_to_fastapi(app: FastAPI, settings: Settings):
+    read_route = next(r for r in fast_routes(app) if r.method == "GET").route
+    actor = next(d.call for d in read_route.dependant.dependencies if d.name == "actor")
+
+    async def nobody() -> None:
+        raise Unauthorized("Overridden.", code="overridden")
+
+    app.dependency_overrides[actor] = nobody
+    transport = ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with AsyncClient(transport=transport, base_url="http://testserver") as http:
+        answer = await http.get(f"/fhir/R4/Patient/{uuid.uuid4()}", headers=auth(settings, "nurse"))
+    assert _outcome(answer)[:2] == (401, "overridden")

@@ -19,8 +19,9 @@ What stays the same, by construction:
   as FastAPI sets them.
 
 A route that does not qualify (a dependency with sub-dependencies, a yield dependency, a typed
-path parameter, router-level dependencies...) is left to FastAPI; `install_fast_routes` returns
-the routes it took over so a test can pin them.
+path parameter, router-level dependencies...) is left to FastAPI, and so is every request while
+``app.dependency_overrides`` holds anything; `install_fast_routes` returns the routes it took over
+so a test can pin them.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class FastRoute(BaseRoute):
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http" or scope["method"] != self.method:
             return Match.NONE, {}
+        app = scope.get("app")
+        if app is not None and getattr(app, "dependency_overrides", None):
+            return Match.NONE, {}  # overridden dependencies: FastAPI resolves them
         path = get_route_path(scope)
         found = self.route.path_regex.match(path)
         if found is None:

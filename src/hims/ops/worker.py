@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import structlog
-from arq import run_worker
 from arq.connections import RedisSettings
-from arq.worker import Function, func
+from arq.worker import Function, Worker, func
 
 from hims.core.db import Database
 from hims.core.jobs import QUEUE_NAME, ArqQueue
@@ -88,15 +88,25 @@ def worker_settings(settings: Settings, url: str) -> dict[str, Any]:
     }
 
 
+class _Worker(Worker):
+    """arq's worker, whose shutdown survives a job cancelled as it finishes.
+
+    On SIGTERM arq cancels the running jobs and then gathers them without ``return_exceptions``.
+    A job caught in its shielded finish (its result already stored) re-raises CancelledError
+    there, so the gather failed, ``on_shutdown`` never ran and the worker exited 1 (seen in CI).
+    """
+
+    async def close(self) -> None:
+        for task in self.tasks.values():  # what arq's signal handler did already, or its close does
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks.clear()  # all done: arq's own gather below must not re-raise their cancellation
+        await super().close()
+
+
 def run(settings: Settings, url: str) -> None:
     """Run the worker until SIGINT/SIGTERM (running jobs are cancelled; arq re-queues them)."""
     from hims.core.logging import configure_logging
 
     configure_logging(settings.log_level)
-
-    class WorkerSettings:
-        pass
-
-    for key, value in worker_settings(settings, url).items():
-        setattr(WorkerSettings, key, value)
-    run_worker(WorkerSettings)  # type: ignore[arg-type,unused-ignore]
+    _Worker(**worker_settings(settings, url)).run()
