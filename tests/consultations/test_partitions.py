@@ -3,12 +3,15 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import asyncpg
+import pytest
 from httpx import AsyncClient
 from typer.testing import CliRunner
 
 from hims.cli import app as cli_app
 from hims.consultations.cli import _after_migrate, ensure
 from hims.consultations.partitions import missing_partitions, partition_name
+from hims.fhir.projectors.clinical import ENCOUNTER
 from hims.ops import hooks, migrate
 
 THIS_YEAR = datetime.now(UTC).year
@@ -113,3 +116,64 @@ async def test_hims_db_verify_command_is_clean_with_partitions(database_url, par
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "database verified" in result.stdout
+
+
+async def test_consultation_keys_follow_inserts_moves_and_deletes(
+    client: AsyncClient, physician, patient_id, sql
+):
+    response = await client.post(
+        f"/api/v1/patients/{patient_id}/consultations",
+        json={"started_at": "2025-07-01T08:00:00Z"},
+        headers=physician,
+    )
+    assert response.status_code == 201, response.text
+    cid = response.json()["id"]
+
+    async def key() -> list[tuple[str, str]]:
+        rows = await sql.fetch(
+            "SELECT k.started_at::text, c.tableoid::regclass::text FROM consultation_keys k "
+            "LEFT JOIN consultations c ON c.id = k.id AND c.started_at = k.started_at WHERE k.id = $1",
+            cid,
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    assert await key() == [("2025-07-01 08:00:00+00", "consultations_y2025")]
+    await sql.execute("UPDATE consultations SET started_at = '2025-08-01T08:00:00Z' WHERE id = $1", cid)
+    assert await key() == [("2025-08-01 08:00:00+00", "consultations_y2025")]
+    moved = datetime(THIS_YEAR, 1, 2, 8, tzinfo=UTC)
+    await sql.execute("UPDATE consultations SET started_at = $2 WHERE id = $1", cid, moved)
+    assert await key() == [(f"{THIS_YEAR}-01-02 08:00:00+00", partition_name(THIS_YEAR))]  # moved partition
+    # An id is unique across partitions, which the partitioned key (id, started_at) is not.
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await sql.execute(
+            "INSERT INTO consultations (id, started_at, patient_id, kind, status, version, created_at, "
+            "updated_at) SELECT id, '2025-03-01T08:00:00Z', patient_id, kind, status, 1, now(), now() "
+            "FROM consultations WHERE id = $1",
+            cid,
+        )
+    await sql.execute("DELETE FROM consultations WHERE id = $1", cid)
+    assert await key() == []
+
+
+async def test_a_lookup_by_id_reads_one_partition(client: AsyncClient, physician, patient_id, sql):
+    response = await client.post(
+        f"/api/v1/patients/{patient_id}/consultations",
+        json={"started_at": "2025-07-01T08:00:00Z"},
+        headers=physician,
+    )
+    cid = response.json()["id"]
+    partitions = await _children(sql)
+    assert len(partitions) >= 3
+    await sql.execute("SET plan_cache_mode = force_generic_plan")  # as a pooled, prepared statement
+    plan = "\n".join(
+        r[0]
+        for r in await sql.fetch(
+            "EXPLAIN (ANALYZE, COSTS OFF, SUMMARY OFF) " + ENCOUNTER.rows_by_id_sql("id = $1::uuid", 1), cid
+        )
+    )
+    scans = [line for line in plan.splitlines() if " on consultations_y" in line]
+    assert len(scans) == len(partitions), plan
+    assert sum("never executed" not in line for line in scans) == 1, plan
+    fetched = await client.get(f"/api/v1/consultations/{cid}", headers=physician)
+    assert fetched.status_code == 200
+    assert fetched.json()["started_at"].startswith("2025-07-01")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hims.consultations.models import Consultation, ConsultationAmendment
+from hims.consultations.models import Consultation, ConsultationAmendment, ConsultationKey
 from hims.patients.models import Patient
 from hims.practitioners.models import Practitioner
 
@@ -52,11 +52,18 @@ async def add(session: AsyncSession, consultation: Consultation) -> None:
         raise
 
 
+def _by_id(consultation_id: uuid.UUID) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """WHERE conditions for one consultation by id, narrowed to its partition (`ConsultationKey`:
+    PostgreSQL prunes the others when the statement starts instead of probing each)."""
+    started_at = select(ConsultationKey.started_at).where(ConsultationKey.id == consultation_id)
+    return Consultation.id == consultation_id, Consultation.started_at == started_at.scalar_subquery()
+
+
 async def get(
     session: AsyncSession, consultation_id: uuid.UUID, *, lock: bool = False
 ) -> Consultation | None:
     """One consultation by id (any partition)."""
-    query = select(Consultation).where(Consultation.id == consultation_id)
+    query = select(Consultation).where(*_by_id(consultation_id))
     if lock:
         query = query.with_for_update()
     return (await session.execute(query)).scalar_one_or_none()
@@ -111,9 +118,7 @@ async def belongs_to_patient(
 ) -> bool:
     """True when the consultation exists and is the patient's."""
     row = await session.execute(
-        select(Consultation.id).where(
-            Consultation.id == consultation_id, Consultation.patient_id == patient_id
-        )
+        select(Consultation.id).where(*_by_id(consultation_id), Consultation.patient_id == patient_id)
     )
     return row.first() is not None
 

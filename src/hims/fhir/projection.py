@@ -112,6 +112,14 @@ class Projector:
     derived: Callable[[dict[str, Any]], list[dict[str, Any]]] = lambda _row: []
     #: Constraint name → error code, for a write the database refuses (409; others ``domain_conflict``).
     constraint_codes: dict[str, str] = field(default_factory=dict)
+    #: For a partitioned table: SQL, given the condition on one ``id``, that narrows a lookup to
+    #: the row's partition (else PostgreSQL probes every partition).
+    partition_filter: Callable[[str], str] | None = None
+
+    def rows_by_id_sql(self, match: str, count: int) -> str:
+        """``SELECT *`` of the ``count`` rows whose id satisfies ``match`` (`repo.any_of`)."""
+        narrow = f" AND {self.partition_filter(match)}" if self.partition_filter and count == 1 else ""
+        return f"SELECT * FROM {self.table.name} WHERE {match}{narrow}"
 
     @property
     def table(self) -> Table:
@@ -198,11 +206,11 @@ async def project_writes(
     keyed = [(w, key) for w in writes if (key := as_uuid(w.id)) is not None]
     if not keyed:
         return []
-    table = projector.table
     existing: dict[uuid.UUID, asyncpg.Record] = {}
     if any(w.method != "POST" for w, _ in keyed):  # a POST's id is one the server just made up
-        match, ids = repo.any_of("id", 1, [k for _, k in keyed], "uuid")
-        existing = {r["id"]: r for r in await conn.fetch(f"SELECT * FROM {table.name} WHERE {match}", ids)}
+        wanted = [k for _, k in keyed]
+        match, ids = repo.any_of("id", 1, wanted, "uuid")
+        existing = {r["id"]: r for r in await conn.fetch(projector.rows_by_id_sql(match, len(wanted)), ids)}
     deletes = [k for w, k in keyed if w.resource is None and k in existing]
     if deletes and projector.check_delete is not None:
         await projector.check_delete(conn, [existing[k] for k in deletes])
@@ -430,9 +438,9 @@ async def sync_from_domain(session: AsyncSession) -> None:
 async def write_rows(conn: asyncpg.Connection, projector: Projector, ids: Iterable[uuid.UUID]) -> int:
     """New FHIR versions for these domain rows (tombstones for deleted ones) and the resources
     derived from them; returns how many."""
-    table = projector.table
-    match, values = repo.any_of("id", 1, list(ids), "uuid")
-    rows = [dict(r) for r in await conn.fetch(f"SELECT * FROM {table.name} WHERE {match}", values)]
+    wanted = list(ids)
+    match, values = repo.any_of("id", 1, wanted, "uuid")
+    rows = [dict(r) for r in await conn.fetch(projector.rows_by_id_sql(match, len(wanted)), values)]
     derived = [d for row in rows if not projector.is_deleted(row) for d in projector.derived(row)]
     keys = [(projector.resource_type, str(r["id"])) for r in rows] + [
         (d["resourceType"], d["id"]) for d in derived

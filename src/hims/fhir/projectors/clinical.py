@@ -25,7 +25,7 @@ import asyncpg
 
 from hims.clinical.models import Allergy, Condition, Observation
 from hims.clinical.schemas import ClinicalStatus, VerificationStatus
-from hims.consultations.models import Consultation
+from hims.consultations.models import Consultation, consultation_partition_filter
 from hims.consultations.partitions import partition_name
 from hims.core.errors import Conflict
 from hims.fhir import repository as repo
@@ -164,6 +164,7 @@ ENCOUNTER = register(
         complete=complete_encounters,
         upsert_key=("id", "started_at"),
         check_delete=refuse_signed_deletes,
+        partition_filter=consultation_partition_filter,
     )
 )
 
@@ -175,7 +176,7 @@ OBSERVATION = register(
         to_resource=keeping_extra(observation),
         rank=80,
         required=("patient_id", "code", "display", "value", "unit", "effective_at"),
-        references={"patient_id": "patients", "consultation_id": "consultations"},
+        references={"patient_id": "patients", "consultation_id": "consultation_keys"},
         screen=screen_observation,
         complete=complete_observations,
     )
@@ -189,7 +190,7 @@ CONDITION = register(
         to_resource=keeping_extra(condition),
         rank=80,
         required=("patient_id", "code", "display"),
-        references={"patient_id": "patients", "consultation_id": "consultations"},
+        references={"patient_id": "patients", "consultation_id": "consultation_keys"},
         complete=complete_conditions,
         delete_sets={"verification_status": f"'{ENTERED_IN_ERROR}'"},
         is_deleted=lambda row: row.get("verification_status") == ENTERED_IN_ERROR,

@@ -30,6 +30,7 @@ import asyncpg
 from hims.clinical.allergy_check import AllergyFacts, find_conflicts
 from hims.clinical.coding import loinc_is_valid
 from hims.clinical.models import LabOrder, Prescription
+from hims.consultations.models import consultation_partition_filter
 from hims.core.errors import Conflict
 from hims.documents.models import Document
 from hims.fhir import repository as repo
@@ -84,7 +85,8 @@ async def _link_consultations(conn: asyncpg.Connection, candidates: list[Candida
     if not wanted:
         return
     match, ids = repo.any_of("id", 1, list(wanted), "uuid")
-    sql = f"SELECT id, patient_id FROM consultations WHERE {match}"  # noqa: S608
+    narrow = f" AND {consultation_partition_filter(match)}" if len(wanted) == 1 else ""
+    sql = f"SELECT id, patient_id FROM consultations WHERE {match}{narrow}"  # noqa: S608
     owners = {r["id"]: r["patient_id"] for r in await conn.fetch(sql, ids)}
     for c in candidates:
         if c.row.get("consultation_id") and owners.get(c.row["consultation_id"]) != c.row["patient_id"]:
