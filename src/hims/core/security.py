@@ -147,7 +147,8 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def _channel(request: Request) -> Channel:
+def request_channel(request: Request) -> Channel:
+    """The channel a token-authenticated request came through: the FHIR API or the REST API."""
     return "fhir" if request.scope["path"].startswith("/fhir") else "api"
 
 
@@ -182,7 +183,7 @@ async def authenticate(request: Request) -> Actor:
         permissions=permissions_for(roles),
         client_ip=client_ip(request),
         request_id=getattr(request.state, "request_id", None),
-        channel=_channel(request),
+        channel=request_channel(request),
         token_id=str(claims["jti"]),
     )
 

@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from hims.audit.service import record_phi_access
 from hims.core.errors import Forbidden, Unauthorized
 from hims.core.permissions import permissions_for
-from hims.core.security import Actor, client_ip
+from hims.core.security import Actor, client_ip, request_channel
 from hims.identity import service, tokens
 from hims.settings import Settings
 
@@ -27,10 +27,6 @@ CSRF_COOKIE = "hims_csrf"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def _channel(request: Request) -> Any:
-    return "fhir" if request.scope["path"].startswith("/fhir") else "api"
 
 
 async def _status(request: Request, user_id: uuid.UUID, cached: str | None = None) -> service.UserStatus:
@@ -80,7 +76,7 @@ async def authenticator(request: Request, claims: dict[str, Any] | None) -> Acto
             permissions=frozenset({"self"}) if limited else permissions_for(roles),
             client_ip=client_ip(request),
             request_id=getattr(request.state, "request_id", None),
-            channel=_channel(request),
+            channel=request_channel(request),
             token_id=str(claims["jti"]),
             practitioner_id=status.practitioner_id,
             extra={"exp": claims["exp"], "fam": claims.get("fam"), "limited": limited},
