@@ -91,12 +91,15 @@ class ConsultationKey(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-def consultation_partition_filter(match: str) -> str:
-    """SQL narrowing a ``consultations`` query for one id (``match``, e.g. ``id = $1``) to that
-    consultation's partition: PostgreSQL prunes the others when the statement starts. (Only a
-    scalar prunes: ``started_at = ANY(...)`` of several ids is a mere filter on every partition.)"""
+def consultation_partition_filter(match: str, count: int) -> str:
+    """`` AND …`` narrowing a ``consultations`` query for ``count`` ids (``match``, e.g.
+    ``id = $1``) to their partition, so PostgreSQL prunes the others when the statement starts;
+    empty unless ``count`` is 1 (``started_at = ANY(...)`` of several ids would only filter every
+    partition, not prune them)."""
+    if count != 1:
+        return ""
     # ``match`` is SQL of ours (`hims.fhir.repository.any_of`); values travel as parameters.
-    return f"started_at = (SELECT k.started_at FROM consultation_keys k WHERE k.{match})"  # noqa: S608
+    return f" AND started_at = (SELECT k.started_at FROM consultation_keys k WHERE k.{match})"  # noqa: S608
 
 
 class ConsultationAmendment(Base):

@@ -112,13 +112,13 @@ class Projector:
     derived: Callable[[dict[str, Any]], list[dict[str, Any]]] = lambda _row: []
     #: Constraint name → error code, for a write the database refuses (409; others ``domain_conflict``).
     constraint_codes: dict[str, str] = field(default_factory=dict)
-    #: For a partitioned table: SQL, given the condition on one ``id``, that narrows a lookup to
-    #: the row's partition (else PostgreSQL probes every partition).
-    partition_filter: Callable[[str], str] | None = None
+    #: For a partitioned table: (condition on ``id``, number of ids) → `` AND …`` narrowing a
+    #: lookup to the rows' partitions (else PostgreSQL probes every partition).
+    partition_filter: Callable[[str, int], str] | None = None
 
     def rows_by_id_sql(self, match: str, count: int) -> str:
         """``SELECT *`` of the ``count`` rows whose id satisfies ``match`` (`repo.any_of`)."""
-        narrow = f" AND {self.partition_filter(match)}" if self.partition_filter and count == 1 else ""
+        narrow = self.partition_filter(match, count) if self.partition_filter else ""
         return f"SELECT * FROM {self.table.name} WHERE {match}{narrow}"
 
     @property

@@ -85,7 +85,7 @@ async def _link_consultations(conn: asyncpg.Connection, candidates: list[Candida
     if not wanted:
         return
     match, ids = repo.any_of("id", 1, list(wanted), "uuid")
-    narrow = f" AND {consultation_partition_filter(match)}" if len(wanted) == 1 else ""
+    narrow = consultation_partition_filter(match, len(wanted))
     sql = f"SELECT id, patient_id FROM consultations WHERE {match}{narrow}"  # noqa: S608
     owners = {r["id"]: r["patient_id"] for r in await conn.fetch(sql, ids)}
     for c in candidates:
