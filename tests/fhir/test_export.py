@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -30,7 +29,7 @@ from hims.core.jobs import QUEUE_NAME
 from hims.core.security import Actor
 from hims.fhir import export
 from hims.fhir.models import FhirExportJob
-from hims.ops.worker import worker_settings
+from hims.ops.worker import HimsWorker, worker_settings
 from hims.settings import Settings
 from tests.conftest import make_settings, serve_in_process
 from tests.fhir.conftest import FHIR_JSON, auth, create, patient
@@ -41,19 +40,15 @@ async def running_worker(settings: Settings, database_url: str) -> AsyncIterator
     """An arq worker configured like `hims worker`, polling the real Redis queue in-process."""
     options = worker_settings(settings, database_url)
     options.update(handle_signals=False, poll_delay=0.05)
-    worker = Worker(**options)
+    worker = HimsWorker(**options)
     task = asyncio.create_task(worker.async_run())
     try:
         yield worker
     finally:
         # Like SIGTERM: running jobs are cancelled (arq re-queues them), then on_shutdown runs.
-        # (Not `worker.close()`: its gather fails when a job task is cancelled while finishing.)
-        worker.handle_sig(signal.SIGUSR1)
-        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        await worker.close()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await options["on_shutdown"](worker.ctx)
-        await worker.pool.aclose()
 
 
 @pytest.fixture

@@ -131,8 +131,6 @@ async def test_request_boundary_sends_jobs_only_for_committed_requests(settings)
         await pool.aclose()
 
 
-# arq closes its Redis pool with redis-py's deprecated close(); that is arq's to change.
-@pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
 async def test_the_worker_shuts_down_cleanly_when_a_job_is_cancelled_as_it_finishes(redis_url):
     # arq cancels running jobs on SIGTERM; a job caught in its shielded finish re-raises the
     # cancellation when the shutdown gathers it. The shutdown must still run to its end.
@@ -141,7 +139,7 @@ async def test_the_worker_shuts_down_cleanly_when_a_job_is_cancelled_as_it_finis
     async def on_shutdown(_ctx: dict[str, object]) -> None:
         stopped.append(True)
 
-    worker = worker_module._Worker(
+    worker = worker_module.HimsWorker(
         functions=worker_module.functions(),
         redis_settings=RedisSettings.from_dsn(redis_url),
         queue_name="hims:test-shutdown",

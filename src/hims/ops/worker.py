@@ -88,7 +88,7 @@ def worker_settings(settings: Settings, url: str) -> dict[str, Any]:
     }
 
 
-class _Worker(Worker):
+class HimsWorker(Worker):
     """arq's worker, whose shutdown survives a job cancelled as it finishes.
 
     On SIGTERM arq cancels the running jobs and then gathers them without ``return_exceptions``.
@@ -109,4 +109,4 @@ def run(settings: Settings, url: str) -> None:
     from hims.core.logging import configure_logging
 
     configure_logging(settings.log_level)
-    _Worker(**worker_settings(settings, url)).run()
+    HimsWorker(**worker_settings(settings, url)).run()
