@@ -118,16 +118,20 @@ async def test_hims_db_verify_command_is_clean_with_partitions(database_url, par
     assert "database verified" in result.stdout
 
 
-async def test_consultation_keys_follow_inserts_moves_and_deletes(
-    client: AsyncClient, physician, patient_id, sql
-):
+async def _consultation_in_2025(client: AsyncClient, physician, patient_id) -> str:
     response = await client.post(
         f"/api/v1/patients/{patient_id}/consultations",
         json={"started_at": "2025-07-01T08:00:00Z"},
         headers=physician,
     )
     assert response.status_code == 201, response.text
-    cid = response.json()["id"]
+    return str(response.json()["id"])
+
+
+async def test_consultation_keys_follow_inserts_moves_and_deletes(
+    client: AsyncClient, physician, patient_id, sql
+):
+    cid = await _consultation_in_2025(client, physician, patient_id)
 
     async def key() -> list[tuple[str, str]]:
         rows = await sql.fetch(
@@ -156,12 +160,7 @@ async def test_consultation_keys_follow_inserts_moves_and_deletes(
 
 
 async def test_a_lookup_by_id_reads_one_partition(client: AsyncClient, physician, patient_id, sql):
-    response = await client.post(
-        f"/api/v1/patients/{patient_id}/consultations",
-        json={"started_at": "2025-07-01T08:00:00Z"},
-        headers=physician,
-    )
-    cid = response.json()["id"]
+    cid = await _consultation_in_2025(client, physician, patient_id)
     partitions = await _children(sql)
     assert len(partitions) >= 3
     await sql.execute("SET plan_cache_mode = force_generic_plan")  # as a pooled, prepared statement
