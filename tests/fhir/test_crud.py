@@ -199,3 +199,76 @@ async def test_put_recreates_a_deleted_resource_with_a_new_version(fhir: AsyncCl
     history = (await fhir.get("/Patient/again/_history")).json()
     assert [e["request"]["method"] for e in history["entry"]] == ["PUT", "DELETE", "PUT"]
     assert (await fhir.get("/Patient/again/_history/2")).status_code == 410
+
+
+# ---------------------------------------------------------------- concurrent writes of one resource
+# An update, patch or delete reads, then writes in one statement over the version it read, with no
+# lock (service._optimistic); one that loses the race tries again under the row lock. In these
+# tests every request reads version 1 before any writes, so all but one lose their first try.
+
+RACERS = 8
+
+
+async def test_concurrent_patches_of_one_patient_lose_no_change(fhir: AsyncClient, database_url: str) -> None:
+    """Eight clients each add an identifier at the same moment: every one of them is kept, in the
+    FHIR resource, its history and the patients row, and each write has its PHI log row."""
+    pid = (await create(fhir, patient()))["id"]
+    patch_type = {"Content-Type": "application/json-patch+json"}
+
+    def add(n: int) -> list[dict[str, Any]]:
+        return [{"op": "add", "path": "/identifier/-", "value": {"system": "urn:race", "value": str(n)}}]
+
+    answers = await asyncio.gather(
+        *(fhir.patch(f"/Patient/{pid}", json=add(n), headers=patch_type) for n in range(RACERS))
+    )
+    assert [a.status_code for a in answers] == [200] * RACERS, [a.text for a in answers]
+    assert sorted(a.headers["etag"] for a in answers) == sorted(f'W/"{v}"' for v in range(2, RACERS + 2))
+    final = (await fhir.get(f"/Patient/{pid}")).json()
+    raced = sorted(i["value"] for i in final["identifier"] if i.get("system") == "urn:race")
+    assert raced == [str(n) for n in range(RACERS)]
+    history = (await fhir.get(f"/Patient/{pid}/_history", params={"_count": 50})).json()
+    assert len(history["entry"]) == RACERS + 1
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchval("SELECT identifiers::text FROM patients WHERE id = $1::uuid", pid)
+        updates = await conn.fetchval(
+            "SELECT count(*) FROM phi_access_log WHERE resource_id = $1 AND action = 'update'",
+            f"Patient/{pid}",
+        )
+    finally:
+        await conn.close()
+    assert all(f'"value": "{n}"' in row for n in range(RACERS))
+    assert updates == RACERS
+
+
+async def test_concurrent_updates_naming_one_version_let_exactly_one_through(fhir: AsyncClient) -> None:
+    stored = await create(fhir, patient())
+    body = {**stored, "gender": "other"}
+    stale_after_one = {"If-Match": 'W/"1"'}
+    answers = await asyncio.gather(
+        *(fhir.put(f"/Patient/{stored['id']}", json=body, headers=stale_after_one) for _ in range(RACERS))
+    )
+    assert sorted(a.status_code for a in answers) == [200] + [412] * (RACERS - 1)
+    refused = next(a for a in answers if a.status_code == 412).json()
+    assert refused["resourceType"] == "OperationOutcome"
+    assert (await fhir.get(f"/Patient/{stored['id']}")).json()["meta"]["versionId"] == "2"
+
+
+async def test_concurrent_updates_and_deletes_each_get_a_version_of_their_own(fhir: AsyncClient) -> None:
+    stored = await create(fhir, patient())
+    puts = await asyncio.gather(
+        *(
+            fhir.put(f"/Patient/{stored['id']}", json={**stored, "birthDate": f"19{50 + n}-01-01"})
+            for n in range(RACERS)
+        )
+    )
+    assert [p.status_code for p in puts] == [200] * RACERS, [p.text for p in puts]
+    assert len({p.headers["etag"] for p in puts}) == RACERS
+    final = (await fhir.get(f"/Patient/{stored['id']}")).json()
+    last = max(puts, key=lambda p: int(p.json()["meta"]["versionId"])).json()
+    assert final["birthDate"] == last["birthDate"]
+    deletes = await asyncio.gather(*(fhir.delete(f"/Patient/{stored['id']}") for _ in range(RACERS)))
+    assert [d.status_code for d in deletes] == [204] * RACERS
+    assert [d.headers.get("etag") for d in deletes if d.headers.get("etag")] == [f'W/"{RACERS + 2}"']
+    history = (await fhir.get(f"/Patient/{stored['id']}/_history", params={"_count": 50})).json()
+    assert [e["request"]["method"] for e in history["entry"]].count("DELETE") == 1

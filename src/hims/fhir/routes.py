@@ -401,9 +401,12 @@ async def read(
 async def update(
     resource_type: str, id_: str, request: Request, database: DatabaseDep, actor: Writer
 ) -> Response:
-    """Update (or create with this id); If-Match gives optimistic concurrency."""
+    """Update (or create with this id); If-Match gives optimistic concurrency.
+
+    No transaction: reads, then one write statement that writes only over the version read
+    (`service.update`), so BEGIN and COMMIT are two round trips it does without."""
     resource = await _resource_to_write(request, resource_type)
-    async with database.driver_transaction() as conn:
+    async with database.statement_connection() as conn:
         stored = await service.update(
             conn=conn,
             actor=actor,
@@ -428,7 +431,7 @@ async def patch(
         operations = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
         raise BadRequest("The patch is not valid JSON.", code="invalid_json") from None
-    async with database.driver_transaction() as conn:
+    async with database.statement_connection() as conn:
         stored = await service.patch(
             conn=conn,
             actor=actor,
@@ -446,7 +449,7 @@ async def delete(
 ) -> Response:
     """Delete (idempotent); reads then answer 410 Gone."""
     check_scope(request, resource_type, "write")
-    async with database.driver_transaction() as conn:
+    async with database.statement_connection() as conn:
         version = await service.delete(conn=conn, actor=actor, resource_type=resource_type, id_=id_)
     headers = {"ETag": f'W/"{version}"'} if version else {}
     return Response(status_code=204, headers=headers)

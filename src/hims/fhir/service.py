@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -439,6 +439,71 @@ async def create(
     return Stored(resource_type, write.id, 1, now, write.resource, write.patient_ref, created=True)
 
 
+#: After an optimistic write lost its race, how many more times it is tried under the row lock.
+#: A lock on a row that does not exist yet locks nothing, so two PUTs creating the same id can
+#: still race once; the second locked try finds the row and waits on it.
+LOCKED_ATTEMPTS = 2
+
+T = TypeVar("T")
+
+
+async def _optimistic(
+    conn: asyncpg.Connection,
+    attempt: Callable[[bool], Awaitable[T | None]],
+    resource_type: str,
+    id_: str,
+) -> T:
+    """Run ``attempt(False)`` on ``conn`` as it is; when a concurrent write of the same resource beat
+    it (it returned None, having written nothing), run ``attempt(True)`` in a transaction that
+    reads with the row lock, which queues it behind the other writers.
+
+    Each attempt reads the current version and writes the next one in one statement that writes
+    only over the version it read (`repository.write`), so the uncontended write needs no
+    transaction (BEGIN and COMMIT are two round trips), and a contended one never loses an update.
+    """
+    result = await attempt(False)
+    for _ in range(LOCKED_ATTEMPTS):
+        if result is not None:
+            return result
+        async with conn.transaction():
+            result = await attempt(True)
+    if result is None:
+        raise Conflict(
+            f"{resource_type}/{id_} kept being changed concurrently; retry.", code="version_conflict"
+        )
+    return result
+
+
+def _check_if_match(expected: int | None, current: repo.Current | None) -> None:
+    """412 unless the current version is the one If-Match names (when it names one)."""
+    if expected is not None and (current is None or current.version_id != expected or current.deleted):
+        have = "none" if current is None else str(current.version_id)
+        raise PreconditionFailed(
+            f"If-Match version {expected} does not match the current version ({have}).",
+            code="version_conflict",
+        )
+
+
+async def _put_version(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    resource_type: str,
+    id_: str,
+    resource: dict[str, Any],
+    current: repo.Current | None,
+) -> Stored | None:
+    """Write ``resource`` as the version after ``current``; None when another write got there first."""
+    version = 1 if current is None else current.version_id + 1
+    now = datetime.now(UTC)
+    write = prepare(resource, resource_type=resource_type, id_=id_, version_id=version, now=now, method="PUT")
+    created = current is None or current.deleted
+    log = repo.AccessLog(actor, "create" if created else "update")
+    if not await storage_for(resource_type).write(conn, [write], log=log):
+        return None
+    assert write.resource is not None
+    return Stored(resource_type, id_, version, now, write.resource, write.patient_ref, created=created)
+
+
 async def update(
     *,
     conn: asyncpg.Connection,
@@ -448,7 +513,12 @@ async def update(
     resource: dict[str, Any],
     if_match: str | None = None,
 ) -> Stored:
-    """PUT: a new version (or create with the client's id). If-Match mismatch is 412."""
+    """PUT: a new version (or create with the client's id). If-Match mismatch is 412.
+
+    Optimistic (`_optimistic`), so ``conn`` need not be in a transaction. When a concurrent write
+    lands between its read and its write, an update with If-Match answers 412 (the version it
+    named is gone); one without is tried again under the row lock.
+    """
     check_writable(resource_type, "update")
     check_id(id_)
     holders = validate_resource(resource, expected_type=resource_type)
@@ -458,23 +528,20 @@ async def update(
     if body_id != id_:
         raise BadRequest(f"Resource id {body_id!r} does not match the URL id {id_!r}.", code="id_mismatch")
     expected = parse_if_match(if_match)
-    current = await storage_for(resource_type).read(conn, resource_type, id_, lock=True)
-    if expected is not None and (current is None or current.version_id != expected or current.deleted):
-        have = "none" if current is None else str(current.version_id)
-        raise PreconditionFailed(
-            f"If-Match version {expected} does not match the current version ({have}).",
-            code="version_conflict",
-        )
-    await check_targets_exist(conn, local_targets(holders))
-    version = 1 if current is None else current.version_id + 1
-    now = datetime.now(UTC)
-    write = prepare(resource, resource_type=resource_type, id_=id_, version_id=version, now=now, method="PUT")
-    created = current is None or current.deleted
-    log = repo.AccessLog(actor, "create" if created else "update")
-    if not await storage_for(resource_type).write(conn, [write], log=log):
-        raise Conflict(f"{resource_type}/{id_} was changed concurrently; retry.", code="version_conflict")
-    assert write.resource is not None
-    return Stored(resource_type, id_, version, now, write.resource, write.patient_ref, created=created)
+    pristine = orjson.dumps(resource)  # a write amends the dict (meta, an MRN): a retry starts over
+    tries = 0
+
+    async def attempt(lock: bool) -> Stored | None:
+        nonlocal tries
+        current = await storage_for(resource_type).read(conn, resource_type, id_, lock=lock)
+        _check_if_match(expected, current)
+        if tries == 0:
+            await check_targets_exist(conn, local_targets(holders))
+        document = resource if tries == 0 else orjson.loads(pristine)
+        tries += 1
+        return await _put_version(conn, actor, resource_type, id_, document, current)
+
+    return await _optimistic(conn, attempt, resource_type, id_)
 
 
 async def conditional_update(
@@ -519,18 +586,24 @@ async def conditional_update(
 
 
 async def delete(*, conn: asyncpg.Connection, actor: Actor, resource_type: str, id_: str) -> int | None:
-    """DELETE: a tombstone version; idempotent (returns the delete's version, None if nothing to do)."""
+    """DELETE: a tombstone version; idempotent (returns the delete's version, None if nothing to do).
+    Optimistic like `update`."""
     check_writable(resource_type, "delete")
-    current = await storage_for(resource_type).read(conn, resource_type, id_, lock=True)
-    if current is None or current.deleted:
-        return None
-    now = datetime.now(UTC)
-    version = current.version_id + 1
-    await storage_for(resource_type).write(
-        conn,
-        [repo.Write(resource_type, id_, version, now, "DELETE", None, current.patient_ref, None)],
-        log=repo.AccessLog(actor, "delete"),
-    )
+    storage = storage_for(resource_type)
+
+    async def attempt(lock: bool) -> tuple[int | None] | None:
+        """(the tombstone's version, or None when there is nothing to delete); None: lost the race."""
+        current = await storage.read(conn, resource_type, id_, lock=lock)
+        if current is None or current.deleted:
+            return (None,)
+        version = current.version_id + 1
+        tombstone = repo.Write(
+            resource_type, id_, version, datetime.now(UTC), "DELETE", None, current.patient_ref, None
+        )
+        written = await storage.write(conn, [tombstone], log=repo.AccessLog(actor, "delete"))
+        return (version,) if written else None
+
+    (version,) = await _optimistic(conn, attempt, resource_type, id_)
     return version
 
 
@@ -585,31 +658,28 @@ async def patch(
     operations: Any,
     if_match: str | None = None,
 ) -> Stored:
-    """PATCH: apply a JSON Patch to the current version and store the result as a new version."""
+    """PATCH: apply a JSON Patch to the current version and store the result as a new version.
+    Optimistic like `update`; a retry applies the patch to the version that won the race."""
     check_writable(resource_type, "patch")
-    current = await storage_for(resource_type).read(conn, resource_type, id_, lock=True)
-    if current is None:
-        raise NotFound(f"{resource_type}/{id_} is not known.", code="resource_not_found")
-    if current.deleted or current.resource is None:
-        raise Gone(f"{resource_type}/{id_} was deleted.", code="resource_deleted")
     expected = parse_if_match(if_match)
-    if expected is not None and expected != current.version_id:
-        raise PreconditionFailed(
-            f"If-Match version {expected} does not match the current version ({current.version_id}).",
-            code="version_conflict",
-        )
-    patched = apply(orjson.loads(current.resource), operations)
-    if (
-        not isinstance(patched, dict)
-        or patched.get("resourceType") != resource_type
-        or patched.get("id") != id_
-    ):
-        raise BadRequest("The patch may not change resourceType or id.", code="invalid_patch")
-    return await update(
-        conn=conn,
-        actor=actor,
-        resource_type=resource_type,
-        id_=id_,
-        resource=patched,
-        if_match=f'W/"{current.version_id}"',
-    )
+    storage = storage_for(resource_type)
+
+    async def attempt(lock: bool) -> Stored | None:
+        current = await storage.read(conn, resource_type, id_, lock=lock)
+        if current is None:
+            raise NotFound(f"{resource_type}/{id_} is not known.", code="resource_not_found")
+        if current.deleted or current.resource is None:
+            raise Gone(f"{resource_type}/{id_} was deleted.", code="resource_deleted")
+        _check_if_match(expected, current)
+        patched = apply(orjson.loads(current.resource), operations)
+        if (
+            not isinstance(patched, dict)
+            or patched.get("resourceType") != resource_type
+            or patched.get("id") != id_
+        ):
+            raise BadRequest("The patch may not change resourceType or id.", code="invalid_patch")
+        holders = validate_resource(patched, expected_type=resource_type)
+        await check_targets_exist(conn, local_targets(holders))
+        return await _put_version(conn, actor, resource_type, id_, patched, current)
+
+    return await _optimistic(conn, attempt, resource_type, id_)
