@@ -43,7 +43,9 @@ pool: asyncpg.Pool | None = None
 @asynccontextmanager
 async def lifespan(_app: Starlette) -> AsyncIterator[None]:
     global pool
-    pool = await asyncpg.create_pool(os.environ["FLOOR_DATABASE_URL"], min_size=2, max_size=20)
+    pool = await asyncpg.create_pool(
+        os.environ["FLOOR_DATABASE_URL"], min_size=2, max_size=int(os.environ.get("FLOOR_POOL", "20"))
+    )
     yield
     await pool.close()
 

@@ -68,15 +68,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(url: str, port: int, workers: int, data_dir: Path) -> subprocess.Popen[bytes]:
-    """`hims serve` on ``port`` against ``url``."""
+def start_server(
+    url: str, port: int, workers: int, data_dir: Path, pool: int = 20
+) -> subprocess.Popen[bytes]:
+    """`hims serve` on ``port`` against ``url``, with ``pool`` connections per worker."""
     env = {
         **os.environ,
         "DATABASE_URL": url,
         "HIMS_DATA_DIR": str(data_dir),
         "LOG_LEVEL": "warning",
         "HIMS_ENV": "development",
-        "DATABASE_MAX_CONNECTIONS": "20",
+        "DATABASE_MAX_CONNECTIONS": str(pool),
     }
     env.pop("REDIS_URL", None)
     return subprocess.Popen(

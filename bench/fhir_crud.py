@@ -240,8 +240,9 @@ async def load(
     return lat, errors, elapsed, meter.report(sum(len(v) for v in lat.values()))
 
 
-def start_floor(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
-    """The floor app (`bench/_crud_floor.py`) on the same uvicorn, with as many workers."""
+def start_floor(url: str, port: int, workers: int, pool: int) -> subprocess.Popen[bytes]:
+    """The floor app (`bench/_crud_floor.py`) on the same uvicorn, with as many workers and
+    connections per worker."""
     return subprocess.Popen(
         [
             str(Path(sys.executable).parent / "uvicorn"),
@@ -256,7 +257,7 @@ def start_floor(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
             "warning",
             "--no-access-log",
         ],
-        env={**os.environ, "FLOOR_DATABASE_URL": url},
+        env={**os.environ, "FLOOR_DATABASE_URL": url, "FLOOR_POOL": str(pool)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -325,6 +326,13 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
+        "--pool",
+        type=int,
+        default=8,
+        help="DATABASE_MAX_CONNECTIONS per worker, also the floor's (default 8: 16 connections for this "
+        "machine's 2 cores, as docs/runbooks.md sizes a pool; the setting's own default is 20)",
+    )
+    parser.add_argument(
         "--warmup",
         type=float,
         default=5,
@@ -358,7 +366,7 @@ async def main() -> None:
         await conn.close()
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_server(url, port, args.workers, Path(tmp))
+        server = start_server(url, port, args.workers, Path(tmp), args.pool)
         try:
             await wait_ready(f"http://127.0.0.1:{port}/fhir/R4")
             await wait_workers(server.pid, port, args.workers)
@@ -368,18 +376,21 @@ async def main() -> None:
             server.terminate()
             server.wait(timeout=30)
     mode = " (synchronous_commit=off)" if args.async_commit else ""
-    title = f"FHIR CRUD: {args.users} users, {args.duration:.0f} s, hims serve --workers {args.workers}{mode}"
+    title = (
+        f"FHIR CRUD: {args.users} users, {args.duration:.0f} s, hims serve --workers {args.workers}, "
+        f"{args.pool} connections per worker{mode}"
+    )
     ours = report(title, *measured)
     print("goal: >= 1,000 req/s with p99 <= 100 ms (HAPI 3,755 req/s on 8 vCPU; Medplum 1,354 on 16 vCPU)")
     if args.no_floor:
         return
     port = free_port()
-    floor_server = start_floor(url, port, args.workers)
+    floor_server = start_floor(url, port, args.workers, args.pool)
     try:
         await floor_ready(port)
         floor = report(
             f"\nfloor (bench/_crud_floor.py: Starlette + asyncpg, a document and its access-log row, "
-            f"nothing else), --workers {args.workers}",
+            f"nothing else), --workers {args.workers}, {args.pool} connections per worker",
             *await load(port, "", args.users, args.duration, floor_server.pid, args.warmup),
         )
     finally:

@@ -4,10 +4,12 @@ import asyncio
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import exc, text
 
 from hims.core import db as db_module
-from hims.core.db import Database, async_url, driver_connection
+from hims.core import metrics
+from hims.core.db import Database, FairGate, async_url, driver_connection
+from hims.core.errors import unexpected_error
 
 
 def test_urls_are_normalised_to_asyncpg():
@@ -117,5 +119,91 @@ async def test_driver_transactions_commit_roll_back_and_drop_an_interrupted_conn
             assert await conn.fetchval("SELECT pg_backend_pid()") != kept
             assert await conn.fetchval("SELECT array_agg(n) FROM driver_probe") == [1]
             await conn.execute("DROP TABLE driver_probe")
+    finally:
+        await db.dispose()
+
+
+# ---------------------------------------------------------------- first come, first served
+
+
+async def _holder(gate: FairGate, name: str, order: list[str], hold: asyncio.Event) -> None:
+    await gate.acquire()
+    order.append(name)
+    await hold.wait()
+    gate.release()
+
+
+async def test_a_freed_place_goes_to_the_longest_waiter_not_to_a_newcomer():
+    """The barging an asyncio.Queue allows: a request arriving between a release and the woken
+    waiter's turn must not take the place (that is what made the latency tail)."""
+    gate = FairGate(1)
+    order: list[str] = []
+    hold = asyncio.Event()
+    await gate.acquire()  # the place is taken
+    waiter = asyncio.create_task(_holder(gate, "waiter", order, hold))
+    await asyncio.sleep(0)
+    assert len(gate.waiters) == 1
+    gate.release()  # the waiter is woken but has not run yet
+    newcomer = asyncio.create_task(_holder(gate, "newcomer", order, hold))
+    await asyncio.sleep(0)
+    hold.set()
+    await asyncio.gather(waiter, newcomer)
+    assert order == ["waiter", "newcomer"]
+    assert (gate.free, len(gate.waiters)) == (1, 0)
+
+
+async def test_a_waiter_that_gives_up_keeps_no_place():
+    gate = FairGate(1)
+    await gate.acquire()
+    cancelled = asyncio.create_task(gate.acquire())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    gate.release()
+    assert (gate.free, len(gate.waiters)) == (1, 0)
+    # Handed the place in the same turn as it is cancelled: it passes the place on.
+    await gate.acquire()
+    late = asyncio.create_task(gate.acquire())
+    await asyncio.sleep(0)
+    gate.release()
+    late.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await late
+    assert (gate.free, len(gate.waiters)) == (1, 0)
+
+
+async def test_a_wait_longer_than_the_pool_timeout_is_a_503_and_is_counted():
+    gate = FairGate(1, timeout_s=0.2, role="gate-test")
+    waiting = metrics.DB_POOL_WAITING.labels("gate-test")
+    await gate.acquire()
+    task = asyncio.create_task(gate.acquire())
+    await asyncio.sleep(0.05)
+    assert waiting._value.get() == 1
+    with pytest.raises(exc.TimeoutError) as raised:
+        await task
+    assert waiting._value.get() == 0
+    error = unexpected_error(raised.value)
+    assert (error.status, error.code) == (503, "database_unavailable")
+    assert (gate.free, len(gate.waiters)) == (0, 0)  # the holder still has its place
+
+
+async def test_driver_connections_are_handed_out_in_arrival_order(database_url: str):
+    db = Database(database_url, pool_size=2)
+    order: list[int] = []
+
+    async def request(n: int) -> None:
+        async with db.statement_connection() as conn:
+            order.append(n)
+            await conn.execute("SELECT pg_sleep(0.05)")
+
+    try:
+        tasks = []
+        for n in range(8):
+            tasks.append(asyncio.create_task(request(n)))
+            await asyncio.sleep(0.005)
+        await asyncio.gather(*tasks)
+        assert order == list(range(8))
+        assert db.driver_gate.free == 2
     finally:
         await db.dispose()

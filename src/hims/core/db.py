@@ -6,8 +6,10 @@ transaction through `Database.transaction()`.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -66,6 +68,8 @@ def async_url(url: str) -> str:
 #: request: about a tenth of a FHIR request's CPU under load.
 PING_AFTER_IDLE_S = 1.0
 _CHECKED_IN_AT = "hims_checked_in_at"
+#: How long a request waits for a pooled connection before it answers 503.
+POOL_TIMEOUT_S = 10.0
 
 
 def make_engine(url: str, *, pool_size: int, idle_timeout_ms: int, role: str = "primary") -> AsyncEngine:
@@ -74,7 +78,7 @@ def make_engine(url: str, *, pool_size: int, idle_timeout_ms: int, role: str = "
         async_url(url),
         pool_size=pool_size,
         max_overflow=0,
-        pool_timeout=10,
+        pool_timeout=POOL_TIMEOUT_S,
         connect_args={
             "timeout": 5,
             "server_settings": {
@@ -176,6 +180,58 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     return driver
 
 
+class FairGate:
+    """At most ``size`` holders at once; the others are served strictly in the order they came.
+
+    A freed place goes straight to the longest waiter. SQLAlchemy's pool hands connections out
+    through an `asyncio.Queue`, where a request arriving while the woken waiter has yet to run
+    takes the freed connection and the waiter queues again at the back: under load a few
+    requests wait many turns. On the FHIR CRUD bench with 4-8 connections per worker that was a
+    p99 of 180 ms against 82-94 ms through this gate (docs/fhir.md, "Performance (CRUD)").
+    """
+
+    def __init__(self, size: int, *, timeout_s: float = POOL_TIMEOUT_S, role: str = "primary") -> None:
+        self.free = size
+        self.timeout_s = timeout_s
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        self._waiting = metrics.DB_POOL_WAITING.labels(role)
+
+    async def acquire(self) -> None:
+        """Take a place, waiting in line for one; `sqlalchemy.exc.TimeoutError` (503) after
+        ``timeout_s``, as the pool itself would."""
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        self._waiting.inc()
+        try:
+            # Not wait_for: it swallows a cancellation that comes with the place (Python 3.11).
+            async with asyncio.timeout(self.timeout_s):
+                await waiter
+        except BaseException as error:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a place just as it gave up: pass it on
+            elif waiter in self.waiters:  # `release` may have dropped it already
+                self.waiters.remove(waiter)
+            if isinstance(error, TimeoutError):
+                raise exc.TimeoutError(
+                    f"no database connection free within {self.timeout_s:g} s"
+                ) from None
+            raise
+        finally:
+            self._waiting.dec()
+
+    def release(self) -> None:
+        """Hand the place to the longest waiter, or free it."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
+
+
 class Database:
     """The primary engine, optional read replicas, and session factories."""
 
@@ -193,6 +249,9 @@ class Database:
         self.queue = queue
         self.engine = make_engine(url, pool_size=pool_size, idle_timeout_ms=idle_timeout_ms)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        #: Requests for driver connections (`statement_connection`) line up here, first come,
+        #: first served, before they take one from the engine's pool (ORM sessions queue there).
+        self.driver_gate = FairGate(pool_size)
         replicas = [
             make_engine(u, pool_size=pool_size, idle_timeout_ms=idle_timeout_ms, role="replica")
             for u in (read_urls or [])
@@ -224,11 +283,17 @@ class Database:
     async def statement_connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled driver connection outside any transaction: each statement commits on its own.
 
-        For a request whose whole database work is one statement (a FHIR read with its PHI log
-        row written by the same statement): no session, no BEGIN/COMMIT round trips. Anything
-        needing two statements to commit together uses `transaction()`.
+        For a request whose writes are one statement (a FHIR read with its PHI log row, a create,
+        an optimistic update or delete): no session, no BEGIN/COMMIT round trips. Anything needing
+        two writes to commit together uses `driver_transaction()` or `transaction()`. Requests
+        line up for these connections first come, first served (`FairGate`).
         """
-        raw = await self.engine.raw_connection()
+        await self.driver_gate.acquire()
+        try:
+            raw = await self.engine.raw_connection()
+        except BaseException:
+            self.driver_gate.release()
+            raise
         driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
         try:
             yield driver
@@ -244,7 +309,10 @@ class Database:
                 raw.invalidate(error)
             raise
         finally:
-            await greenlet_spawn(raw.close)
+            try:
+                await greenlet_spawn(raw.close)
+            finally:
+                self.driver_gate.release()
 
     @asynccontextmanager
     async def driver_transaction(self) -> AsyncIterator[asyncpg.Connection]:

@@ -41,6 +41,12 @@ DB_POOL_SIZE = Gauge(
     ["role"],
     multiprocess_mode="livesum",
 )
+DB_POOL_WAITING = Gauge(
+    "hims_db_pool_waiting",
+    "Requests waiting for a database connection (served first come, first served).",
+    ["role"],
+    multiprocess_mode="livesum",
+)
 APP_INFO = Gauge(
     "hims_app_info",
     "Application version (value is always 1).",
