@@ -5,10 +5,12 @@ import asyncio
 import asyncpg
 import pytest
 from sqlalchemy import exc, text
+from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import queue as sqla_queue
 
 from hims.core import db as db_module
 from hims.core import metrics
-from hims.core.db import Database, FairGate, async_url, driver_connection
+from hims.core.db import Database, FairQueue, async_url, driver_connection
 from hims.core.errors import unexpected_error
 
 
@@ -126,84 +128,105 @@ async def test_driver_transactions_commit_roll_back_and_drop_an_interrupted_conn
 # ---------------------------------------------------------------- first come, first served
 
 
-async def _holder(gate: FairGate, name: str, order: list[str], hold: asyncio.Event) -> None:
-    await gate.acquire()
-    order.append(name)
-    await hold.wait()
-    gate.release()
+def _queue(role: str | None = None) -> FairQueue[str]:
+    return FairQueue(2, waiting=metrics.DB_POOL_WAITING.labels(role) if role else None)
 
 
-async def test_a_freed_place_goes_to_the_longest_waiter_not_to_a_newcomer():
-    """The barging an asyncio.Queue allows: a request arriving between a release and the woken
-    waiter's turn must not take the place (that is what made the latency tail)."""
-    gate = FairGate(1)
-    order: list[str] = []
-    hold = asyncio.Event()
-    await gate.acquire()  # the place is taken
-    waiter = asyncio.create_task(_holder(gate, "waiter", order, hold))
+def _get(queue: FairQueue[str], timeout: float | None = None) -> asyncio.Task[str]:
+    """A checkout as the pool makes it (its greenlet awaits the queue)."""
+    return asyncio.ensure_future(greenlet_spawn(queue.get, True, timeout))
+
+
+async def test_a_returned_connection_goes_to_the_longest_waiter_not_to_a_newcomer():
+    """The barging SQLAlchemy's asyncio.Queue allows, which made the latency tail: a request
+    asking in the same turn as a connection comes back (before the woken waiter runs) must not
+    take it."""
+    queue = _queue()
+    waiter = _get(queue)
     await asyncio.sleep(0)
-    assert len(gate.waiters) == 1
-    gate.release()  # the waiter is woken but has not run yet
-    newcomer = asyncio.create_task(_holder(gate, "newcomer", order, hold))
+
+    async def give_back_then_ask() -> str:
+        queue.put_nowait("first")
+        return await greenlet_spawn(queue.get, True, None)
+
+    newcomer = asyncio.ensure_future(give_back_then_ask())
     await asyncio.sleep(0)
-    hold.set()
-    await asyncio.gather(waiter, newcomer)
-    assert order == ["waiter", "newcomer"]
-    assert (gate.free, len(gate.waiters)) == (1, 0)
+    queue.put_nowait("second")
+    assert (await waiter, await newcomer) == ("first", "second")
+    assert queue.empty()
 
 
-async def test_a_waiter_that_gives_up_keeps_no_place():
-    gate = FairGate(1)
-    await gate.acquire()
-    cancelled = asyncio.create_task(gate.acquire())
+async def test_a_waiter_that_gives_up_keeps_no_connection():
+    queue = _queue()
+    cancelled = _get(queue)
     await asyncio.sleep(0)
     cancelled.cancel()
     with pytest.raises(asyncio.CancelledError):
         await cancelled
-    gate.release()
-    assert (gate.free, len(gate.waiters)) == (1, 0)
-    # Handed the place in the same turn as it is cancelled: it passes the place on.
-    await gate.acquire()
-    late = asyncio.create_task(gate.acquire())
+    queue.put_nowait("idle")
+    assert queue.qsize() == 1  # nobody waits for it any more
+    assert queue.get_nowait() == "idle"
+    # Handed a connection in the same turn as it is cancelled: it passes the connection on.
+    late, next_in_line = _get(queue), _get(queue)
     await asyncio.sleep(0)
-    gate.release()
+    queue.put_nowait("handed")
     late.cancel()
     with pytest.raises(asyncio.CancelledError):
         await late
-    assert (gate.free, len(gate.waiters)) == (1, 0)
+    assert await next_in_line == "handed"
 
 
-async def test_a_wait_longer_than_the_pool_timeout_is_a_503_and_is_counted():
-    gate = FairGate(1, timeout_s=0.2, role="gate-test")
-    waiting = metrics.DB_POOL_WAITING.labels("gate-test")
-    await gate.acquire()
-    task = asyncio.create_task(gate.acquire())
+async def test_a_wait_longer_than_the_timeout_is_empty_and_is_counted():
+    queue = _queue("queue-test")
+    waiting = metrics.DB_POOL_WAITING.labels("queue-test")
+    task = _get(queue, timeout=0.2)
     await asyncio.sleep(0.05)
     assert waiting._value.get() == 1
-    with pytest.raises(exc.TimeoutError) as raised:
+    with pytest.raises(sqla_queue.Empty):
         await task
     assert waiting._value.get() == 0
-    error = unexpected_error(raised.value)
-    assert (error.status, error.code) == (503, "database_unavailable")
-    assert (gate.free, len(gate.waiters)) == (0, 0)  # the holder still has its place
+    queue.put_nowait("late")
+    assert queue.qsize() == 1
 
 
-async def test_driver_connections_are_handed_out_in_arrival_order(database_url: str):
+async def test_a_pool_wait_past_the_pool_timeout_is_a_503(database_url: str, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(db_module, "POOL_TIMEOUT_S", 0.2)
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.statement_connection():
+            with pytest.raises(exc.TimeoutError) as raised:
+                async with db.statement_connection():
+                    pass
+        error = unexpected_error(raised.value)
+        assert (error.status, error.code) == (503, "database_unavailable")
+        async with db.statement_connection() as conn:  # the pool is whole again
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await db.dispose()
+
+
+async def test_sessions_and_driver_connections_are_served_in_arrival_order(database_url: str):
     db = Database(database_url, pool_size=2)
     order: list[int] = []
 
-    async def request(n: int) -> None:
+    async def driver_request(n: int) -> None:
         async with db.statement_connection() as conn:
             order.append(n)
             await conn.execute("SELECT pg_sleep(0.05)")
 
+    async def session_request(n: int) -> None:
+        async with db.transaction() as session:
+            await session.execute(text("SELECT 1"))
+            order.append(n)
+            await session.execute(text("SELECT pg_sleep(0.05)"))
+
     try:
         tasks = []
         for n in range(8):
-            tasks.append(asyncio.create_task(request(n)))
+            tasks.append(asyncio.create_task((session_request if n % 3 == 1 else driver_request)(n)))
             await asyncio.sleep(0.005)
         await asyncio.gather(*tasks)
         assert order == list(range(8))
-        assert db.driver_gate.free == 2
+        assert isinstance(db.engine.sync_engine.pool, db_module.fair_pool("primary"))
     finally:
         await db.dispose()

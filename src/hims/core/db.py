@@ -7,12 +7,13 @@ transaction through `Database.transaction()`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import MetaData, event, exc, text
@@ -24,10 +25,15 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import queue as sqla_queue
+from sqlalchemy.util.concurrency import await_
+from sqlalchemy.util.queue import QueueCommon
 
 from hims.core import jobs, metrics
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -72,10 +78,97 @@ _CHECKED_IN_AT = "hims_checked_in_at"
 POOL_TIMEOUT_S = 10.0
 
 
+class FairQueue(QueueCommon[T]):
+    """The pool's idle connections, handed to waiting requests strictly in the order they asked.
+
+    A connection given back goes straight to the longest waiter. SQLAlchemy's own queue is an
+    `asyncio.Queue`: a request arriving while the woken waiter has yet to run takes the
+    connection, and the waiter queues again at the back, so under load a few requests wait many
+    turns. On the FHIR CRUD bench with 8 connections per worker that was a p99 of 185 ms against
+    82 ms first come, first served (docs/fhir.md, "Performance (CRUD)").
+    """
+
+    def __init__(self, maxsize: int = 0, use_lifo: bool = False, *, waiting: Any = None) -> None:
+        self.maxsize = maxsize
+        self.use_lifo = use_lifo
+        self._items: deque[T] = deque()
+        self._waiters: deque[asyncio.Future[T]] = deque()
+        #: The gauge of requests waiting (`metrics.DB_POOL_WAITING` of the pool's role), if any.
+        self._waiting = waiting
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def full(self) -> bool:
+        return 0 < self.maxsize <= len(self._items)
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: T) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(item)
+                return
+        if self.full():
+            raise sqla_queue.Full()
+        self._items.append(item)
+
+    def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
+        self.put_nowait(item)  # never full: the pool gives back only what it handed out
+
+    def get_nowait(self) -> T:
+        if not self._items:
+            raise sqla_queue.Empty()
+        return self._items.pop() if self.use_lifo else self._items.popleft()
+
+    def get(self, block: bool = True, timeout: float | None = None) -> T:
+        # Idle connections and waiters never coexist: `put_nowait` serves waiters first.
+        if not block or self._items:
+            return self.get_nowait()
+        return await_(self._wait(timeout))
+
+    async def _wait(self, timeout: float | None) -> T:
+        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        if self._waiting is not None:
+            self._waiting.inc()
+        try:
+            # Not wait_for: it swallows a cancellation that comes with the connection (Python 3.11).
+            async with asyncio.timeout(timeout):
+                return await waiter
+        except BaseException as error:
+            if waiter.done() and not waiter.cancelled():
+                self.put_nowait(waiter.result())  # handed one just as it gave up: pass it on
+            elif waiter in self._waiters:  # `put_nowait` may have dropped it already
+                self._waiters.remove(waiter)
+            if isinstance(error, TimeoutError):
+                raise sqla_queue.Empty() from None  # the pool turns it into its TimeoutError (503)
+            raise
+        finally:
+            if self._waiting is not None:
+                self._waiting.dec()
+
+
+@functools.cache
+def fair_pool(role: str) -> type[AsyncAdaptedQueuePool]:
+    """`AsyncAdaptedQueuePool` with a `FairQueue` counting its waiters in the gauge of ``role``."""
+    waiting = metrics.DB_POOL_WAITING.labels(role)
+
+    class Queue(FairQueue[Any]):
+        def __init__(self, maxsize: int = 0, use_lifo: bool = False) -> None:
+            super().__init__(maxsize, use_lifo, waiting=waiting)
+
+    return type("FairQueuePool", (AsyncAdaptedQueuePool,), {"_queue_class": Queue})
+
+
 def make_engine(url: str, *, pool_size: int, idle_timeout_ms: int, role: str = "primary") -> AsyncEngine:
-    """An engine with a bounded pool, a ping for idle connections, and server-side idle timeout."""
+    """An engine with a bounded, first come first served pool, a ping for idle connections, and
+    server-side idle timeout."""
     engine = create_async_engine(
         async_url(url),
+        poolclass=fair_pool(role),
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=POOL_TIMEOUT_S,
@@ -180,58 +273,6 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     return driver
 
 
-class FairGate:
-    """At most ``size`` holders at once; the others are served strictly in the order they came.
-
-    A freed place goes straight to the longest waiter. SQLAlchemy's pool hands connections out
-    through an `asyncio.Queue`, where a request arriving while the woken waiter has yet to run
-    takes the freed connection and the waiter queues again at the back: under load a few
-    requests wait many turns. On the FHIR CRUD bench with 4-8 connections per worker that was a
-    p99 of 180 ms against 82-94 ms through this gate (docs/fhir.md, "Performance (CRUD)").
-    """
-
-    def __init__(self, size: int, *, timeout_s: float = POOL_TIMEOUT_S, role: str = "primary") -> None:
-        self.free = size
-        self.timeout_s = timeout_s
-        self.waiters: deque[asyncio.Future[None]] = deque()
-        self._waiting = metrics.DB_POOL_WAITING.labels(role)
-
-    async def acquire(self) -> None:
-        """Take a place, waiting in line for one; `sqlalchemy.exc.TimeoutError` (503) after
-        ``timeout_s``, as the pool itself would."""
-        if self.free > 0 and not self.waiters:
-            self.free -= 1
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        self._waiting.inc()
-        try:
-            # Not wait_for: it swallows a cancellation that comes with the place (Python 3.11).
-            async with asyncio.timeout(self.timeout_s):
-                await waiter
-        except BaseException as error:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # handed a place just as it gave up: pass it on
-            elif waiter in self.waiters:  # `release` may have dropped it already
-                self.waiters.remove(waiter)
-            if isinstance(error, TimeoutError):
-                raise exc.TimeoutError(
-                    f"no database connection free within {self.timeout_s:g} s"
-                ) from None
-            raise
-        finally:
-            self._waiting.dec()
-
-    def release(self) -> None:
-        """Hand the place to the longest waiter, or free it."""
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self.free += 1
-
-
 class Database:
     """The primary engine, optional read replicas, and session factories."""
 
@@ -249,9 +290,6 @@ class Database:
         self.queue = queue
         self.engine = make_engine(url, pool_size=pool_size, idle_timeout_ms=idle_timeout_ms)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
-        #: Requests for driver connections (`statement_connection`) line up here, first come,
-        #: first served, before they take one from the engine's pool (ORM sessions queue there).
-        self.driver_gate = FairGate(pool_size)
         replicas = [
             make_engine(u, pool_size=pool_size, idle_timeout_ms=idle_timeout_ms, role="replica")
             for u in (read_urls or [])
@@ -285,15 +323,9 @@ class Database:
 
         For a request whose writes are one statement (a FHIR read with its PHI log row, a create,
         an optimistic update or delete): no session, no BEGIN/COMMIT round trips. Anything needing
-        two writes to commit together uses `driver_transaction()` or `transaction()`. Requests
-        line up for these connections first come, first served (`FairGate`).
+        two writes to commit together uses `driver_transaction()` or `transaction()`.
         """
-        await self.driver_gate.acquire()
-        try:
-            raw = await self.engine.raw_connection()
-        except BaseException:
-            self.driver_gate.release()
-            raise
+        raw = await self.engine.raw_connection()
         driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
         try:
             yield driver
@@ -309,10 +341,7 @@ class Database:
                 raw.invalidate(error)
             raise
         finally:
-            try:
-                await greenlet_spawn(raw.close)
-            finally:
-                self.driver_gate.release()
+            await greenlet_spawn(raw.close)
 
     @asynccontextmanager
     async def driver_transaction(self) -> AsyncIterator[asyncpg.Connection]:
