@@ -121,6 +121,12 @@ class Projector:
         narrow = self.partition_filter(match, count) if self.partition_filter else ""
         return f"SELECT * FROM {self.table.name} WHERE {match}{narrow}"
 
+    def row_sql(self, number: int) -> str:
+        """A scalar subquery: the composite row whose id is parameter ``$number`` (or NULL)."""
+        match = f"id = ${number}::uuid"
+        narrow = self.partition_filter(match, 1) if self.partition_filter else ""
+        return f"(SELECT t FROM {self.table.name} t WHERE {match}{narrow})"
+
     @property
     def table(self) -> Table:
         """The domain table."""
@@ -207,10 +213,19 @@ async def project_writes(
     if not keyed:
         return []
     existing: dict[uuid.UUID, asyncpg.Record] = {}
-    if any(w.method != "POST" for w, _ in keyed):  # a POST's id is one the server just made up
-        wanted = [k for _, k in keyed]
+    wanted: list[uuid.UUID] = []
+    for w, key in keyed:
+        if w.method == "POST":  # a POST's id is one the server just made up
+            continue
+        if w.prior is not None and w.prior.row_read:  # read along with the version it follows
+            if w.prior.row is not None:
+                existing[key] = w.prior.row
+        else:
+            wanted.append(key)
+    if wanted:
         match, ids = repo.any_of("id", 1, wanted, "uuid")
-        existing = {r["id"]: r for r in await conn.fetch(projector.rows_by_id_sql(match, len(wanted)), ids)}
+        looked_up = await conn.fetch(projector.rows_by_id_sql(match, len(wanted)), ids)
+        existing.update((r["id"], r) for r in looked_up)
     deletes = [k for w, k in keyed if w.resource is None and k in existing]
     if deletes and projector.check_delete is not None:
         await projector.check_delete(conn, [existing[k] for k in deletes])

@@ -41,6 +41,9 @@ class Current:
     last_updated: datetime
     resource: str | None  # JSON text
     patient_ref: str | None
+    #: The resource's domain row, when the storage read it along (``row_read``; None: it has none).
+    row: asyncpg.Record | None = field(default=None, repr=False)
+    row_read: bool = False
 
 
 @dataclass
@@ -58,6 +61,9 @@ class Write:
     #: The dict ``resource`` was serialised from, when at hand: the domain projection reads it
     #: instead of parsing the text again. Not written; never compared.
     document: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    #: The version this one follows, as the writer read it (with its domain row, when the storage
+    #: read that along): the projection need not look the row up again. Not written.
+    prior: Current | None = field(default=None, repr=False, compare=False)
 
 
 _READ = (
@@ -67,11 +73,30 @@ _READ = (
 
 
 async def read(
-    conn: asyncpg.Connection, resource_type: str, id_: str, *, lock: bool = False
+    conn: asyncpg.Connection,
+    resource_type: str,
+    id_: str,
+    *,
+    lock: bool = False,
+    row: tuple[str, Any] | None = None,
 ) -> Current | None:
-    """The current version (or tombstone), optionally locked for update."""
-    row = await conn.fetchrow(_READ + (" FOR UPDATE" if lock else ""), resource_type, id_)
-    return Current(**dict(row)) if row else None
+    """The current version (or tombstone), optionally locked for update (the version only).
+
+    ``row``: (a scalar subquery selecting one composite domain row, its parameter as ``$3``), read
+    in the same statement into `Current.row`.
+    """
+    if row is None:
+        found = await conn.fetchrow(_READ + (" FOR UPDATE" if lock else ""), resource_type, id_)
+        return Current(**dict(found)) if found else None
+    sql = _read_with_row(row[0], lock)
+    found = await conn.fetchrow(sql, resource_type, id_, row[1])
+    return Current(**dict(found), row_read=True) if found else None
+
+
+@functools.lru_cache(maxsize=64)
+def _read_with_row(subquery: str, lock: bool) -> str:
+    head, _, tail = _READ.partition(" FROM ")
+    return f"{head}, {subquery} AS row FROM {tail}" + (" FOR UPDATE" if lock else "")
 
 
 def _patient_uuid(ref: str) -> str:

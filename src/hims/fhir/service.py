@@ -496,6 +496,7 @@ async def _put_version(
     version = 1 if current is None else current.version_id + 1
     now = datetime.now(UTC)
     write = prepare(resource, resource_type=resource_type, id_=id_, version_id=version, now=now, method="PUT")
+    write.prior = current
     created = current is None or current.deleted
     log = repo.AccessLog(actor, "create" if created else "update")
     if not await storage_for(resource_type).write(conn, [write], log=log):
@@ -598,7 +599,8 @@ async def delete(*, conn: asyncpg.Connection, actor: Actor, resource_type: str, 
             return (None,)
         version = current.version_id + 1
         tombstone = repo.Write(
-            resource_type, id_, version, datetime.now(UTC), "DELETE", None, current.patient_ref, None
+            resource_type, id_, version, datetime.now(UTC), "DELETE", None, current.patient_ref, None,
+            prior=current,
         )
         written = await storage.write(conn, [tombstone], log=repo.AccessLog(actor, "delete"))
         return (version,) if written else None

@@ -20,7 +20,7 @@ from hims.core.security import Actor
 from hims.fhir import projectors
 from hims.fhir import repository as repo
 from hims.fhir.audit_storage import PhiLogStorage
-from hims.fhir.projection import PROJECTORS, DomainStatement, domain_conflict, project_writes
+from hims.fhir.projection import PROJECTORS, DomainStatement, as_uuid, domain_conflict, project_writes
 
 T = TypeVar("T")
 
@@ -87,6 +87,17 @@ class JsonbStorage:
 
 class ProjectedStorage(JsonbStorage):
     """The JSONB store, plus the domain row of every version (`hims.fhir.projection`)."""
+
+    async def read(
+        self, conn: asyncpg.Connection, resource_type: str, id_: str, *, lock: bool = False
+    ) -> repo.Current | None:
+        """The current version, with its domain row read in the same statement (a write that
+        follows this version then need not look the row up: `repo.Write.prior`)."""
+        key = as_uuid(id_)
+        if key is None:  # no domain row can have this id
+            return await repo.read(conn, resource_type, id_, lock=lock)
+        row = (PROJECTORS[resource_type].row_sql(3), key)
+        return await repo.read(conn, resource_type, id_, lock=lock, row=row)
 
     async def write(
         self, conn: asyncpg.Connection, writes: Sequence[repo.Write], *, log: repo.AccessLog | None = None
