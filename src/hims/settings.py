@@ -140,7 +140,13 @@ class Settings(BaseSettings):
     database_read_urls: CommaList = Field(
         default_factory=list, description="Comma-separated read-replica URLs used for read-only queries."
     )
-    database_max_connections: int = Field(20, ge=1, le=1000, description="Connection pool size per process.")
+    database_max_connections: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="Connection pool size per process (requests wait for one in arrival order). "
+        "Size the total over all processes to a few times the database's cores.",
+    )
     database_idle_timeout: int = Field(
         30000, ge=1000, description="Milliseconds before an idle pooled connection is closed by the server."
     )

@@ -598,10 +598,9 @@ async def delete(*, conn: asyncpg.Connection, actor: Actor, resource_type: str, 
         if current is None or current.deleted:
             return (None,)
         version = current.version_id + 1
-        tombstone = repo.Write(
-            resource_type, id_, version, datetime.now(UTC), "DELETE", None, current.patient_ref, None,
-            prior=current,
-        )
+        now = datetime.now(UTC)
+        tombstone = repo.Write(resource_type, id_, version, now, "DELETE", None, current.patient_ref, None)
+        tombstone.prior = current
         written = await storage.write(conn, [tombstone], log=repo.AccessLog(actor, "delete"))
         return (version,) if written else None
 
