@@ -4,7 +4,7 @@ import asyncio
 
 import asyncpg
 import pytest
-from sqlalchemy import exc, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.util import queue as sqla_queue
 
@@ -209,21 +209,28 @@ async def test_sessions_and_driver_connections_are_served_in_arrival_order(datab
     db = Database(database_url, pool_size=2)
     order: list[int] = []
 
-    async def driver_request(n: int) -> None:
+    # The order connections leave the pool, by the task that takes each (a session begins and
+    # runs its first statement after the checkout, so a mark after it would come too late).
+    def checkout(*_args: object) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        order.append(int(task.get_name()))
+
+    event.listen(db.engine.sync_engine.pool, "checkout", checkout)
+
+    async def driver_request() -> None:
         async with db.statement_connection() as conn:
-            order.append(n)
             await conn.execute("SELECT pg_sleep(0.05)")
 
-    async def session_request(n: int) -> None:
+    async def session_request() -> None:
         async with db.transaction() as session:
-            await session.execute(text("SELECT 1"))
-            order.append(n)
             await session.execute(text("SELECT pg_sleep(0.05)"))
 
     try:
         tasks = []
         for n in range(8):
-            tasks.append(asyncio.create_task((session_request if n % 3 == 1 else driver_request)(n)))
+            request = session_request if n % 3 == 1 else driver_request
+            tasks.append(asyncio.create_task(request(), name=str(n)))
             await asyncio.sleep(0.005)
         await asyncio.gather(*tasks)
         assert order == list(range(8))
