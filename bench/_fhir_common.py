@@ -68,9 +68,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(
-    url: str, port: int, workers: int, data_dir: Path, pool: int = 20
-) -> subprocess.Popen[bytes]:
+def start_server(url: str, port: int, workers: int, data_dir: Path, pool: int) -> subprocess.Popen[bytes]:
     """`hims serve` on ``port`` against ``url``, with ``pool`` connections per worker."""
     env = {
         **os.environ,

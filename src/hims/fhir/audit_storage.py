@@ -77,7 +77,13 @@ class PhiLogStorage:
     """`Storage` for AuditEvent over ``phi_access_log`` (read-only, one version per row)."""
 
     async def read(
-        self, conn: asyncpg.Connection, resource_type: str, id_: str, *, lock: bool = False
+        self,
+        conn: asyncpg.Connection,
+        resource_type: str,
+        id_: str,
+        *,
+        lock: bool = False,
+        to_write: bool = False,
     ) -> repo.Current | None:
         """The AuditEvent of log row ``id_`` (None when there is no such row)."""
         log_id = _log_id(id_)

@@ -534,7 +534,7 @@ async def update(
 
     async def attempt(lock: bool) -> Stored | None:
         nonlocal tries
-        current = await storage_for(resource_type).read(conn, resource_type, id_, lock=lock)
+        current = await storage_for(resource_type).read(conn, resource_type, id_, lock=lock, to_write=True)
         _check_if_match(expected, current)
         if tries == 0:
             await check_targets_exist(conn, local_targets(holders))
@@ -594,7 +594,7 @@ async def delete(*, conn: asyncpg.Connection, actor: Actor, resource_type: str, 
 
     async def attempt(lock: bool) -> tuple[int | None] | None:
         """(the tombstone's version, or None when there is nothing to delete); None: lost the race."""
-        current = await storage.read(conn, resource_type, id_, lock=lock)
+        current = await storage.read(conn, resource_type, id_, lock=lock, to_write=True)
         if current is None or current.deleted:
             return (None,)
         version = current.version_id + 1
@@ -666,7 +666,7 @@ async def patch(
     storage = storage_for(resource_type)
 
     async def attempt(lock: bool) -> Stored | None:
-        current = await storage.read(conn, resource_type, id_, lock=lock)
+        current = await storage.read(conn, resource_type, id_, lock=lock, to_write=True)
         if current is None:
             raise NotFound(f"{resource_type}/{id_} is not known.", code="resource_not_found")
         if current.deleted or current.resource is None:

@@ -29,9 +29,16 @@ class Storage(Protocol):
     """Where the versions of one resource type live."""
 
     async def read(
-        self, conn: asyncpg.Connection, resource_type: str, id_: str, *, lock: bool = False
+        self,
+        conn: asyncpg.Connection,
+        resource_type: str,
+        id_: str,
+        *,
+        lock: bool = False,
+        to_write: bool = False,
     ) -> repo.Current | None:
-        """The current version (or tombstone)."""
+        """The current version (or tombstone). ``to_write``: the caller writes the version after
+        it (`repo.Write.prior`), so a storage may read along what that write will need."""
 
     async def read_many(
         self, conn: asyncpg.Connection, keys: Sequence[tuple[str, str]], *, lock: bool = False
@@ -54,7 +61,13 @@ class JsonbStorage:
     """The versioned JSONB resource store (`fhir_resources`, history and index tables)."""
 
     async def read(
-        self, conn: asyncpg.Connection, resource_type: str, id_: str, *, lock: bool = False
+        self,
+        conn: asyncpg.Connection,
+        resource_type: str,
+        id_: str,
+        *,
+        lock: bool = False,
+        to_write: bool = False,
     ) -> repo.Current | None:
         """The current version (or tombstone)."""
         return await repo.read(conn, resource_type, id_, lock=lock)
@@ -89,12 +102,18 @@ class ProjectedStorage(JsonbStorage):
     """The JSONB store, plus the domain row of every version (`hims.fhir.projection`)."""
 
     async def read(
-        self, conn: asyncpg.Connection, resource_type: str, id_: str, *, lock: bool = False
+        self,
+        conn: asyncpg.Connection,
+        resource_type: str,
+        id_: str,
+        *,
+        lock: bool = False,
+        to_write: bool = False,
     ) -> repo.Current | None:
-        """The current version, with its domain row read in the same statement (a write that
-        follows this version then need not look the row up: `repo.Write.prior`)."""
-        key = as_uuid(id_)
-        if key is None:  # no domain row can have this id
+        """The current version; ``to_write``, with its domain row read in the same statement (the
+        write that follows this version then need not look the row up: `repo.Write.prior`)."""
+        key = as_uuid(id_) if to_write else None
+        if key is None:  # a plain read, or no domain row can have this id
             return await repo.read(conn, resource_type, id_, lock=lock)
         row = (PROJECTORS[resource_type].row_sql(3), key)
         return await repo.read(conn, resource_type, id_, lock=lock, row=row)
