@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import asyncpg
+from prometheus_client import Gauge
 from sqlalchemy import MetaData, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -88,7 +89,7 @@ class FairQueue(QueueCommon[T]):
     82 ms first come, first served (docs/fhir.md, "Performance (CRUD)").
     """
 
-    def __init__(self, maxsize: int = 0, use_lifo: bool = False, *, waiting: Any = None) -> None:
+    def __init__(self, maxsize: int = 0, use_lifo: bool = False, *, waiting: Gauge | None = None) -> None:
         self.maxsize = maxsize
         self.use_lifo = use_lifo
         self._items: deque[T] = deque()
