@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 
+from hims import composition
 from hims.app import create_app
 from hims.core.db import Database
 from hims.models import metadata
@@ -42,6 +43,12 @@ def _worker_index(config: Any) -> int:
 
 def _with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _wired() -> None:
+    """The composition root's wiring, as every entry point does at start."""
+    composition.wire()
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,7 @@ from fastapi import FastAPI
 from starlette.routing import Match
 from starlette.types import Scope
 
-from hims import __version__
-from hims.clinical import routes as clinical_routes
-from hims.consultations import routes as consultation_routes
+from hims import __version__, composition
 from hims.core import metrics
 from hims.core.db import Database
 from hims.core.errors import install_error_handlers, register_renderer
@@ -25,14 +23,9 @@ from hims.core.kv import make_store
 from hims.core.logging import RequestContextMiddleware, configure_logging
 from hims.core.observability import init_observability
 from hims.core.storage import make_storage
-from hims.documents import routes as documents_routes
 from hims.fhir import routes as fhir_routes
 from hims.fhir.outcome import render_operation_outcome
 from hims.identity import authn as identity_authn
-from hims.ops import routes as ops_routes
-from hims.patients import routes as patients_routes
-from hims.practitioners import routes as practitioners_routes
-from hims.scheduling import routes as scheduling_routes
 from hims.settings import Settings, SettingsError, load_settings
 
 log = structlog.get_logger("hims.app")
@@ -116,14 +109,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     register_renderer("/fhir", render_operation_outcome)
     app.add_middleware(RequestContextMiddleware)
-    app.include_router(ops_routes.router)
-    app.include_router(patients_routes.router)
-    app.include_router(practitioners_routes.router)
-    app.include_router(scheduling_routes.router)
-    app.include_router(documents_routes.router)
-    app.include_router(fhir_routes.router)
-    app.include_router(consultation_routes.router)
-    app.include_router(clinical_routes.router)
+    composition.wire()
+    app.state.merge_movers = composition.MERGE_MOVERS
+    for router in composition.routers():
+        app.include_router(router)
     identity_authn.install(app, settings)
     init_observability(app, settings)
     skip_routers_by_prefix(app)

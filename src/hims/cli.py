@@ -8,6 +8,7 @@ import sys
 import typer
 from sqlalchemy.exc import DBAPIError
 
+from hims import composition
 from hims.consultations import cli as consultations_cli
 from hims.core.errors import is_connection_error
 from hims.fhir import cli as fhir_cli
@@ -33,6 +34,7 @@ identity_cli.register(app)
 def main() -> None:
     """Entry point: configuration problems exit 2 with one line per variable; an unreachable
     or refusing database exits 1 with one line, not a traceback."""
+    composition.wire()
     try:
         app()
     except SettingsError as exc:

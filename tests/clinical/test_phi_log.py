@@ -167,7 +167,7 @@ async def test_every_patient_data_route_writes_phi_log_rows(
         new = (await phi_rows(database_url))[before:]
         assert new, f"{method} {url} wrote no PHI access log row"
         assert all(r["patient_id"] == patient_id and r["username"] == username for r in new)
-        assert all(r["ip_address"] is not None and r["channel"] == "api" for r in new)
+        assert all(r["ip_address"] is not None and r["channel"] == "rest" for r in new)
 
 
 async def test_a_failed_transaction_keeps_neither_data_nor_log(db, patient_id, database_url):

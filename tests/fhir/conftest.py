@@ -38,11 +38,11 @@ async def fhir(app: FastAPI, settings: Settings) -> AsyncIterator[AsyncClient]:
         yield http
 
 
-def patient(**overrides: Any) -> dict[str, Any]:
-    """A minimal Patient."""
+def patient(*, family: str = "Okafor", given: str = "Adaeze", **overrides: Any) -> dict[str, Any]:
+    """A minimal Patient (registering two at once takes two names: duplicate detection applies)."""
     body: dict[str, Any] = {
         "resourceType": "Patient",
-        "name": [{"family": "Okafor", "given": ["Adaeze"]}],
+        "name": [{"family": family, "given": [given]}],
         "gender": "female",
         "birthDate": "1980-05-17",
         "address": [{"line": ["1 Main St"], "city": "Lagos", "country": "NG"}],

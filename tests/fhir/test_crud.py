@@ -57,7 +57,7 @@ async def test_conditional_create_and_update(fhir: AsyncClient) -> None:
     assert put.json()["meta"]["versionId"] == "2"
     created = await fhir.put(
         "/Patient?identifier=urn:mrn|MRN-2",
-        json=patient(identifier=[{"system": "urn:mrn", "value": "MRN-2"}]),
+        json=patient(family="Mensah", given="Kojo", identifier=[{"system": "urn:mrn", "value": "MRN-2"}]),
     )
     assert created.status_code == 201
 
@@ -73,7 +73,7 @@ async def test_concurrent_conditional_creates_make_one_resource(fhir: AsyncClien
         *(
             fhir.put(
                 "/Patient?identifier=urn:mrn|RACE-2",
-                json=patient(identifier=[{"system": "urn:mrn", "value": "RACE-2"}]),
+                json=patient(family="Mensah", given="Kojo", identifier=[{"system": "urn:mrn", "value": "RACE-2"}]),
             )
             for _ in range(6)
         )
@@ -159,17 +159,21 @@ async def test_bad_input_is_operation_outcome(fhir: AsyncClient) -> None:
 
 async def test_oversized_and_odd_values_never_500(fhir: AsyncClient) -> None:
     huge = "ü" * 5000
+    too_long = await fhir.post("/Patient", json=patient(family=huge))
+    assert too_long.status_code == 422, too_long.text
+    assert {i["details"]["coding"][0]["code"] for i in too_long.json()["issue"]} >= {"too_long"}
     response = await fhir.post(
         "/Patient",
         json=patient(
-            name=[{"family": huge}],
             identifier=[{"system": "urn:x", "value": huge}],
             managingOrganization={"reference": "http://elsewhere.example/fhir/Organization/" + "x" * 300},
         ),
     )
     assert response.status_code == 201, response.text
-    found = await fhir.get("/Patient", params={"family": "üüü"})
+    assert {"system": "urn:x", "value": huge} in response.json()["identifier"]
+    found = await fhir.get("/Patient", params={"_id": response.json()["id"]})
     assert len(found.json()["entry"]) == 1
+    assert (await fhir.get("/Patient", params={"family": "üüü"})).json()["entry"] == []
     twice = {
         "resourceType": "Bundle",
         "type": "transaction",
@@ -232,8 +236,9 @@ async def test_concurrent_patches_of_one_patient_lose_no_change(fhir: AsyncClien
     try:
         row = await conn.fetchval("SELECT identifiers::text FROM patients WHERE id = $1::uuid", pid)
         updates = await conn.fetchval(
-            "SELECT count(*) FROM phi_access_log WHERE resource_id = $1 AND action = 'update'",
-            f"Patient/{pid}",
+            "SELECT count(*) FROM phi_access_log WHERE resource_type = 'Patient' AND resource_id = $1 "
+            "AND action = 'update'",
+            pid,
         )
     finally:
         await conn.close()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 from httpx import AsyncClient
 
 from hims.fhir.mappings.patient import MRN_SYSTEM
@@ -14,7 +12,7 @@ from hims.patients.mrn import is_valid_mrn
 from hims.settings import Settings
 from tests.fhir.conftest import create, patient
 from tests.patients.factories import auth_headers, make_patient, merge_patients
-from tests.support import base_env, count_rows, hims
+from tests.support import count_rows
 
 
 def _mrn(resource: dict[str, Any]) -> str | None:
@@ -100,42 +98,50 @@ async def test_deletes_show_on_both_sides(fhir: AsyncClient, client: AsyncClient
     assert (await fhir.get(f"/Patient/{by_rest['id']}")).status_code == 410
 
 
-async def test_incomplete_patient_stays_fhir_only_but_a_registered_one_cannot_lose_its_birth_date(
-    fhir: AsyncClient, client: AsyncClient, settings: Settings, database_url: str
+async def test_a_patient_without_a_birth_date_is_refused_unless_its_id_is_no_record_id(
+    fhir: AsyncClient, database_url: str
 ) -> None:
-    headers = auth_headers(settings, "physician")
     no_birth_date = patient()
     del no_birth_date["birthDate"]
-    loose = await create(fhir, no_birth_date)
-    assert (await client.get(f"/api/v1/patients/{loose['id']}", headers=headers)).status_code == 404
-    assert _mrn(loose) is None
+    refused = await fhir.post("/Patient", json=no_birth_date)
+    assert refused.status_code == 422, refused.text
+    assert ["date_of_birth"] in [i.get("expression") for i in refused.json()["issue"]]
+    assert await count_rows(database_url, "patients") == 0
+    assert await count_rows(database_url, "fhir_resources") == 0
+    # A client-chosen id is no record of ours: kept in the FHIR store as sent.
+    kept = await fhir.put("/Patient/example", json={**no_birth_date, "id": "example"})
+    assert kept.status_code == 201, kept.text
+    assert _mrn(kept.json()) is None
 
     registered = await create(fhir, patient())
-    patients_before = await count_rows(database_url, "patients")
     broken = dict(registered)
     del broken["birthDate"]
-    refused = await fhir.put(f"/Patient/{registered['id']}", json=broken)
-    assert refused.status_code == 422, refused.text
-    assert refused.json()["issue"][0]["details"]["coding"][0]["code"] == "domain_constraint"
-    again = (await fhir.get(f"/Patient/{registered['id']}")).json()
-    assert again["meta"]["versionId"] == "1"
-    assert again["birthDate"] == "1980-05-17"
-    assert await count_rows(database_url, "patients") == patients_before
+    again = await fhir.put(f"/Patient/{registered['id']}", json=broken)
+    assert again.status_code == 422, again.text
+    current = (await fhir.get(f"/Patient/{registered['id']}")).json()
+    assert current["meta"]["versionId"] == "1"
+    assert current["birthDate"] == "1980-05-17"
 
 
-async def test_mr_identifier_becomes_the_mrn_once(
-    fhir: AsyncClient, client: AsyncClient, settings: Settings
-) -> None:
+async def test_an_mrn_is_ours_to_assign(fhir: AsyncClient, client: AsyncClient, settings: Settings) -> None:
     mr = {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}}
-    first = await create(fhir, patient(identifier=[{**mr, "system": "urn:oid:1.2.3", "value": "A-778"}]))
-    second = await create(fhir, patient(identifier=[{**mr, "system": "urn:oid:1.2.3", "value": "A-778"}]))
+    other = await create(fhir, patient(identifier=[{**mr, "system": "urn:oid:1.2.3", "value": "A-778"}]))
     headers = auth_headers(settings, "physician")
-    one = (await client.get(f"/api/v1/patients/{first['id']}", headers=headers)).json()
-    two = (await client.get(f"/api/v1/patients/{second['id']}", headers=headers)).json()
-    assert one["mrn"] == "A-778"
-    assert is_valid_mrn(two["mrn"])
-    assert two["mrn"] == _mrn(second)
-    assert "A-778" in [i["value"] for i in two["identifiers"]]
+    row = (await client.get(f"/api/v1/patients/{other['id']}", headers=headers)).json()
+    assert is_valid_mrn(row["mrn"])
+    assert row["mrn"] == _mrn(other)
+    assert "A-778" in [i["value"] for i in row["identifiers"]]  # another system's number stays one
+
+    ours = {"system": MRN_SYSTEM, "value": row["mrn"]}
+    taken = await fhir.post("/Patient", json=patient(family="Mensah", given="Kojo", identifier=[ours]))
+    assert taken.status_code == 409, taken.text
+    assert taken.json()["issue"][0]["details"]["coding"][0]["code"] == "mrn_taken"
+    invalid = {"system": MRN_SYSTEM, "value": "1234567890"}
+    bad = await fhir.post("/Patient", json=patient(family="Mensah", given="Kojo", identifier=[invalid]))
+    assert bad.status_code == 422, bad.text
+    changed = {**other, "identifier": [{"system": MRN_SYSTEM, "value": "0001000010"}]}
+    immutable = await fhir.put(f"/Patient/{other['id']}", json=changed)
+    assert immutable.status_code == 422, immutable.text
 
 
 async def test_failed_transaction_leaves_no_patient_row(fhir: AsyncClient, database_url: str) -> None:
@@ -163,40 +169,6 @@ async def test_failed_transaction_leaves_no_patient_row(fhir: AsyncClient, datab
     assert response.status_code in (400, 404, 422), response.text
     assert await count_rows(database_url, "patients") == 0
     assert await count_rows(database_url, "fhir_resources") == 0
-
-
-async def test_sync_gives_bulk_loaded_rows_their_fhir_version(
-    fhir: AsyncClient, database_url: str, tmp_path: Path
-) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        ids = [uuid.uuid4() for _ in range(3)]
-        for n, id_ in enumerate(ids):
-            await conn.execute(
-                "INSERT INTO patients (id, mrn, given_name, family_name, date_of_birth, sex_at_birth, "
-                "identifiers, deceased, active, version) "
-                "VALUES ($1, $2, 'Bulk', $3, '1950-01-01', 'male', '[]', false, true, 1)",
-                id_,
-                f"BULK{n}",
-                f"Loaded{n}",
-            )
-    finally:
-        await conn.close()
-    assert (await fhir.get(f"/Patient/{ids[0]}")).status_code == 404
-
-    env = base_env(tmp_path, DATABASE_URL=database_url, HIMS_ENV="test")
-    unknown = hims("fhir", "sync", "Claim", env=env)
-    assert unknown.returncode == 2
-    assert "Not a projected type: Claim" in unknown.stderr
-    done = hims("fhir", "sync", "Patient", env=env)
-    assert done.returncode == 0, done.stderr
-    assert "Patient: 3 FHIR versions written" in done.stderr
-    for n, id_ in enumerate(ids):
-        resource = (await fhir.get(f"/Patient/{id_}")).json()
-        assert resource["name"][0]["family"] == f"Loaded{n}"
-        assert _mrn(resource) == f"BULK{n}"
-    again = hims("fhir", "sync", env=env)
-    assert "Patient: 0 FHIR versions written" in again.stderr
 
 
 async def test_merged_patient_reads_inactive_and_replaced_by_in_fhir(

@@ -39,7 +39,7 @@ async def test_create_read_with_etag_location_and_phi_log(client, settings, data
 
     rows = await phi_rows(database_url, patient_id=uuid.UUID(created["id"]))
     assert [r["action"] for r in rows] == ["create", "read"]
-    assert all(r["resource_type"] == "Patient" and r["channel"] == "api" for r in rows)
+    assert all(r["resource_type"] == "Patient" and r["channel"] == "rest" for r in rows)
     assert str(rows[0]["ip_address"]) == "127.0.0.1"
 
 

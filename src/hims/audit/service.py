@@ -1,23 +1,34 @@
-"""Writing the PHI access log in the caller's transaction."""
+"""The one writer of the PHI access log: every row, whatever the path, is built here.
+
+A row names the patient (``patient_id``), the record (``resource_type``, a FHIR type name such as
+``Patient`` or ``Encounter``, and ``resource_id``, the record's id alone), the user, the action,
+the outcome (success, denied, error) and the channel the actor came through (rest, fhir, bundle,
+import, cli, ui, job). Callers log in the same transaction as the access: inside the statement
+that reads or writes (`log_part`, `insert_per_row`) or right after it on the same connection
+(`record`).
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Literal
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hims.core.db import driver_connection
+from hims.core.records import Part
 from hims.core.security import Actor
 
-#: Every row of one call shares the actor's columns; the per-access columns come as two arrays,
-#: so any number of rows is one prepared statement and one round trip on the session's
-#: connection (the ORM bulk insert cost about 8% of a FHIR request's CPU).
+Outcome = Literal["success", "denied", "error"]
+
 _COLUMNS = (
     "INSERT INTO phi_access_log (user_id, username, patient_id, action, resource_type, resource_id, "
     "ip_address, request_id, channel, outcome) "
 )
+#: Every row of one call shares the actor's columns; the per-access columns come as two arrays,
+#: so any number of rows is one prepared statement and one round trip.
 _INSERT = (
     _COLUMNS + "SELECT $1::uuid, $2::varchar, a.patient_id, $3::varchar, $4::varchar, a.resource_id, "
     "$5::inet, $6::varchar, $7::varchar, $8::varchar "
@@ -25,33 +36,86 @@ _INSERT = (
 )
 
 
-def insert_per_row(source: str, first: int, *, patient_id: str, resource_id: str) -> str:
+def insert_per_row(
+    source: str,
+    first: int,
+    *,
+    patient_id: str,
+    resource_id: str,
+    action: str | None = None,
+    resource_type: str | None = None,
+) -> str:
     """SQL logging one successful access per row of ``source``, to embed in the statement that
-    reads those rows (a CTE), so the read and its log row commit together as one statement.
+    reads or writes those rows (a CTE), so the access and its log row commit together.
 
-    ``patient_id`` and ``resource_id`` are SQL expressions over ``source``; the actor's columns
-    are the parameters ``$first`` .. ``$first + 6``, in the order of `actor_params`.
+    ``patient_id`` and ``resource_id`` are SQL expressions over ``source``, and so are ``action``
+    and ``resource_type`` when given (else they are parameters). The parameters start at
+    ``$first``, in the order of `actor_params` called with the same two left out.
     """
     p = [f"${first + i}" for i in range(7)]
+    action_sql = action or f"{p[2]}::varchar"
+    type_sql = resource_type or f"{p[3] if action is None else p[2]}::varchar"
+    rest = p[2 + (action is None) + (resource_type is None) :]
     # The caller's fixed SQL fragments and parameter numbers; every value is a bound parameter.
     return (
-        f"{_COLUMNS}SELECT {p[0]}::uuid, {p[1]}::varchar, {patient_id}, {p[2]}::varchar, "  # noqa: S608
-        f"{p[3]}::varchar, {resource_id}, {p[4]}::inet, {p[5]}::varchar, {p[6]}::varchar, 'success' "
+        f"{_COLUMNS}SELECT {p[0]}::uuid, {p[1]}::varchar, {patient_id}, {action_sql}, "  # noqa: S608
+        f"{type_sql}, {resource_id}, {rest[0]}::inet, {rest[1]}::varchar, {rest[2]}::varchar, 'success' "
         f"FROM {source}"
     )
 
 
-def actor_params(actor: Actor, action: str, resource_type: str) -> list[object]:
-    """The parameters `insert_per_row` refers to (and `_INSERT`'s first seven)."""
-    return [
-        actor.user_id,
-        actor.username,
-        action,
-        resource_type,
-        actor.client_ip,
-        actor.request_id,
-        actor.channel,
-    ]
+def actor_params(actor: Actor, action: str | None, resource_type: str | None) -> list[object]:
+    """The parameters `insert_per_row` refers to (and `_INSERT`'s first seven); an action or type
+    given as None is left out (the log takes it from the rows)."""
+    named = [v for v in (action, resource_type) if v is not None]
+    return [actor.user_id, actor.username, *named, actor.client_ip, actor.request_id, actor.channel]
+
+
+def log_part(
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    *,
+    source: str = "w",
+    patient_id: str = "w.patient_id",
+    resource_id: str = "w.id::text",
+    name: str = "logged",
+    source_args: Sequence[object] = (),
+) -> Part:
+    """A CTE of a record write (`hims.core.records.write`) logging one access per row of ``source``.
+
+    By default the rows of ``w``, the rows written: a row that was not written (an optimistic
+    update that lost its race) is not logged. ``source`` may take parameters of its own,
+    ``source_args``, written ``{0}``, ``{1}``... in it.
+    """
+    params = [*actor_params(actor, action, resource_type), *source_args]
+
+    def sql(first: int) -> str:
+        own = [f"${first + 7 + i}" for i in range(len(source_args))]
+        return insert_per_row(source.format(*own), first, patient_id=patient_id, resource_id=resource_id)
+
+    return Part(name, sql, params, ("log", source, patient_id, resource_id, len(source_args)))
+
+
+async def record(
+    conn: asyncpg.Connection,
+    *,
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    accesses: Iterable[tuple[uuid.UUID | None, str | None]],
+    outcome: Outcome = "success",
+) -> int:
+    """Log one row per (patient_id, resource_id) in ``accesses`` on ``conn`` (in the caller's
+    transaction); returns how many were written."""
+    patients: list[uuid.UUID | None] = []
+    resources: list[str | None] = []
+    for patient_id, resource_id in accesses:
+        patients.append(patient_id)
+        resources.append(resource_id)
+    if patients:
+        await conn.execute(_INSERT, *actor_params(actor, action, resource_type), outcome, patients, resources)
+    return len(patients)
 
 
 async def record_phi_access(
@@ -61,41 +125,13 @@ async def record_phi_access(
     action: str,
     resource_type: str,
     accesses: Iterable[tuple[uuid.UUID | None, str | None]],
-    outcome: str = "success",
+    outcome: Outcome = "success",
 ) -> int:
-    """Log one row per (patient_id, resource_id) in ``accesses``; returns how many were written.
-
-    Call it from the service function that reads or writes the data, with the same session,
-    so the log commits or rolls back together with the access.
-    """
+    """`record` for callers holding an ORM session (same transaction as the session's work)."""
     items = list(accesses)
     if not items:
         return 0
-    return await log_phi_access(
-        await driver_connection(session),
-        actor=actor,
-        action=action,
-        resource_type=resource_type,
-        accesses=items,
-        outcome=outcome,
+    conn = await driver_connection(session)
+    return await record(
+        conn, actor=actor, action=action, resource_type=resource_type, accesses=items, outcome=outcome
     )
-
-
-async def log_phi_access(
-    conn: asyncpg.Connection,
-    *,
-    actor: Actor,
-    action: str,
-    resource_type: str,
-    accesses: Iterable[tuple[uuid.UUID | None, str | None]],
-    outcome: str = "success",
-) -> int:
-    """`record_phi_access` on a driver connection, inside the transaction of the access."""
-    patients: list[uuid.UUID | None] = []
-    resources: list[str | None] = []
-    for patient_id, resource_id in accesses:
-        patients.append(patient_id)
-        resources.append(resource_id)
-    if patients:
-        await conn.execute(_INSERT, *actor_params(actor, action, resource_type), outcome, patients, resources)
-    return len(patients)

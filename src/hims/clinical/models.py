@@ -11,13 +11,14 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hims.core.db import Base
-from hims.core.models import Timestamps, uuid_pk
+from hims.core.models import Timestamps, extra_column, uuid_pk
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -51,6 +52,8 @@ class Observation(Timestamps, Base):
     derived: Mapped[bool] = mapped_column(default=False)
     effective_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    extra: Mapped[dict[str, Any] | None] = extra_column()
+    version: Mapped[int] = mapped_column(Integer, default=1)
 
     __table_args__ = (Index("ix_observations_patient_code_time", "patient_id", "code", "effective_at"),)
 
@@ -72,6 +75,7 @@ class Condition(Timestamps, Base):
     verification_status: Mapped[str] = mapped_column(String(20))
     note: Mapped[str | None] = mapped_column(Text)
     recorded_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    extra: Mapped[dict[str, Any] | None] = extra_column()
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __table_args__ = (Index("ix_conditions_patient_status", "patient_id", "clinical_status"),)
@@ -93,6 +97,7 @@ class Allergy(Timestamps, Base):
     status: Mapped[str] = mapped_column(String(10))  # active, inactive, resolved
     note: Mapped[str | None] = mapped_column(Text)
     recorded_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    extra: Mapped[dict[str, Any] | None] = extra_column()
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __table_args__ = (Index("ix_allergies_patient_status", "patient_id", "status"),)
@@ -118,6 +123,8 @@ class Prescription(Timestamps, Base):
     status: Mapped[str] = mapped_column(String(10))  # active, completed, cancelled, on-hold
     prescribed_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     prescribed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    extra: Mapped[dict[str, Any] | None] = extra_column()
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __table_args__ = (Index("ix_prescriptions_patient_status", "patient_id", "status"),)
@@ -167,6 +174,8 @@ class LabOrder(Timestamps, Base):
     reference_low: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
     reference_high: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
     abnormal_flag: Mapped[str | None] = mapped_column(String(2))  # N, H, L
+    extra: Mapped[dict[str, Any] | None] = extra_column()
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __table_args__ = (Index("ix_lab_orders_patient_ordered", "patient_id", "ordered_at"),)

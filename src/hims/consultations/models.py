@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     DateTime,
@@ -20,7 +21,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hims.core.db import Base
-from hims.core.models import Timestamps, uuid_pk
+from hims.core.models import Timestamps, extra_column, uuid_pk
 
 #: Lifecycle: in_progress → finished → signed (signed is final; corrections are amendments).
 CONSULTATION_STATUSES = ("in_progress", "finished", "signed")
@@ -60,6 +61,7 @@ class Consultation(Timestamps, Base):
     # Users live in the identity domain (parallel branch): ids without foreign keys.
     started_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     signed_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    extra: Mapped[dict[str, Any] | None] = extra_column()
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __table_args__ = (

@@ -11,7 +11,7 @@ import functools
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -239,19 +239,6 @@ def _track_pool(engine: AsyncEngine, role: str, size: int) -> None:
     event.listen(engine.sync_engine.pool, "checkin", checkin)
 
 
-#: Async functions run at the end of every `Database.transaction`, just before it commits, inside
-#: it (e.g. the FHIR projection writing the FHIR versions of the domain rows the transaction changed).
-BeforeCommit = Callable[[AsyncSession], Awaitable[None]]
-BEFORE_COMMIT: list[BeforeCommit] = []
-
-
-def register_before_commit(hook: BeforeCommit) -> BeforeCommit:
-    """Add ``hook`` once (re-imports do not register twice)."""
-    if hook not in BEFORE_COMMIT:
-        BEFORE_COMMIT.append(hook)
-    return hook
-
-
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     """The asyncpg connection under ``session``, with the session's transaction begun on it.
 
@@ -310,8 +297,6 @@ class Database:
             try:
                 async with session.begin():
                     yield session
-                    for hook in BEFORE_COMMIT:
-                        await hook(session)
             except BaseException:
                 jobs.take_deferred(session)
                 raise
@@ -347,8 +332,7 @@ class Database:
     @asynccontextmanager
     async def driver_transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """A driver connection in one transaction, committed on success and rolled back on any
-        error, without an ORM session: for work made only of driver statements (the FHIR store's
-        interactions). `BEFORE_COMMIT` hooks do not run: they act on ORM changes, and there are none.
+        error, without an ORM session: for work made only of driver statements.
         """
         async with self.statement_connection() as conn, conn.transaction():
             yield conn

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +35,14 @@ async def get_store(request: Request) -> KeyValueStore:
     return store
 
 
+async def get_connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled driver connection outside any transaction: a service's writes are each one
+    statement with their PHI log rows, and a service groups several itself (`records.atomic`)."""
+    db: Database = request.app.state.db
+    async with db.statement_connection() as conn:
+        yield conn
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's transaction: committed after the handler returns, before the response."""
     db: Database = request.app.state.db
@@ -47,3 +56,4 @@ StoreDep = Annotated[KeyValueStore, Depends(get_store)]
 # scope="function": the commit happens before the response is sent, so a failed commit is
 # reported to the client instead of after a 200 went out.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ConnDep = Annotated[asyncpg.Connection, Depends(get_connection, scope="function")]

@@ -24,7 +24,9 @@ from hims.settings import Settings
 
 ALGORITHM = "HS256"
 ISSUER = "arocord-hims"
-Channel = Literal["api", "fhir", "web", "cli", "job"]
+#: Where an actor came from, as the PHI access log records it: the REST API, the FHIR API (one
+#: resource at a time, a bundle, or `hims fhir import`), the command line, the web UI, a job.
+Channel = Literal["rest", "fhir", "bundle", "import", "cli", "ui", "job"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class Actor:
     permissions: frozenset[str] = frozenset()
     client_ip: str | None = None
     request_id: str | None = None
-    channel: Channel = "api"
+    channel: Channel = "rest"
     token_id: str | None = None
     practitioner_id: uuid.UUID | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
@@ -149,7 +151,7 @@ def client_ip(request: Request) -> str | None:
 
 def request_channel(request: Request) -> Channel:
     """The channel a token-authenticated request came through: the FHIR API or the REST API."""
-    return "fhir" if request.scope["path"].startswith("/fhir") else "api"
+    return "fhir" if request.scope["path"].startswith("/fhir") else "rest"
 
 
 async def authenticate(request: Request) -> Actor:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hims.core.db import Base
-from hims.core.models import Timestamps, uuid_pk
+from hims.core.models import Timestamps, extra_column, uuid_pk
 
 
 class Document(Timestamps, Base):
@@ -33,5 +34,7 @@ class Document(Timestamps, Base):
     # The staff account that uploaded it (identity domain; no FK across branches).
     uploaded_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    extra: Mapped[dict[str, Any] | None] = extra_column()
+    version: Mapped[int] = mapped_column(Integer, default=1)
 
     __table_args__ = (Index("ix_documents_patient_created", "patient_id", "created_at"),)

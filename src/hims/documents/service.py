@@ -13,6 +13,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hims.audit.service import record_phi_access
+from hims.core.db import driver_connection
 from hims.core.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed, field_error
 from hims.core.security import Actor
 from hims.core.storage import FileMissing, Storage, discard_on_rollback
@@ -118,7 +119,7 @@ async def upload_document(
                 field_error("file", f"Declared {declared} but the content is {sniffed}.", "content_mismatch")
             ]
         )
-    await require_patient_record(session=session, patient_id=patient_id)
+    await require_patient_record(conn=await driver_connection(session), patient_id=patient_id)
     document_id = uuid.uuid4()
     key = f"documents/{document_id.hex[:2]}/{document_id.hex}"
     document = Document(
@@ -204,7 +205,7 @@ async def list_documents(
     offset: int = 0,
 ) -> list[Document]:
     """A patient's documents, newest first; one ``search`` PHI row per document."""
-    await require_patient_record(session=session, patient_id=patient_id)
+    await require_patient_record(conn=await driver_connection(session), patient_id=patient_id)
     documents = await repository.list_for_patient(
         session, patient_id, consultation_id=consultation_id, limit=limit, offset=offset
     )

@@ -19,6 +19,7 @@ import orjson
 
 from hims.audit import repository as log_repo
 from hims.core.errors import BadRequest, MethodNotAllowed
+from hims.core.security import Actor
 from hims.fhir import repository as repo
 from hims.fhir.mappings import audit_event
 from hims.fhir.mappings._common import HIMS
@@ -76,6 +77,8 @@ def read_only_error(resource_type: str = "AuditEvent") -> MethodNotAllowed:
 class PhiLogStorage:
     """`Storage` for AuditEvent over ``phi_access_log`` (read-only, one version per row)."""
 
+    rank = 0
+
     async def read(
         self,
         conn: asyncpg.Connection,
@@ -108,7 +111,7 @@ class PhiLogStorage:
         return False, current.resource
 
     async def write(
-        self, conn: asyncpg.Connection, writes: Sequence[repo.Write], *, log: repo.AccessLog | None = None
+        self, conn: asyncpg.Connection, writes: Sequence[repo.Write], *, actor: Actor
     ) -> set[tuple[str, str]]:
         """Refused: the PHI access log is append-only and not written through FHIR."""
         raise read_only_error(writes[0].resource_type if writes else "AuditEvent")

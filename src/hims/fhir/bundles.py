@@ -43,6 +43,8 @@ class Plan:
     refs: list[str] = field(default_factory=list)
     #: The objects in the resource holding those references (rewritten in place).
     holders: list[dict[str, Any]] = field(default_factory=list)
+    #: Request options for the domain (``allow_duplicate`` from the entry's request URL).
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_bundle(data: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -173,6 +175,11 @@ async def transaction(
                     f"Bundle.entry[{index}]: {exc.detail}", code=exc.code, headers=exc.headers
                 ) from None
         plan = Plan(index, method, rtype, rid, query=query)
+        if method == "POST" and query:
+            try:
+                plan.options = service.create_options(query)
+            except HimsError as exc:
+                raise _entry_error(index, exc.detail, exc.code) from None
         full_url = entry.get("fullUrl")
         if method in ("POST", "PUT"):
             resource = entry.get("resource")
@@ -283,16 +290,14 @@ async def transaction(
     keys = [(p.resource_type, p.id) for p in plans if p.action in ("update", "delete") and p.id]
     current = await storage.read_many(conn, keys, lock=True)
     now = datetime.now(UTC)
-    last_modified = iso(now)
-    writes: list[repo.Write] = []
-    audit_rows: dict[str, list[tuple[str | None, str | None]]] = {}
+    writes: list[tuple[Plan, repo.Write]] = []
     for plan in sorted(plans, key=lambda p: METHODS.index(p.method)):
         if plan.action in ("create", "update"):
             assert plan.resource is not None
             assert plan.id is not None
             version = 1
+            existing = current.get((plan.resource_type, plan.id)) if plan.action == "update" else None
             if plan.action == "update":
-                existing = current.get((plan.resource_type, plan.id))
                 if plan.if_match is not None and (existing is None or existing.version_id != plan.if_match):
                     raise PreconditionFailed(
                         f"Bundle.entry[{plan.index}]: ifMatch version conflict.", code="version_conflict"
@@ -307,55 +312,65 @@ async def transaction(
                 now=now,
                 method=plan.method,
             )
-            writes.append(write)
-            plan.response = {
-                "status": plan.status,
-                "location": f"{plan.resource_type}/{plan.id}/_history/{version}",
-                "etag": f'W/"{version}"',
-                "lastModified": last_modified,
-            }
-            audit_rows.setdefault("create" if version == 1 else "update", []).append(
-                (write.patient_ref, f"{plan.resource_type}/{plan.id}")
-            )
+            write.action = "update" if existing is not None and not existing.deleted else "create"
+            write.options = plan.options
+            writes.append((plan, write))
         elif plan.action == "delete":
             existing = current.get((plan.resource_type, plan.id)) if plan.id else None
             if existing and not existing.deleted:
                 assert plan.id is not None
-                writes.append(
-                    repo.Write(
-                        plan.resource_type,
-                        plan.id,
-                        existing.version_id + 1,
-                        now,
-                        "DELETE",
-                        None,
-                        existing.patient_ref,
-                        None,
-                    )
+                tombstone = repo.Write(
+                    plan.resource_type,
+                    plan.id,
+                    existing.version_id + 1,
+                    now,
+                    "DELETE",
+                    None,
+                    existing.patient_ref,
+                    None,
                 )
-                audit_rows.setdefault("delete", []).append(
-                    (existing.patient_ref, f"{plan.resource_type}/{plan.id}")
-                )
+                tombstone.prior = existing
+                writes.append((plan, tombstone))
             plan.response = {"status": "204 No Content"}
         elif plan.action == "noop":
             plan.response = {"status": "200 OK", "location": f"{plan.resource_type}/{plan.id}"}
-    keys_written = [(w.resource_type, w.id) for w in writes]
+    keys_written = [(w.resource_type, w.id) for _, w in writes]
     if len(keys_written) != len(set(keys_written)):
         raise BadRequest("The transaction writes the same resource more than once.", code="duplicate_entry")
-    written = await storage.write(conn, writes)
-    if len(written) != len({(w.resource_type, w.id) for w in writes}):
+    try:
+        written = await storage.write(conn, [w for _, w in writes], actor=actor)
+    except HimsError as exc:
+        raise _naming_entry(exc, plans) from None
+    if len(written) != len(keys_written):
         raise PreconditionFailed(
             "A resource in the transaction was changed concurrently; nothing was written.",
             code="version_conflict",
         )
-    for action, rows in audit_rows.items():
-        await service.audit(conn, actor, action, "Bundle", rows)
+    for plan, write in writes:
+        if plan.action in ("create", "update"):
+            plan.response = {
+                "status": plan.status,
+                "location": f"{plan.resource_type}/{plan.id}/_history/{write.version_id}",
+                "etag": f'W/"{write.version_id}"',
+                "lastModified": iso(write.last_updated),
+            }
     for plan in plans:
         if plan.action in ("read", "search") and get_handler is not None:
             assert plan.query is not None
             plan.response = {"status": "200 OK"}
             plan.response["__resource"] = await get_handler(plan.resource_type, plan.query, plan.action)
     return response_bundle("transaction-response", plans, base_url)
+
+
+def _naming_entry(error: HimsError, plans: list[Plan]) -> HimsError:
+    """``error`` of a domain write, its message naming the entry whose resource it is about."""
+    about = error.extra.get("resource")
+    for plan in plans:
+        if about == f"{plan.resource_type}/{plan.id}":
+            error.detail = f"Bundle.entry[{plan.index}]: {error.detail}"
+            error.args = (error.detail,)
+            break
+    return error
 
 
 def response_bundle(kind: str, plans: list[Plan], base_url: str) -> dict[str, Any]:

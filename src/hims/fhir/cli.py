@@ -9,11 +9,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hims.core.db import Database
 from hims.core.security import Actor
-from hims.fhir import projection, projectors
 from hims.fhir.importer import discover, import_paths
 from hims.settings import load_settings
 
@@ -51,7 +50,7 @@ def import_command(
     async def run() -> int:
         assert settings.database_url is not None
         db = Database(settings.database_url.get_secret_value(), pool_size=max(2, jobs))
-        actor = Actor.system("fhir-import", channel="cli")
+        actor = Actor.system("fhir-import", channel="import")
         started = time.perf_counter()
         try:
             with Progress(
@@ -91,56 +90,3 @@ def import_command(
         return 1 if stats.errors else 0
 
     raise typer.Exit(asyncio.run(run()))
-
-
-@app.command("sync")
-def sync_command(
-    resource_type: Annotated[
-        list[str] | None, typer.Argument(help="Projected types to sync (default: all of them).")
-    ] = None,
-    everything: Annotated[
-        bool, typer.Option("--all", help="Rewrite the FHIR version of every row, not only rows without one.")
-    ] = False,
-) -> None:
-    """Give domain rows written without the ORM (bulk loads, old data) their FHIR versions."""
-    settings = load_settings()
-    if settings.database_url is None:
-        console.print("DATABASE_URL is not set (run `hims db embedded start` or set it).")
-        raise typer.Exit(2)
-    assert projectors.__all__
-    chosen = resource_type or sorted(projection.PROJECTORS, key=lambda t: projection.PROJECTORS[t].rank)
-    unknown = [t for t in chosen if t not in projection.PROJECTORS]
-    if unknown:
-        known = ", ".join(sorted(projection.PROJECTORS))
-        console.print(f"Not a projected type: {', '.join(unknown)} (projected: {known}).")
-        raise typer.Exit(2)
-
-    async def run() -> None:
-        assert settings.database_url is not None
-        db = Database(settings.database_url.get_secret_value(), pool_size=2)
-        try:
-            with Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            ) as progress:
-                for name in chosen:
-                    projector = projection.PROJECTORS[name]
-                    total = await projection.backfill_total(db, projector, everything=everything)
-                    task = progress.add_task(name, total=total)
-
-                    def advance(seen: int, _written: int, task: TaskID = task) -> None:
-                        progress.update(task, advance=seen)
-
-                    written = await projection.backfill(
-                        db, projector, everything=everything, on_batch=advance
-                    )
-                    progress.console.print(
-                        f"{name}: {written} FHIR versions written ({total} rows looked at)"
-                    )
-        finally:
-            await db.dispose()
-
-    asyncio.run(run())

@@ -279,4 +279,12 @@ def compartment_patient(resource: dict[str, Any]) -> str | None:
                 target = split_reference(candidate["reference"])
                 if target and target[0] == "Patient":
                     return target[1]
+    # An Appointment (or AppointmentResponse, Schedule...) names its patient among its actors.
+    participants = resource.get("participant")
+    for participant in participants if isinstance(participants, list) else []:
+        actor = participant.get("actor") if isinstance(participant, dict) else None
+        if isinstance(actor, dict) and isinstance(actor.get("reference"), str):
+            target = split_reference(actor["reference"])
+            if target and target[0] == "Patient":
+                return target[1]
     return None

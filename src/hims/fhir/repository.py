@@ -7,7 +7,7 @@ asyncpg directly: writes are one statement per batch (resource, history and inde
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,7 +16,9 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hims.audit.service import actor_params, insert_per_row
+from hims.core import records
 from hims.core.db import driver_connection
+from hims.core.records import Part
 from hims.core.security import Actor
 from hims.fhir.extract import IndexRows
 
@@ -42,7 +44,7 @@ class Current:
     resource: str | None  # JSON text
     patient_ref: str | None
     #: The resource's domain row, when the storage read it along (``row_read``; None: it has none).
-    row: asyncpg.Record | None = field(default=None, repr=False)
+    row: Mapping[str, Any] | None = field(default=None, repr=False)
     row_read: bool = False
 
 
@@ -62,8 +64,21 @@ class Write:
     #: instead of parsing the text again. Not written; never compared.
     document: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     #: The version this one follows, as the writer read it (with its domain row, when the storage
-    #: read that along): the projection need not look the row up again. Not written.
+    #: read that along): a domain write need not look the row up again. Not written.
     prior: Current | None = field(default=None, repr=False, compare=False)
+    #: What the PHI access log calls this write (create, update, delete); derived when empty.
+    action: str = ""
+    #: Request options a domain honours (e.g. ``allow_duplicate``). Not written.
+    options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def log_action(self) -> str:
+        """The PHI log action of this version."""
+        if self.action:
+            return self.action
+        if self.method == "DELETE":
+            return "delete"
+        fresh = self.prior.deleted if self.prior is not None else self.version_id == 1
+        return "create" if fresh else "update"
 
 
 _READ = (
@@ -116,7 +131,7 @@ _READ_LOGGED = (
         "r WHERE NOT r.deleted",
         3,
         patient_id=_patient_uuid("r.patient_ref"),
-        resource_id="$1::varchar || '/' || $2::varchar",
+        resource_id="$2::varchar",
     )
     + ") SELECT * FROM r"
 )
@@ -202,36 +217,6 @@ async def history(
     )
 
 
-#: The resource and history rows of a batch; the index parts below are added as the batch needs them.
-#: ``data`` is materialised so each document's JSON text is parsed to jsonb once, not once per table.
-_WRITE_HEAD = """
-WITH data AS MATERIALIZED (
-  SELECT rtype, id, version_id, last_updated, patient_ref, resource::jsonb AS resource, method, n FROM unnest(
-    $1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::text[], $7::text[]
-  )
-    WITH ORDINALITY AS d(rtype, id, version_id, last_updated, patient_ref, resource, method, n)
-),
-up AS (
-  INSERT INTO fhir_resources AS r
-    (resource_type, id, version_id, last_updated, deleted, patient_ref, resource)
-  SELECT rtype, id, version_id, last_updated, method = 'DELETE', patient_ref, resource FROM data
-  ON CONFLICT (resource_type, id) DO UPDATE SET
-    version_id = EXCLUDED.version_id, last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted,
-    patient_ref = EXCLUDED.patient_ref, resource = EXCLUDED.resource
-  WHERE r.version_id = EXCLUDED.version_id - 1
-  RETURNING r.rid, r.resource_type, r.id
-),
-hist AS (
-  INSERT INTO fhir_resource_history (resource_type, id, version_id, last_updated, method, resource)
-  SELECT d.rtype, d.id, d.version_id, d.last_updated, d.method, d.resource
-  FROM data d JOIN up ON up.resource_type = d.rtype AND up.id = d.id
-)"""
-
-_KEYED = """,
-keyed AS (
-  SELECT d.n, up.rid, up.resource_type FROM data d JOIN up ON up.resource_type = d.rtype AND up.id = d.id
-)"""
-
 #: Per index table: (name, columns after rid and rtype, array types of the unnested columns).
 _INDEX_TABLES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("fhir_idx_token", ("param", "system", "code"), ("text", "text", "text")),
@@ -242,88 +227,60 @@ _INDEX_TABLES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Cte:
-    """A data-modifying statement the write statement runs as one of its CTEs, so it commits or
-    fails with the versions (the domain rows of `hims.fhir.projection`). ``sql(first)`` is its
-    text with parameters numbered from ``first``; it may read ``up`` (resource_type and id of each
-    version written)."""
-
-    sql: Callable[[int], str]
-    args: Sequence[Any]
-
-
-@dataclass(frozen=True)
-class AccessLog:
-    """The PHI access log rows a write adds in its own statement: one per version written."""
-
-    actor: Actor
-    action: str
+def _data_sql(first: int, gate: str | None) -> str:
+    """The versions of a batch, parsed once (materialised: each document's JSON text becomes jsonb
+    once, not once per table); with ``gate``, only those whose id the gate selects."""
+    where = f" WHERE d.id IN ({gate})" if gate else ""
+    return (
+        "SELECT rtype, id, version_id, last_updated, patient_ref, resource::jsonb AS resource, method, "
+        f"action, n FROM unnest(${first}::text[], ${first + 1}::text[], ${first + 2}::int[], "
+        f"${first + 3}::timestamptz[], ${first + 4}::text[], ${first + 5}::text[], ${first + 6}::text[], "
+        f"${first + 7}::text[]) "
+        "WITH ORDINALITY AS d(rtype, id, version_id, last_updated, patient_ref, resource, method, action, n)"
+        f"{where}"
+    )
 
 
-@functools.lru_cache(maxsize=1024)
-def _write_sql(
-    replace: bool, tables: tuple[bool, ...], logged: bool = False, ctes: tuple[str, ...] = ()
-) -> str:
-    """The write statement for a batch shape: ``replace`` deletes the index rows of the written
-    resources; ``tables`` says which index tables get rows; ``logged`` adds a PHI access log row
-    per version written (its actor's parameters follow the index arrays); ``ctes`` are more
-    data-modifying CTEs (their parameters come last).
-
-    One fixed statement with every part cost about a millisecond of PostgreSQL planning per
-    write (each execution gets a custom plan: the generic plan of the unnest joins is far worse);
-    a create of a Patient needs three of the ten index parts, a delete none of the inserts.
-    Parameters: $1-$7 the resource columns, then one array per column of each table with rows.
-    """
-    parts = [_WRITE_HEAD]
-    if replace:
-        parts += [
-            f",\nd{n} AS (DELETE FROM {table} WHERE rid = ANY(ARRAY(SELECT rid FROM up)))"
-            for n, (table, _, _) in enumerate(_INDEX_TABLES)
-        ]
-    if any(tables):
-        parts.append(_KEYED)
-    arg = 8
-    for n, ((table, columns, types), used) in enumerate(zip(_INDEX_TABLES, tables, strict=True)):
-        if not used:
-            continue
-        names = [f"c{i}" for i in range(len(columns))]
-        arrays = ", ".join([f"${arg}::bigint[]"] + [f"${arg + 1 + i}::{t}[]" for i, t in enumerate(types)])
-        arg += 1 + len(types)
-        parts.append(
-            f",\ni{n} AS (\n  INSERT INTO {table} (rid, rtype, {', '.join(columns)})\n"
-            f"  SELECT k.rid, k.resource_type, {', '.join('u.' + c for c in names)}\n"
-            f"  FROM unnest({arrays}) u(n, {', '.join(names)}) JOIN keyed k ON k.n = u.n\n)"
-        )
-    if logged:
-        written = "data d JOIN up ON up.resource_type = d.rtype AND up.id = d.id"
-        log = insert_per_row(
-            written, arg, patient_id=_patient_uuid("d.patient_ref"), resource_id="d.rtype || '/' || d.id"
-        )
-        parts.append(f",\nlogged AS (\n  {log}\n)")
-    parts += [f",\nx{n} AS (\n  {cte}\n)" for n, cte in enumerate(ctes)]
-    parts.append("\nSELECT resource_type, id FROM up\n")
-    return "".join(parts)
+def _upsert_sql(data: str, guard: str) -> str:
+    return (
+        "INSERT INTO fhir_resources AS r "
+        "(resource_type, id, version_id, last_updated, deleted, patient_ref, resource) "
+        f"SELECT rtype, id, version_id, last_updated, method = 'DELETE', patient_ref, resource FROM {data} "
+        "ON CONFLICT (resource_type, id) DO UPDATE SET version_id = EXCLUDED.version_id, "
+        "last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted, "
+        "patient_ref = EXCLUDED.patient_ref, resource = EXCLUDED.resource "
+        f"WHERE {guard} RETURNING r.rid, r.resource_type, r.id"
+    )
 
 
-async def write(
-    conn: asyncpg.Connection,
+def _fixed(sql: str) -> Callable[[int], str]:
+    """A part's text that takes no parameters."""
+    return lambda _first: sql
+
+
+def write_parts(
     writes: Sequence[Write],
     *,
+    prefix: str = "f_",
     replace_index: bool = True,
-    log: AccessLog | None = None,
-    ctes: Sequence[Cte] = (),
-) -> set[tuple[str, str]]:
-    """Write versions, history and index rows in one statement; returns the keys actually written.
+    gate: str | None = None,
+    log: Actor | None = None,
+) -> list[Part]:
+    """The CTEs writing ``writes`` (resource, history and index rows; with ``log``, a PHI access
+    log row per version written), named ``<prefix>data``, ``<prefix>up``... ``<prefix>up`` returns
+    (rid, resource_type, id) of every version written.
 
-    A key missing from the result lost an optimistic-concurrency race (version moved on).
-    ``replace_index`` deletes the index rows of earlier versions (a first version has none).
-    ``log`` writes the PHI access log row of each version written, in the same statement, and
-    ``ctes`` run in it too.
+    Without ``gate`` a version is written only over the one before it (optimistic concurrency: a
+    version that lost its race is not written). With ``gate`` (SQL selecting ids, e.g. those a
+    domain write wrote), only the gated versions are written, over any older version: the domain
+    row's own version check decided already.
+
+    The statement is composed per batch shape (index deletes only when a version is not the first,
+    index inserts only for tables that get rows), so PostgreSQL keeps a generic plan for each; one
+    fixed statement with every part cost about a millisecond of planning per write.
     """
-    if not writes:
-        return set()
-    # Per index table (in _INDEX_TABLES order): (n, *row) for every row, then one array per column.
+    data, up = f"{prefix}data", f"{prefix}up"
+    # Per index table (in _INDEX_TABLES order): (n, *row) for every row.
     tables: tuple[list[tuple[Any, ...]], ...] = ([], [], [], [], [])
     for n, item in enumerate(writes, start=1):
         rows = item.index
@@ -339,21 +296,7 @@ async def write(
         for out, rows_of_table in zip(tables, found, strict=True):
             if rows_of_table:
                 out.extend([(n, *row) for row in rows_of_table])
-    used = tuple(bool(table_rows) for table_rows in tables)
-    replace = replace_index and any(w.version_id != 1 for w in writes)
-    index_args: list[Any] = [
-        list(col) for table_rows in tables if table_rows for col in zip(*table_rows, strict=True)
-    ]
-    if log is not None:
-        if len({w.resource_type for w in writes}) > 1:
-            raise ValueError("a logged write is of one resource type (its log rows name it)")
-        index_args += actor_params(log.actor, log.action, writes[0].resource_type)
-    cte_sql: list[str] = []
-    for cte in ctes:
-        cte_sql.append(cte.sql(8 + len(index_args)))
-        index_args += cte.args
-    result = await conn.fetch(
-        _write_sql(replace, used, log is not None, tuple(cte_sql)),
+    columns = [
         [w.resource_type for w in writes],
         [w.id for w in writes],
         [w.version_id for w in writes],
@@ -361,22 +304,107 @@ async def write(
         [w.patient_ref for w in writes],
         [w.resource for w in writes],
         [w.method for w in writes],
-        *index_args,
+        [w.log_action() for w in writes],
+    ]
+    parts = [
+        Part(data, lambda first: _data_sql(first, gate), columns, ("data", gate), materialized=True),
+    ]
+    guard = "r.version_id < EXCLUDED.version_id" if gate else "r.version_id = EXCLUDED.version_id - 1"
+    parts.append(Part(up, lambda _first: _upsert_sql(data, guard), [], ("up", data, guard)))
+    parts.append(
+        Part(
+            f"{prefix}hist",
+            lambda _first: (
+                "INSERT INTO fhir_resource_history "
+                "(resource_type, id, version_id, last_updated, method, resource) "
+                f"SELECT d.rtype, d.id, d.version_id, d.last_updated, d.method, d.resource FROM {data} d "
+                f"JOIN {up} ON {up}.resource_type = d.rtype AND {up}.id = d.id"
+            ),
+            [],
+            ("hist", prefix),
+        )
     )
-    return {(r["resource_type"], r["id"]) for r in result}
+    if (replace_index and any(w.version_id != 1 for w in writes)) or gate:
+        for n, (table, _, _) in enumerate(_INDEX_TABLES):
+            delete = f"DELETE FROM {table} WHERE rid = ANY(ARRAY(SELECT rid FROM {up}))"
+            parts.append(Part(f"{prefix}d{n}", _fixed(delete), [], ("del", table, up)))
+    if any(tables):
+        keyed = f"{prefix}keyed"
+        parts.append(
+            Part(
+                keyed,
+                lambda _first: (
+                    f"SELECT d.n, {up}.rid, {up}.resource_type FROM {data} d "
+                    f"JOIN {up} ON {up}.resource_type = d.rtype AND {up}.id = d.id"
+                ),
+                [],
+                ("keyed", prefix),
+            )
+        )
+        for n, ((table, names, types), table_rows) in enumerate(zip(_INDEX_TABLES, tables, strict=True)):
+            if not table_rows:
+                continue
+            aliases = [f"c{i}" for i in range(len(names))]
+            arrays = [list(col) for col in zip(*table_rows, strict=True)]
+
+            def index_sql(
+                first: int,
+                table: str = table,
+                names: tuple[str, ...] = names,
+                types: tuple[str, ...] = types,
+                aliases: list[str] = aliases,
+            ) -> str:
+                params = ", ".join(
+                    [f"${first}::bigint[]"] + [f"${first + 1 + i}::{t}[]" for i, t in enumerate(types)]
+                )
+                return (
+                    f"INSERT INTO {table} (rid, rtype, {', '.join(names)}) "
+                    f"SELECT k.rid, k.resource_type, {', '.join('u.' + c for c in aliases)} "
+                    f"FROM unnest({params}) u(n, {', '.join(aliases)}) JOIN {keyed} k ON k.n = u.n"
+                )
+
+            parts.append(Part(f"{prefix}i{n}", index_sql, arrays, ("index", table, prefix)))
+    if log is not None:
+        written = f"{data} d JOIN {up} ON {up}.resource_type = d.rtype AND {up}.id = d.id"
+        parts.append(
+            Part(
+                f"{prefix}logged",
+                lambda first: insert_per_row(
+                    written,
+                    first,
+                    patient_id=_patient_uuid("d.patient_ref"),
+                    resource_id="d.id",
+                    action="d.action",
+                    resource_type="d.rtype",
+                ),
+                actor_params(log, None, None),
+                ("log", prefix),
+            )
+        )
+    return parts
 
 
-def any_of(column: str, number: int, values: Sequence[Any], sql_type: str) -> tuple[str, Any]:
-    """(SQL, parameter): ``column`` matching ``values`` as parameter ``$number``.
+async def write(
+    conn: asyncpg.Connection,
+    writes: Sequence[Write],
+    *,
+    replace_index: bool = True,
+    log: Actor | None = None,
+) -> set[tuple[str, str]]:
+    """Write versions, history and index rows in one statement; returns the keys actually written.
 
-    ``= $n`` for one value, ``= ANY($n)`` for more. PostgreSQL plans a statement with an array
-    parameter anew on every execution (its generic plan, costed for an array of unknown length,
-    loses to every custom plan), while ``= $n`` gets its generic plan cached after five runs;
-    most lookups on the write path are of one row.
+    A key missing from the result lost an optimistic-concurrency race (version moved on).
+    ``replace_index`` deletes the index rows of earlier versions (a first version has none).
+    ``log`` (the actor) writes the PHI access log row of each version written, in the same statement.
     """
-    if len(values) == 1:
-        return f"{column} = ${number}::{sql_type}", values[0]
-    return f"{column} = ANY(${number}::{sql_type}[])", list(values)
+    if not writes:
+        return set()
+    parts = write_parts(writes, replace_index=replace_index, log=log)
+    sql, args = records.compose(parts, "SELECT resource_type, id FROM f_up")
+    return {(r["resource_type"], r["id"]) for r in await conn.fetch(sql, *args)}
+
+
+any_of = records.any_of
 
 
 #: Up to this many keys, `existing_keys` spells each out (a statement per count, planned once).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -123,6 +124,7 @@ async def bundle(request: Request, session: SessionDep, actor: Writer) -> Respon
     check_scope(request, "*", "write")
     data = await _body(request)
     kind, entries = bundles.parse_bundle(data)
+    actor = dataclasses.replace(actor, channel="bundle")
     base = base_url(request)
 
     async def get_handler(rtype: str, url: str, action: str) -> dict[str, Any]:
@@ -345,6 +347,7 @@ async def create(resource_type: str, request: Request, database: DatabaseDep, ac
     """Create (If-None-Exist makes it conditional)."""
     resource = await _resource_to_write(request, resource_type)
     if_none_exist = request.headers.get("if-none-exist")
+    options = service.create_options(request.url.query) if request.url.query else None
     # A plain create reads, then writes in one statement (`service.create`): it needs no
     # transaction, two round trips fewer. If-None-Exist locks its criteria until the write commits.
     connection = database.driver_transaction if if_none_exist else database.statement_connection
@@ -355,6 +358,7 @@ async def create(resource_type: str, request: Request, database: DatabaseDep, ac
             resource_type=resource_type,
             resource=resource,
             if_none_exist=if_none_exist,
+            options=options,
         )
     return _stored(stored, request, 201 if stored.created else 200)
 

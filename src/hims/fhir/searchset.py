@@ -80,17 +80,13 @@ async def search(
     conn = await repo.connection(session)
     page = await fsearch.execute(conn, request)
     entries: list[str] = []
-    audit_items: list[tuple[str | None, str | None]] = []
     for row in page.rows:
         text = row["resource"] if request.elements is None else _elements(row["resource"], request.elements)
         entries.append(_entry(base_url, row["resource_type"], row["id"], text, "match"))
-        audit_items.append((row["patient_ref"], f"{row['resource_type']}/{row['id']}"))
     extra = await _included(conn, request, page.rows)
     for row in extra:
         entries.append(_entry(base_url, row["resource_type"], row["id"], row["resource"], "include"))
-        audit_items.append((row["patient_ref"], f"{row['resource_type']}/{row['id']}"))
-    if audit_items:
-        await service.audit(conn, actor, "search", resource_type, _per_patient(audit_items))
+    await audit_hits(conn, actor, "search", [*page.rows, *extra])
     return _searchset(entries, request, f"{base_url}/{resource_type}", page.next_cursor, page.total)
 
 
@@ -151,14 +147,15 @@ def _searchset(
     return bundle_text("searchset", entries, links, total)
 
 
-def _per_patient(items: list[tuple[str | None, str | None]]) -> list[tuple[str | None, str | None]]:
-    """One log row per patient returned (resource id kept when a single resource came back)."""
-    if len(items) == 1:
-        return items
-    patients: dict[str | None, str | None] = {}
-    for patient, _ in items:
-        patients.setdefault(patient, None)
-    return list(patients.items())
+async def audit_hits(
+    conn: asyncpg.Connection, actor: Actor, action: str, rows: Sequence[asyncpg.Record]
+) -> None:
+    """One PHI log row per resource returned (its patient, type and id), one statement per type."""
+    by_type: dict[str, list[tuple[str | None, str | None]]] = {}
+    for row in rows:
+        by_type.setdefault(row["resource_type"], []).append((row["patient_ref"], row["id"]))
+    for resource_type, items in by_type.items():
+        await service.audit(conn, actor, action, resource_type, items)
 
 
 #: Rounds of ``:iterate`` includes, and the most resources all includes of one page may add.
@@ -233,8 +230,7 @@ async def everything(
     has_next = len(rows) > count
     rows = rows[:count]
     entries = [_entry(base_url, r["resource_type"], r["id"], r["resource"], "match") for r in rows]
-    if rows:
-        await service.audit(conn, actor, "everything", "Patient", [(f"Patient/{patient_id}", None)])
+    await audit_hits(conn, actor, "everything", rows)
     echo = [(k, v) for k, v in params if k != "_cursor"]
     base = f"{base_url}/Patient/{patient_id}/$everything"
     links = [("self", f"{base}?{urlencode(params)}")]

@@ -11,13 +11,14 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import asyncpg
 import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hims.audit.service import log_phi_access
+from hims.audit.service import record
 from hims.core.db import Database
 from hims.core.errors import (
     BadRequest,
@@ -253,6 +254,25 @@ async def check_targets_exist(conn: asyncpg.Connection, targets: set[tuple[str, 
         )
 
 
+#: Query parameters a create may carry (options for the domain), and their values.
+CREATE_OPTIONS = {"allow_duplicate": ("true", "false")}
+
+
+def create_options(query: str) -> dict[str, Any]:
+    """The domain options in a create's query string (``allow_duplicate=true``), or 400."""
+    options: dict[str, Any] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        allowed = CREATE_OPTIONS.get(name)
+        if allowed is None or value not in allowed:
+            known = ", ".join(f"{k}=true|false" for k in CREATE_OPTIONS)
+            raise BadRequest(
+                f"A create takes only {known}; not {name}={value}.",
+                code="invalid_parameter",
+            )
+        options[name] = value == "true"
+    return options
+
+
 def new_id() -> str:
     """A server-assigned logical id."""
     return str(uuid.uuid4())
@@ -280,8 +300,8 @@ async def audit(
     resource_type: str,
     items: Sequence[tuple[str | None, str | None]],
 ) -> None:
-    """One PHI access row per (patient_ref, "Type/id") in ``items`` (dedup per patient for searches)."""
-    await log_phi_access(
+    """One PHI access row per (patient_ref, id) in ``items`` (dedup per patient for searches)."""
+    await record(
         conn,
         actor=actor,
         action=action,
@@ -313,7 +333,7 @@ async def read(*, session: AsyncSession, actor: Actor, resource_type: str, id_: 
     conn = await repo.connection(session)
     stored = _current(resource_type, id_, await storage_for(resource_type).read(conn, resource_type, id_))
     if type_def(resource_type).phi:
-        await audit(conn, actor, "read", resource_type, [(stored.patient_ref, f"{resource_type}/{id_}")])
+        await audit(conn, actor, "read", resource_type, [(stored.patient_ref, id_)])
     else:
         _unlogged_read(actor, resource_type, id_)
     return stored
@@ -382,7 +402,7 @@ async def vread(
     data = orjson.loads(found[1])
     patient = compartment_patient(data)
     patient_ref = f"Patient/{patient}" if patient else None
-    await audit(conn, actor, "vread", resource_type, [(patient_ref, f"{resource_type}/{id_}")])
+    await audit(conn, actor, "vread", resource_type, [(patient_ref, id_)])
     return Stored(
         resource_type,
         id_,
@@ -400,6 +420,7 @@ async def create(
     resource_type: str,
     resource: dict[str, Any],
     if_none_exist: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Stored:
     """POST: a new resource with a server id (or the match of If-None-Exist).
 
@@ -421,7 +442,7 @@ async def create(
                 actor,
                 "read",
                 resource_type,
-                [(current.patient_ref, f"{resource_type}/{matches[0]}")],
+                [(current.patient_ref, matches[0])],
             )
             return Stored(
                 resource_type,
@@ -434,9 +455,18 @@ async def create(
     await check_targets_exist(conn, local_targets(holders))
     now = datetime.now(UTC)
     write = prepare(resource, resource_type=resource_type, id_=new_id(), version_id=1, now=now, method="POST")
-    await storage_for(resource_type).write(conn, [write], log=repo.AccessLog(actor, "create"))
+    write.options = options or {}
+    await storage_for(resource_type).write(conn, [write], actor=actor)
     assert write.resource is not None
-    return Stored(resource_type, write.id, 1, now, write.resource, write.patient_ref, created=True)
+    return Stored(
+        resource_type,
+        write.id,
+        write.version_id,
+        write.last_updated,
+        write.resource,
+        write.patient_ref,
+        created=True,
+    )
 
 
 #: After an optimistic write lost its race, how many more times it is tried under the row lock.
@@ -498,11 +528,18 @@ async def _put_version(
     write = prepare(resource, resource_type=resource_type, id_=id_, version_id=version, now=now, method="PUT")
     write.prior = current
     created = current is None or current.deleted
-    log = repo.AccessLog(actor, "create" if created else "update")
-    if not await storage_for(resource_type).write(conn, [write], log=log):
+    if not await storage_for(resource_type).write(conn, [write], actor=actor):
         return None
     assert write.resource is not None
-    return Stored(resource_type, id_, version, now, write.resource, write.patient_ref, created=created)
+    return Stored(
+        resource_type,
+        id_,
+        write.version_id,
+        write.last_updated,
+        write.resource,
+        write.patient_ref,
+        created=created,
+    )
 
 
 async def update(
@@ -601,8 +638,8 @@ async def delete(*, conn: asyncpg.Connection, actor: Actor, resource_type: str, 
         now = datetime.now(UTC)
         tombstone = repo.Write(resource_type, id_, version, now, "DELETE", None, current.patient_ref, None)
         tombstone.prior = current
-        written = await storage.write(conn, [tombstone], log=repo.AccessLog(actor, "delete"))
-        return (version,) if written else None
+        written = await storage.write(conn, [tombstone], actor=actor)
+        return (tombstone.version_id,) if written else None
 
     (version,) = await _optimistic(conn, attempt, resource_type, id_)
     return version
@@ -629,14 +666,15 @@ async def history(
         if current is None:
             raise NotFound(f"{resource_type}/{id_} is not known.", code="resource_not_found")
     rows = await repo.history(conn, resource_type, id_, since=since, limit=count + 1, before=cursor)
-    items: list[tuple[str | None, str | None]] = []
+    by_type: dict[str, list[tuple[str | None, str | None]]] = {}
     for row in rows[:count]:
         patient = None
         if row["resource"]:
             found = compartment_patient(orjson.loads(row["resource"]))
             patient = f"Patient/{found}" if found else None
-        items.append((patient, f"{row['resource_type']}/{row['id']}"))
-    await audit(conn, actor, "history", resource_type or "*", _dedupe(items))
+        by_type.setdefault(row["resource_type"], []).append((patient, row["id"]))
+    for logged_type, items in by_type.items():
+        await audit(conn, actor, "history", logged_type, _dedupe(items))
     return rows
 
 

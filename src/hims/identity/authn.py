@@ -100,7 +100,7 @@ async def authenticator(request: Request, claims: dict[str, Any] | None) -> Acto
         permissions=permissions_for(roles),
         client_ip=client_ip(request),
         request_id=getattr(request.state, "request_id", None),
-        channel="web",
+        channel="ui",
         practitioner_id=status.practitioner_id,
         extra={"session_id": session_id},
     )

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hims.core.db import Base
-from hims.core.models import Timestamps, uuid_pk
+from hims.core.models import Timestamps, extra_column, uuid_pk
 
 #: Feeds the MRN: ``hims.patients.mrn.format_mrn(nextval)`` appends a Luhn check digit.
 MRN_SEQUENCE = Sequence("patients_mrn_seq", start=100001, metadata=Base.metadata)
@@ -54,6 +54,7 @@ class Patient(Timestamps, Base):
     merged_into_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("patients.id", ondelete="RESTRICT")
     )
+    extra: Mapped[dict[str, Any] | None] = extra_column()
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     family_name_key: Mapped[str] = mapped_column(

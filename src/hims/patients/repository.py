@@ -1,84 +1,148 @@
-"""All SQL of the patients domain."""
+"""All SQL of the patients domain, on the driver connection (asyncpg).
+
+Writes go through `hims.core.records.write`: one statement with the PHI log rows and the record's
+views; reads that disclose patients take the log part into their own statement, so an access and
+its log row commit together without a transaction.
+"""
+
+# SQL is assembled from fixed fragments and our column names; every value is a bound parameter.
+# ruff: noqa: S608
 
 from __future__ import annotations
 
 import uuid
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Integer, and_, cast, func, literal, or_, select, text, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
 
-from hims.patients.models import MRN_SEQUENCE, Patient
+from hims.core import records
+from hims.core.records import Part, Row
+from hims.core.security import Actor
+from hims.patients.models import Patient
 
-#: Columns a summary needs (lists never load the full record).
-SUMMARY_COLUMNS = (
-    Patient.id,
-    Patient.mrn,
-    Patient.given_name,
-    Patient.middle_name,
-    Patient.family_name,
-    Patient.date_of_birth,
-    Patient.sex_at_birth,
-    Patient.family_name_key,
-    Patient.given_name_key,
+TABLE = Patient.__table__
+#: Every stored column (the generated search keys aside).
+COLUMNS = records.writable_columns(TABLE)
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM patients"
+#: What a list or search shows, plus the keys its keyset paging continues from.
+SUMMARY = (
+    "id, mrn, given_name, middle_name, family_name, date_of_birth, sex_at_birth, "
+    "family_name_key, given_name_key"
 )
+_LIVE = "deleted_at IS NULL AND merged_into_id IS NULL"
+#: What `write` returns of each row written.
+RETURNING = "t.id, t.id AS patient_id, t.version"
+
+_extensions: weakref.WeakKeyDictionary[asyncpg.Connection, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
-async def next_mrn_number(session: AsyncSession) -> int:
+def row_of(record: asyncpg.Record | None) -> Row | None:
+    """A stored row as a plain dict (None stays None)."""
+    return dict(record) if record is not None else None
+
+
+async def installed_extensions(conn: asyncpg.Connection) -> frozenset[str]:
+    """Extensions present in this database (asked once per connection)."""
+    found = _extensions.get(conn)
+    if found is None:
+        found = frozenset(r["extname"] for r in await conn.fetch("SELECT extname FROM pg_extension"))
+        _extensions[conn] = found
+    return found
+
+
+async def next_mrn_number(conn: asyncpg.Connection) -> int:
     """The next value of ``patients_mrn_seq``."""
-    value = await session.scalar(select(MRN_SEQUENCE.next_value()))
-    return int(value)  # type: ignore[arg-type]
+    return int(await conn.fetchval("SELECT nextval('patients_mrn_seq')"))
 
 
-async def name_keys(session: AsyncSession, *values: str) -> list[str]:
+async def mrn_taken(conn: asyncpg.Connection, mrn: str) -> bool:
+    """Whether a patient (any state) holds ``mrn``."""
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM patients WHERE mrn = $1)", mrn))
+
+
+async def name_keys(conn: asyncpg.Connection, *values: str) -> list[str]:
     """Normalise search terms exactly as the stored keys are (``hims_name_key``)."""
     if not values:
         return []
-    row = (await session.execute(select(*(func.hims_name_key(literal(v)) for v in values)))).one()
+    keys = ", ".join(f"hims_name_key(${i}::text)" for i in range(1, len(values) + 1))
+    row = await conn.fetchrow(f"SELECT {keys}", *values)
+    assert row is not None
     return [str(v or "") for v in row]
 
 
-async def installed_extensions(session: AsyncSession) -> set[str]:
-    """Extensions present in this database (cached for the session)."""
-    cached = session.info.get("hims_extensions")
-    if cached is None:
-        rows = await session.execute(text("SELECT extname FROM pg_extension"))
-        cached = {r[0] for r in rows}
-        session.info["hims_extensions"] = cached
-    return set(cached)
-
-
-async def get(session: AsyncSession, patient_id: uuid.UUID, *, for_update: bool = False) -> Patient | None:
+async def get(conn: asyncpg.Connection, patient_id: uuid.UUID, *, lock: bool = False) -> Row | None:
     """One patient by id (any state)."""
-    stmt = select(Patient).where(Patient.id == patient_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).scalar_one_or_none()
+    sql = _SELECT + " WHERE id = $1" + (" FOR UPDATE" if lock else "")
+    return row_of(await conn.fetchrow(sql, patient_id))
 
 
-async def lock_pair(session: AsyncSession, a: uuid.UUID, b: uuid.UUID) -> dict[uuid.UUID, Patient]:
-    """Lock two patients in id order (no deadlock between concurrent merges)."""
-    rows = await session.execute(
-        select(Patient).where(Patient.id.in_([a, b])).order_by(Patient.id).with_for_update()
-    )
-    return {p.id: p for p in rows.scalars()}
+async def get_many(
+    conn: asyncpg.Connection, patient_ids: Sequence[uuid.UUID], *, lock: bool = False
+) -> dict[uuid.UUID, Row]:
+    """Patients by id (any state), locked in id order when ``lock`` (no deadlock between two
+    transactions locking the same patients)."""
+    if not patient_ids:
+        return {}
+    match, value = records.any_of("id", 1, sorted(set(patient_ids)), "uuid")
+    sql = f"{_SELECT} WHERE {match} ORDER BY id" + (" FOR UPDATE" if lock else "")
+    return {r["id"]: dict(r) for r in await conn.fetch(sql, value)}
 
 
-def _flag(condition: Any) -> Any:
-    """A boolean as 0/1 for scoring."""
-    return cast(condition, Integer)
+async def get_logged(conn: asyncpg.Connection, patient_id: uuid.UUID, log: Part) -> Row | None:
+    """One patient, with ``log`` (reading CTE ``found``: the patient when not deleted) in the same
+    statement: the read and its PHI log row commit together, with no transaction."""
+    found = Part("found", lambda first: f"{_SELECT} WHERE id = ${first}", [patient_id], "patient")
+    sql, args = records.compose([found, log], "SELECT * FROM found")
+    return row_of(await conn.fetchrow(sql, *args))
 
 
-def _live() -> Any:
-    return and_(Patient.deleted_at.is_(None), Patient.merged_into_id.is_(None))
+async def live_state(conn: asyncpg.Connection, patient_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Row]:
+    """For other domains checking references: id → (deleted_at, merged_into_id) of these patients."""
+    if not patient_ids:
+        return {}
+    match, value = records.any_of("id", 1, list(set(patient_ids)), "uuid")
+    rows = await conn.fetch(f"SELECT id, deleted_at, merged_into_id FROM patients WHERE {match}", value)
+    return {r["id"]: dict(r) for r in rows}
 
 
-def prefix_range(column: Any, key: str) -> Any:
-    """``column`` starts with ``key``, as a range a "C"-collation btree serves directly."""
-    upper = key[:-1] + chr(ord(key[-1]) + 1)
-    return and_(column >= key, column < upper)
+async def insert(conn: asyncpg.Connection, actor: Actor, rows: Sequence[Row], also: Sequence[Part]) -> int:
+    """Insert new patients (complete rows); returns how many were written."""
+    main = records.insert_part(TABLE, rows, returning=RETURNING)  # type: ignore[arg-type]
+    return len(await records.write(conn, actor, "patients", main, rows, also=also))
+
+
+async def update(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    rows: Sequence[Row],
+    also: Sequence[Part],
+    *,
+    columns: Sequence[str] | None = None,
+    deleting: bool = False,
+) -> set[uuid.UUID]:
+    """Write new versions of patients (each row's ``version`` is the new one; a row whose stored
+    version is not the one before is not written); returns the ids written."""
+    changed = columns or [c for c in COLUMNS if c not in ("id", "created_at", "mrn")]
+    main = records.update_part(TABLE, rows, columns=changed, returning=RETURNING)  # type: ignore[arg-type]
+    written = await records.write(conn, actor, "patients", main, rows, also=also, deleting=deleting)
+    return {r["id"] for r in written}
+
+
+# ------------------------------------------------------------------------------ search
+
+
+def prefix_range(column: str, key_param: str, upper_param: str) -> str:
+    """``column`` starts with a key, as a range a "C"-collation btree serves directly."""
+    return f"({column} >= {key_param} AND {column} < {upper_param})"
+
+
+def upper_bound(key: str) -> str:
+    """The smallest string after every string starting with ``key``."""
+    return key[:-1] + chr(ord(key[-1]) + 1)
 
 
 @dataclass
@@ -98,102 +162,128 @@ def given_first(criteria: SearchFilter) -> bool:
     return bool(criteria.given_key) and not criteria.family_key and not criteria.any_name_keys
 
 
-def search_statement(criteria: SearchFilter, *, limit: int, after: tuple[str, str, uuid.UUID] | None) -> Any:
-    """The exact-prefix search query, in index order for keyset paging: (family, given, id), or
+class _Args:
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self.values: list[Any] = []
+
+    def add(self, value: Any, sql_type: str) -> str:
+        self.values.append(value)
+        return f"${self.first + len(self.values) - 1}::{sql_type}"
+
+
+def search_sql(
+    criteria: SearchFilter, *, limit: int, after: tuple[str, str, uuid.UUID] | None, first: int
+) -> tuple[str, list[Any]]:
+    """The exact-prefix search, in index order for keyset paging: (family, given, id), or
     (given, family, id) when only a given name is searched. ``after`` is in the same order."""
-    stmt: Any = select(*SUMMARY_COLUMNS).where(_live())
+    args = _Args(first)
+    where = [_LIVE]
+
+    def prefix(column: str, key: str) -> str:
+        return prefix_range(column, args.add(key, "text"), args.add(upper_bound(key), "text"))
+
     if criteria.family_key:
-        stmt = stmt.where(prefix_range(Patient.family_name_key, criteria.family_key))
+        where.append(prefix("family_name_key", criteria.family_key))
     if criteria.given_key:
-        stmt = stmt.where(prefix_range(Patient.given_name_key, criteria.given_key))
+        where.append(prefix("given_name_key", criteria.given_key))
     if criteria.birth_date:
-        stmt = stmt.where(Patient.date_of_birth == criteria.birth_date)
+        where.append(f"date_of_birth = {args.add(criteria.birth_date, 'date')}")
     if criteria.mrn:
-        stmt = stmt.where(Patient.mrn == criteria.mrn)
+        where.append(f"mrn = {args.add(criteria.mrn, 'text')}")
     if criteria.phone_digits:
-        stmt = stmt.where(Patient.phone_digits == criteria.phone_digits)
+        where.append(f"phone_digits = {args.add(criteria.phone_digits, 'text')}")
     tokens = criteria.any_name_keys
     if len(tokens) == 1:
-        stmt = stmt.where(
-            or_(
-                prefix_range(Patient.family_name_key, tokens[0]),
-                prefix_range(Patient.given_name_key, tokens[0]),
-            )
-        )
+        where.append(f"({prefix('family_name_key', tokens[0])} OR {prefix('given_name_key', tokens[0])})")
     elif len(tokens) >= 2:
-        first, second = tokens[0], tokens[-1]
-        stmt = stmt.where(
-            or_(
-                and_(
-                    prefix_range(Patient.family_name_key, first), prefix_range(Patient.given_name_key, second)
-                ),
-                and_(
-                    prefix_range(Patient.family_name_key, second), prefix_range(Patient.given_name_key, first)
-                ),
-            )
+        a, b = tokens[0], tokens[-1]
+        where.append(
+            f"(({prefix('family_name_key', a)} AND {prefix('given_name_key', b)}) OR "
+            f"({prefix('family_name_key', b)} AND {prefix('given_name_key', a)}))"
         )
     order = (
-        (Patient.given_name_key, Patient.family_name_key, Patient.id)
+        ("given_name_key", "family_name_key", "id")
         if given_first(criteria)
-        else (Patient.family_name_key, Patient.given_name_key, Patient.id)
+        else ("family_name_key", "given_name_key", "id")
     )
     if after is not None:
-        stmt = stmt.where(tuple_(*order) > tuple_(*after))
-    return stmt.order_by(*order).limit(limit)
+        where.append(
+            f"({', '.join(order)}) > ({args.add(after[0], 'text')}, {args.add(after[1], 'text')}, "
+            f"{args.add(after[2], 'uuid')})"
+        )
+    sql = (
+        f"SELECT {SUMMARY}, row_number() OVER () AS n FROM (SELECT {SUMMARY} FROM patients "
+        f"WHERE {' AND '.join(where)} ORDER BY {', '.join(order)} LIMIT {int(limit)}) s"
+    )
+    return sql, args.values
 
 
 async def search(
-    session: AsyncSession, criteria: SearchFilter, *, limit: int, after: tuple[str, str, uuid.UUID] | None
-) -> list[Any]:
-    """Rows of SUMMARY_COLUMNS for an exact-prefix search."""
-    return list((await session.execute(search_statement(criteria, limit=limit, after=after))).all())
+    conn: asyncpg.Connection,
+    criteria: SearchFilter,
+    *,
+    limit: int,
+    after: tuple[str, str, uuid.UUID] | None,
+    log: Part | None = None,
+) -> list[asyncpg.Record]:
+    """Up to ``limit`` live patients (summary columns and their position ``n``) for an
+    exact-prefix search; ``log`` (reading CTE ``found``) runs in the same statement."""
+    sql, values = search_sql(criteria, limit=limit, after=after, first=1)
+    if log is None:
+        return list(await conn.fetch(sql, *values))
+    found = Part(
+        "found", lambda first: search_sql(criteria, limit=limit, after=after, first=first)[0], values, None
+    )
+    text, args = records.compose([found, log], "SELECT * FROM found ORDER BY n")
+    return list(await conn.fetch(text, *args))
 
 
 async def fuzzy_search(
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     *,
     family_key: str | None,
     given_key: str | None,
     any_key: str | None,
     limit: int,
     offset: int,
-) -> list[Any]:
+) -> list[asyncpg.Record]:
     """Trigram (pg_trgm) and phonetic (fuzzystrmatch double metaphone) matches, best first."""
-    parts: list[Any] = []
-    filters: list[Any] = []
+    args = _Args(1)
+    parts: list[str] = []
+    filters: list[str] = []
 
-    def signal(column: Any, key: str) -> tuple[Any, Any]:
-        similarity = func.similarity(column, key)
-        phonetic = func.dmetaphone(column) == func.dmetaphone(key)
-        filters.append(column.op("%")(key))
-        filters.append(and_(func.soundex(column) == func.soundex(key), phonetic))
-        return similarity, phonetic
+    def signal(column: str, key: str) -> tuple[str, str]:
+        value = args.add(key, "text")
+        filters.append(f"{column} % {value}")
+        filters.append(
+            f"(soundex({column}) = soundex({value}) AND dmetaphone({column}) = dmetaphone({value}))"
+        )
+        return f"similarity({column}, {value})", f"(dmetaphone({column}) = dmetaphone({value}))::int"
 
     if family_key:
-        sim, phon = signal(Patient.family_name_key, family_key)
-        parts.append(0.6 * sim + 0.25 * _flag(phon))
+        sim, phon = signal("family_name_key", family_key)
+        parts.append(f"0.6 * {sim} + 0.25 * {phon}")
     if given_key:
-        sim, phon = signal(Patient.given_name_key, given_key)
-        parts.append(0.4 * sim + 0.15 * _flag(phon))
+        sim, phon = signal("given_name_key", given_key)
+        parts.append(f"0.4 * {sim} + 0.15 * {phon}")
     if any_key:
-        fam_sim, fam_phon = signal(Patient.family_name_key, any_key)
-        giv_sim, giv_phon = signal(Patient.given_name_key, any_key)
-        parts.append(
-            func.greatest(0.8 * fam_sim + 0.2 * _flag(fam_phon), 0.8 * giv_sim + 0.2 * _flag(giv_phon))
-        )
-    score = func.least(1.0, sum(parts[1:], parts[0])).label("score")
-    stmt = (
-        select(*SUMMARY_COLUMNS, score)
-        .where(_live(), or_(*filters))
-        .order_by(score.desc(), Patient.id)
-        .limit(limit)
-        .offset(offset)
+        fam_sim, fam_phon = signal("family_name_key", any_key)
+        giv_sim, giv_phon = signal("given_name_key", any_key)
+        parts.append(f"greatest(0.8 * {fam_sim} + 0.2 * {fam_phon}, 0.8 * {giv_sim} + 0.2 * {giv_phon})")
+    score = f"least(1.0, {' + '.join(parts)})"
+    sql = (
+        f"SELECT {SUMMARY}, {score} AS score FROM patients WHERE {_LIVE} AND ({' OR '.join(filters)}) "
+        f"ORDER BY score DESC, id LIMIT {args.add(limit, 'int')} OFFSET {args.add(offset, 'int')}"
     )
-    return list((await session.execute(stmt)).all())
+    return list(await conn.fetch(sql, *args.values))
+
+
+# ------------------------------------------------------------------------------ duplicates
 
 
 async def duplicate_candidates(
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     *,
     family_key: str,
     given_key: str,
@@ -203,45 +293,34 @@ async def duplicate_candidates(
     national_ids: list[str],
     trigram: bool,
     limit: int = 10,
-) -> list[Any]:
+) -> list[asyncpg.Record]:
     """Live patients that may be the same person, with the signals that matched."""
     if trigram:
-        name_score = 0.5 * func.similarity(Patient.family_name_key, family_key) + 0.5 * func.similarity(
-            Patient.given_name_key, given_key
-        )
+        name_score = "(0.5 * similarity(family_name_key, $1) + 0.5 * similarity(given_name_key, $2))"
     else:
-        name_score = 0.5 * _flag(Patient.family_name_key == family_key) + 0.5 * _flag(
-            Patient.given_name_key == given_key
-        )
-    same_dob_similar = and_(Patient.date_of_birth == birth_date, name_score >= 0.45)
-    same_phone = Patient.phone_digits == phone_digits if phone_digits else literal(False)
-    same_email = Patient.email_key == email_key if email_key else literal(False)
+        name_score = "(0.5 * (family_name_key = $1)::int + 0.5 * (given_name_key = $2)::int)"
+    same_dob = f"(date_of_birth = $3 AND {name_score} >= 0.45)"
+    same_phone = "coalesce(phone_digits = $4, false)"
+    same_email = "coalesce(email_key = $5, false)"
     same_id = (
-        or_(*(Patient.identifiers.contains([{"type": "national_id", "value": v}]) for v in national_ids))
-        if national_ids
-        else literal(False)
+        "EXISTS (SELECT 1 FROM unnest($6::text[]) v WHERE identifiers @> "
+        "jsonb_build_array(jsonb_build_object('type', 'national_id', 'value', v)))"
     )
-    stmt = (
-        select(
-            *SUMMARY_COLUMNS,
-            same_dob_similar.label("same_dob_similar_name"),
-            name_score.label("name_score"),
-            same_phone.label("same_phone"),
-            same_email.label("same_email"),
-            same_id.label("same_national_id"),
-        )
-        .where(_live(), or_(same_dob_similar, same_phone, same_email, same_id))
-        .limit(limit)
+    sql = (
+        f"SELECT {SUMMARY}, {same_dob} AS same_dob_similar_name, {name_score} AS name_score, "
+        f"{same_phone} AS same_phone, {same_email} AS same_email, {same_id} AS same_national_id "
+        f"FROM patients WHERE {_LIVE} AND ({same_dob} OR {same_phone} OR {same_email} OR {same_id}) "
+        "LIMIT $7"
     )
-    return list((await session.execute(stmt)).all())
+    return list(
+        await conn.fetch(sql, family_key, given_key, birth_date, phone_digits, email_key, national_ids, limit)
+    )
 
 
-async def repoint_merged_chain(session: AsyncSession, from_id: uuid.UUID, into_id: uuid.UUID) -> int:
-    """Patients earlier merged into ``from_id`` now point straight at the survivor."""
-    result = await session.execute(
-        update(Patient)
-        .where(Patient.merged_into_id == from_id)
-        .values(merged_into_id=into_id, version=Patient.version + 1)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+# ------------------------------------------------------------------------------ merge
+
+
+async def merged_into(conn: asyncpg.Connection, patient_id: uuid.UUID, *, lock: bool) -> list[Row]:
+    """Patients earlier merged into ``patient_id`` (locked when ``lock``)."""
+    sql = f"{_SELECT} WHERE merged_into_id = $1 ORDER BY id" + (" FOR UPDATE" if lock else "")
+    return [dict(r) for r in await conn.fetch(sql, patient_id)]

@@ -6,10 +6,10 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from hims.core.deps import SessionDep
+from hims.core.deps import ConnDep
 from hims.core.etag import etag, if_match_version
 from hims.core.security import Actor, require
 from hims.patients import service
@@ -35,27 +35,20 @@ def _location(patient_id: uuid.UUID) -> str:
 async def create_patient(
     body: PatientCreate,
     response: Response,
-    session: SessionDep,
+    conn: ConnDep,
     actor: Annotated[Actor, require("patient:write")],
     allow_duplicate: bool = False,
 ) -> PatientRead:
     """Register a patient (409 ``possible_duplicates`` lists candidates unless allow_duplicate)."""
-    try:
-        patient = await service.create_patient(
-            session=session, actor=actor, data=body, allow_duplicate=allow_duplicate
-        )
-    except service.PossibleDuplicates:
-        # The candidates are disclosed in the 409 body: keep their PHI log rows.
-        await session.commit()
-        raise
-    response.headers["Location"] = _location(patient.id)
-    response.headers["ETag"] = etag(patient.version)
+    patient = await service.create_patient(conn=conn, actor=actor, data=body, allow_duplicate=allow_duplicate)
+    response.headers["Location"] = _location(patient["id"])
+    response.headers["ETag"] = etag(patient["version"])
     return PatientRead.model_validate(patient)
 
 
 @router.get("", response_model=PatientPage)
 async def search_patients(
-    session: SessionDep,
+    conn: ConnDep,
     actor: Annotated[Actor, require("patient:read")],
     family: Annotated[str | None, Query(max_length=100)] = None,
     given: Annotated[str | None, Query(max_length=100)] = None,
@@ -72,7 +65,7 @@ async def search_patients(
         family=family, given=given, birth_date=birth_date, mrn=mrn, phone=phone, q=q, fuzzy=fuzzy
     )
     items, next_cursor = await service.search_patients(
-        session=session, actor=actor, query=query, limit=limit, cursor=cursor
+        conn=conn, actor=actor, query=query, limit=limit, cursor=cursor
     )
     return PatientPage(items=items, next_cursor=next_cursor)
 
@@ -81,34 +74,18 @@ async def search_patients(
 async def read_patient(
     patient_id: uuid.UUID,
     response: Response,
-    session: SessionDep,
+    conn: ConnDep,
     actor: Annotated[Actor, require("patient:read")],
 ) -> PatientRead | JSONResponse:
     """One patient; a merged record answers 308 pointing at the survivor."""
-    patient = await service.get_patient(session=session, actor=actor, patient_id=patient_id)
-    if patient.merged_into_id is not None:
+    patient = await service.get_patient(conn=conn, actor=actor, patient_id=patient_id)
+    if patient["merged_into_id"] is not None:
         return JSONResponse(
-            {"code": "patient_merged", "merged_into": str(patient.merged_into_id)},
+            {"code": "patient_merged", "merged_into": str(patient["merged_into_id"])},
             status_code=308,
-            headers={"Location": _location(patient.merged_into_id)},
+            headers={"Location": _location(patient["merged_into_id"])},
         )
-    response.headers["ETag"] = etag(patient.version)
-    return PatientRead.model_validate(patient)
-
-
-async def _update(
-    patient_id: uuid.UUID,
-    body: PatientUpdate,
-    if_match: str | None,
-    response: Response,
-    session: SessionDep,
-    actor: Actor,
-) -> PatientRead:
-    expected = if_match_version(if_match, required=True)
-    patient = await service.update_patient(
-        session=session, actor=actor, patient_id=patient_id, data=body, expected_version=expected
-    )
-    response.headers["ETag"] = etag(patient.version)
+    response.headers["ETag"] = etag(patient["version"])
     return PatientRead.model_validate(patient)
 
 
@@ -117,24 +94,29 @@ async def update_patient(
     patient_id: uuid.UUID,
     body: PatientUpdate,
     response: Response,
-    session: SessionDep,
+    conn: ConnDep,
     actor: Annotated[Actor, require("patient:write")],
     if_match: IfMatch = None,
 ) -> PatientRead:
     """Change some fields; needs ``If-Match`` with the ETag read (412 when stale, 428 when absent)."""
-    return await _update(patient_id, body, if_match, response, session, actor)
+    expected = if_match_version(if_match, required=True)
+    patient = await service.update_patient(
+        conn=conn, actor=actor, patient_id=patient_id, data=body, expected_version=expected
+    )
+    response.headers["ETag"] = etag(patient["version"])
+    return PatientRead.model_validate(patient)
 
 
 @router.delete("/{patient_id}", status_code=204)
 async def delete_patient(
     patient_id: uuid.UUID,
-    session: SessionDep,
+    conn: ConnDep,
     actor: Annotated[Actor, require("patient:write")],
     if_match: IfMatch = None,
 ) -> Response:
     """Soft delete (the record is retained; reads answer 410)."""
     await service.delete_patient(
-        session=session,
+        conn=conn,
         actor=actor,
         patient_id=patient_id,
         expected_version=if_match_version(if_match, required=False),
@@ -146,18 +128,20 @@ async def delete_patient(
 async def merge_patient(
     patient_id: uuid.UUID,
     body: MergeRequest,
-    session: SessionDep,
+    request: Request,
+    conn: ConnDep,
     actor: Annotated[Actor, require("patient:merge")],
     if_match: IfMatch = None,
 ) -> MergeResult:
     """Merge this patient into ``into``; all records move to the survivor."""
     outcome = await service.merge_patients(
-        session=session,
+        conn=conn,
         actor=actor,
         patient_id=patient_id,
         into_id=body.into,
+        movers=request.app.state.merge_movers,
         expected_version=if_match_version(if_match, required=False),
     )
     return MergeResult(
-        merged_id=outcome.merged.id, survivor=service.summary(outcome.survivor), moved=outcome.moved
+        merged_id=outcome.merged["id"], survivor=service.summary(outcome.survivor), moved=outcome.moved
     )

@@ -19,13 +19,15 @@ _PHONE_CHARS = re.compile(r"^\+?[0-9 ().\-]+$")
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
 
 
-def _email(value: str | None) -> str | None:
+def check_email(value: str | None) -> str | None:
+    """The e-mail address, or ValueError when it is not one."""
     if value is not None and not _EMAIL.match(value):
         raise ValueError("not a valid e-mail address")
     return value
 
 
-def _phone(value: str | None) -> str | None:
+def check_phone(value: str | None) -> str | None:
+    """The phone number stripped, or ValueError when it is not one."""
     if value is None:
         return None
     digits = re.sub(r"\D", "", value)
@@ -34,13 +36,15 @@ def _phone(value: str | None) -> str | None:
     return value.strip()
 
 
-def _country(value: str | None) -> str | None:
+def check_country(value: str | None) -> str | None:
+    """The ISO 3166-1 alpha-2 code, or ValueError."""
     if value is not None and value not in ISO_3166_ALPHA2:
         raise ValueError("must be an ISO 3166-1 alpha-2 country code in capitals, e.g. US, GB, NG")
     return value
 
 
-def _language(value: str | None) -> str | None:
+def check_language(value: str | None) -> str | None:
+    """The BCP 47 tag, or ValueError."""
     if value is not None and not _LANGUAGE.match(value):
         raise ValueError("must be a BCP 47 language tag, e.g. en, en-US, pt-BR")
     return value
@@ -48,10 +52,10 @@ def _language(value: str | None) -> str | None:
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 OptionalText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
-Email = Annotated[str | None, AfterValidator(_email)]
-Phone = Annotated[str | None, AfterValidator(_phone)]
-Country = Annotated[str | None, AfterValidator(_country)]
-Language = Annotated[str | None, AfterValidator(_language)]
+Email = Annotated[str | None, AfterValidator(check_email)]
+Phone = Annotated[str | None, AfterValidator(check_phone)]
+Country = Annotated[str | None, AfterValidator(check_country)]
+Language = Annotated[str | None, AfterValidator(check_language)]
 
 
 class Identifier(BaseModel):
@@ -106,6 +110,11 @@ class _Demographics(BaseModel):
 class PatientCreate(_Demographics):
     """Registering a patient."""
 
+    mrn: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)] | None = Field(
+        None,
+        description="An MRN of ours carried over (10 digits with a valid check digit, not in use); "
+        "a new one is assigned when absent",
+    )
     given_name: Name
     family_name: Name
     date_of_birth: date

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hims.core.db import driver_connection
 from hims.core.security import Actor
 from hims.patients import service
 from hims.patients.models import Patient
@@ -114,7 +115,11 @@ async def seed_patients(session: AsyncSession, settings: Settings, report: SeedR
     for key, data in demo_patients():
         if key in have:
             continue
-        await service.create_patient(session=session, actor=actor, data=data, check_duplicates=False)
+        values = data.model_dump(exclude={"allow_duplicate"})
+        values["identifiers"] = [i.model_dump() for i in data.identifiers]
+        await service.register(
+            conn=await driver_connection(session), actor=actor, values=values, check_duplicates=False
+        )
         created += 1
     report.created["patients"] = created
 

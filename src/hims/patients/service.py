@@ -1,6 +1,9 @@
-"""Patient rules: registration with duplicate detection, updates, search, soft delete, merge.
+"""Patient rules: registration (MRN, duplicate detection), changes, search, soft delete, merge.
 
-Every function that reads or writes a patient writes the PHI access log in the caller's session.
+The one home of every patient rule, whichever way a patient arrives (REST, FHIR, a bundle, an
+import, the seeder). Works on a driver connection; each write is one statement with its PHI log
+rows and the record's views (`hims.core.records.write`), so a caller needs a transaction only to
+group several writes. No HTTP, no commit.
 """
 
 from __future__ import annotations
@@ -9,28 +12,40 @@ import base64
 import binascii
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+import asyncpg
 import orjson
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 
-from hims.audit.service import record_phi_access
-from hims.core.errors import Conflict, Gone, HimsError, NotFound, ValidationFailed, field_error
+from hims.audit.service import log_part, record
+from hims.core import records
+from hims.core.errors import (
+    Conflict,
+    Gone,
+    HimsError,
+    NotFound,
+    PreconditionFailed,
+    ValidationFailed,
+    field_error,
+)
 from hims.core.etag import check_version
+from hims.core.records import Row
 from hims.core.security import Actor
 from hims.patients import repository
-from hims.patients.merge import MERGE_HOOKS, hook_name
-from hims.patients.models import Patient
 from hims.patients.mrn import format_mrn, is_valid_mrn
 from hims.patients.schemas import (
     DuplicateCandidate,
     PatientCreate,
     PatientSummary,
     PatientUpdate,
+    check_country,
+    check_email,
+    check_language,
+    check_phone,
     display_name,
 )
 
@@ -39,7 +54,11 @@ log = structlog.get_logger("hims.patients")
 RESOURCE = "Patient"
 EARLIEST_BIRTH_DATE = date(1900, 1, 1)
 MAX_PAGE = 100
-REQUIRED_ON_UPDATE = ("given_name", "family_name", "date_of_birth", "sex_at_birth", "deceased")
+SEX_AT_BIRTH = ("female", "male", "intersex", "unknown")
+#: Columns a change can never empty.
+REQUIRED = ("given_name", "family_name", "date_of_birth", "sex_at_birth")
+#: Columns the service manages itself; a change never sets them directly.
+MANAGED = frozenset({"id", "mrn", "version", "created_at", "updated_at", "deleted_at", "merged_into_id"})
 
 
 class ExtensionMissing(HimsError):
@@ -68,39 +87,71 @@ class PatientMergedError(Conflict):
     code = "patient_merged"
 
 
-@dataclass
-class MergeOutcome:
-    """The merged and surviving patients and the rows each hook moved."""
-
-    merged: Patient
-    survivor: Patient
-    moved: dict[str, int]
-
-
 # ---------------------------------------------------------------------------------------------
-# validation
+# the rules of a patient row
 
 
-def _demographic_errors(
-    *, date_of_birth: date, deceased: bool, deceased_at: datetime | None, today: date
-) -> list[dict[str, Any]]:
+def _length_errors(values: Row) -> list[dict[str, Any]]:
     errors = []
-    if date_of_birth > today:
-        errors.append(field_error("date_of_birth", "The date of birth is in the future.", "future_date"))
-    elif date_of_birth < EARLIEST_BIRTH_DATE:
-        errors.append(field_error("date_of_birth", "The date of birth is before 1900.", "too_early"))
-    if deceased_at is not None:
-        if deceased_at.tzinfo is None:
+    for name, limit in repository_lengths().items():
+        value = values.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            errors.append(field_error(name, f"At most {limit} characters.", "too_long"))
+    return errors
+
+
+def repository_lengths() -> dict[str, int]:
+    """Column → its maximum length, for the string columns of ``patients``."""
+    return _LENGTHS
+
+
+_LENGTHS = {
+    c.name: int(c.type.length)  # type: ignore[attr-defined]
+    for c in repository.TABLE.c
+    if getattr(c.type, "length", None) and c.computed is None
+}
+
+
+def _format_errors(values: Row) -> list[dict[str, Any]]:
+    errors = []
+    for name, check in (
+        ("email", check_email),
+        ("phone", check_phone),
+        ("country", check_country),
+        ("preferred_language", check_language),
+    ):
+        try:
+            check(values.get(name))
+        except ValueError as exc:
+            errors.append(field_error(name, str(exc), "invalid"))
+    return errors
+
+
+def patient_errors(values: Row, *, today: date) -> list[dict[str, Any]]:
+    """Every rule a patient row must satisfy, as field errors (empty: valid)."""
+    errors = [field_error(n, "This field is required.", "required") for n in REQUIRED if not values.get(n)]
+    if values.get("sex_at_birth") and values["sex_at_birth"] not in SEX_AT_BIRTH:
+        errors.append(field_error("sex_at_birth", f"One of {', '.join(SEX_AT_BIRTH)}.", "invalid"))
+    errors += _length_errors(values) + _format_errors(values)
+    born = values.get("date_of_birth")
+    if isinstance(born, date):
+        if born > today:
+            errors.append(field_error("date_of_birth", "The date of birth is in the future.", "future_date"))
+        elif born < EARLIEST_BIRTH_DATE:
+            errors.append(field_error("date_of_birth", "The date of birth is before 1900.", "too_early"))
+    died = values.get("deceased_at")
+    if died is not None:
+        if died.tzinfo is None:
             errors.append(
                 field_error("deceased_at", "Give a time zone (e.g. Z or +01:00).", "naive_datetime")
             )
-        elif deceased_at.date() < date_of_birth:
+        elif isinstance(born, date) and died.date() < born:
             errors.append(
                 field_error("deceased_at", "The time of death is before the birth date.", "before_birth")
             )
-        elif deceased_at > datetime.now(UTC):
+        elif died > datetime.now(UTC):
             errors.append(field_error("deceased_at", "The time of death is in the future.", "future_date"))
-        if not deceased:
+        if not values.get("deceased"):
             errors.append(
                 field_error("deceased", "Set deceased to true when deceased_at is given.", "inconsistent")
             )
@@ -113,66 +164,71 @@ def _raise_if(errors: list[dict[str, Any]]) -> None:
 
 
 def summary(row: Any, score: float | None = None) -> PatientSummary:
-    """A PatientSummary from a Patient or a row of the repository's summary columns."""
+    """A PatientSummary from a row of the repository's summary columns."""
     return PatientSummary(
-        id=row.id,
-        mrn=row.mrn,
-        display_name=display_name(row.given_name, row.family_name, row.middle_name),
-        date_of_birth=row.date_of_birth,
-        sex_at_birth=row.sex_at_birth,
+        id=row["id"],
+        mrn=row["mrn"],
+        display_name=display_name(row["given_name"], row["family_name"], row["middle_name"]),
+        date_of_birth=row["date_of_birth"],
+        sex_at_birth=row["sex_at_birth"],
         score=None if score is None else round(float(score), 3),
     )
+
+
+def _log(actor: Actor, action: str) -> records.Part:
+    return log_part(actor, action, RESOURCE)
 
 
 # ---------------------------------------------------------------------------------------------
 # create
 
 
-async def find_duplicates(
-    *, session: AsyncSession, actor: Actor, data: PatientCreate
-) -> list[DuplicateCandidate]:
-    """Live patients that may be the same person as ``data``, best first (each logged)."""
-    family_key, given_key = await repository.name_keys(session, data.family_name, data.given_name)
-    phone_digits = re.sub(r"\D", "", data.phone) if data.phone else None
-    trigram = "pg_trgm" in await repository.installed_extensions(session)
+async def find_duplicates(*, conn: asyncpg.Connection, actor: Actor, values: Row) -> list[DuplicateCandidate]:
+    """Live patients that may be the same person as ``values``, best first (each disclosure logged)."""
+    family_key, given_key = await repository.name_keys(conn, values["family_name"], values["given_name"])
+    phone_digits = re.sub(r"\D", "", values.get("phone") or "") or None
+    trigram = "pg_trgm" in await repository.installed_extensions(conn)
+    national_ids = [
+        str(i.get("value")) for i in values.get("identifiers") or [] if i.get("type") == "national_id"
+    ]
     rows = await repository.duplicate_candidates(
-        session,
+        conn,
         family_key=family_key,
         given_key=given_key,
-        birth_date=data.date_of_birth,
-        phone_digits=phone_digits or None,
-        email_key=data.email.lower() if data.email else None,
-        national_ids=[i.value for i in data.identifiers if i.type == "national_id"],
+        birth_date=values["date_of_birth"],
+        phone_digits=phone_digits,
+        email_key=values["email"].lower() if values.get("email") else None,
+        national_ids=national_ids,
         trigram=trigram,
     )
     candidates = []
     for row in rows:
         reasons, score = [], 0.0
-        if row.same_national_id:
+        if row["same_national_id"]:
             reasons.append("same_national_id")
             score += 0.6
-        if row.same_dob_similar_name:
+        if row["same_dob_similar_name"]:
             reasons.append("same_birth_date_similar_name")
-            score += 0.4 + 0.4 * float(row.name_score)
-        if row.same_email:
+            score += 0.4 + 0.4 * float(row["name_score"])
+        if row["same_email"]:
             reasons.append("same_email")
             score += 0.2
-        if row.same_phone:
+        if row["same_phone"]:
             reasons.append("same_phone")
             score += 0.15
         candidates.append(
             DuplicateCandidate(
-                id=row.id,
-                mrn=row.mrn,
-                display_name=display_name(row.given_name, row.family_name, row.middle_name),
-                date_of_birth=row.date_of_birth,
+                id=row["id"],
+                mrn=row["mrn"],
+                display_name=display_name(row["given_name"], row["family_name"], row["middle_name"]),
+                date_of_birth=row["date_of_birth"],
                 score=round(min(score, 1.0), 3),
                 reasons=reasons,
             )
         )
     candidates.sort(key=lambda c: (-c.score, str(c.id)))
-    await record_phi_access(
-        session=session,
+    await record(
+        conn,
         actor=actor,
         action="duplicate_check",
         resource_type=RESOURCE,
@@ -181,179 +237,250 @@ async def find_duplicates(
     return candidates
 
 
-async def create_patient(
+async def _assign_mrn(conn: asyncpg.Connection, asked: str | None) -> str:
+    """The MRN of a new patient: ``asked`` (an MRN of ours carried over) when valid and free, else
+    the next one."""
+    if asked is None:
+        return format_mrn(await repository.next_mrn_number(conn))
+    if not is_valid_mrn(asked):
+        raise ValidationFailed(
+            errors=[field_error("mrn", "Not an MRN of ours (10 digits with a check digit).", "invalid_mrn")]
+        )
+    if await repository.mrn_taken(conn, asked):
+        raise Conflict("Another patient has this MRN.", code="mrn_taken")
+    return asked
+
+
+async def register(
     *,
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     actor: Actor,
-    data: PatientCreate,
+    values: Row,
     allow_duplicate: bool = False,
     check_duplicates: bool = True,
-) -> Patient:
-    """Register a patient with a new MRN.
+    id_: uuid.UUID | None = None,
+    version: int = 1,
+    extra: dict[str, Any] | None = None,
+) -> Row:
+    """Register a patient from column values (REST, FHIR, imports and the seeder all come here).
 
     Raises PossibleDuplicates (409) when candidates exist unless ``allow_duplicate``; the
-    candidates disclosed are in the PHI log (the route commits that log before answering).
-    Creating over candidates is logged as ``duplicate_override`` on each candidate.
+    candidates disclosed are in the PHI log either way (logged in their own statement, so they
+    stay logged when the caller rolls back). Creating over candidates is logged as
+    ``duplicate_override`` on each candidate. ``id_`` and ``version`` let the FHIR API register a
+    resource it already holds under that id.
     """
-    _raise_if(
-        _demographic_errors(
-            date_of_birth=data.date_of_birth,
-            deceased=data.deceased,
-            deceased_at=data.deceased_at,
-            today=datetime.now(UTC).date(),
-        )
-    )
+    row = dict.fromkeys(repository.COLUMNS) | {k: v for k, v in values.items() if k not in MANAGED}
+    for name, default in (("identifiers", []), ("deceased", False), ("active", True)):
+        if row[name] is None:
+            row[name] = default
+    _raise_if(patient_errors(row, today=datetime.now(UTC).date()))
     candidates: list[DuplicateCandidate] = []
     if check_duplicates:
-        candidates = await find_duplicates(session=session, actor=actor, data=data)
-        if candidates and not (allow_duplicate or data.allow_duplicate):
+        candidates = await find_duplicates(conn=conn, actor=actor, values=row)
+        if candidates and not allow_duplicate:
             raise PossibleDuplicates(candidates)
+    now = datetime.now(UTC)
+    row.update(
+        id=id_ or uuid.uuid4(),
+        mrn=await _assign_mrn(conn, values.get("mrn")),
+        version=version,
+        created_at=now,
+        updated_at=now,
+        extra=extra,
+    )
+    also = [_log(actor, "create")]
+    if candidates:
+        also.append(
+            log_part(
+                actor,
+                "duplicate_override",
+                RESOURCE,
+                source="w, unnest({0}::uuid[]) AS c(id)",
+                patient_id="c.id",
+                name="overridden",
+                source_args=[[c.id for c in candidates]],
+            )
+        )
+        log.info("patient_created_over_duplicates", patient_id=str(row["id"]), candidates=len(candidates))
+    await repository.insert(conn, actor, [row], also)
+    return row
+
+
+async def create_patient(
+    *, conn: asyncpg.Connection, actor: Actor, data: PatientCreate, allow_duplicate: bool = False
+) -> Row:
+    """Register a patient sent to the REST API."""
     values = data.model_dump(exclude={"allow_duplicate"})
     values["identifiers"] = [i.model_dump() for i in data.identifiers]
     values["emergency_contact"] = data.emergency_contact.model_dump() if data.emergency_contact else None
-    patient = Patient(
-        id=uuid.uuid4(), mrn=format_mrn(await repository.next_mrn_number(session)), active=True, **values
+    return await register(
+        conn=conn, actor=actor, values=values, allow_duplicate=allow_duplicate or data.allow_duplicate
     )
-    session.add(patient)
-    await session.flush()
-    await session.refresh(patient)
-    await record_phi_access(
-        session=session,
-        actor=actor,
-        action="create",
-        resource_type=RESOURCE,
-        accesses=[(patient.id, str(patient.id))],
-    )
-    if candidates:
-        await record_phi_access(
-            session=session,
-            actor=actor,
-            action="duplicate_override",
-            resource_type=RESOURCE,
-            accesses=[(c.id, str(patient.id)) for c in candidates],
-        )
-        log.info("patient_created_over_duplicates", patient_id=str(patient.id), candidates=len(candidates))
-    return patient
 
 
 # ---------------------------------------------------------------------------------------------
-# read, update, delete
+# read, change, delete
 
 
-async def _load(session: AsyncSession, patient_id: uuid.UUID, *, for_update: bool = False) -> Patient:
-    patient = await repository.get(session, patient_id, for_update=for_update)
-    if patient is None:
+def _readable(row: Row | None) -> Row:
+    if row is None:
         raise NotFound("No patient with this id.", code="patient_not_found")
-    if patient.deleted_at is not None:
+    if row["deleted_at"] is not None:
         raise Gone("This patient record was deleted.", code="patient_deleted")
-    return patient
+    return row
 
 
-async def get_patient(*, session: AsyncSession, actor: Actor, patient_id: uuid.UUID) -> Patient:
-    """One patient (merged ones too: the caller redirects to ``merged_into_id``); logged as ``read``."""
-    patient = await _load(session, patient_id)
-    await record_phi_access(
-        session=session,
-        actor=actor,
-        action="read",
-        resource_type=RESOURCE,
-        accesses=[(patient.id, str(patient.id))],
+async def get_patient(*, conn: asyncpg.Connection, actor: Actor, patient_id: uuid.UUID) -> Row:
+    """One patient (merged ones too: the caller redirects to ``merged_into_id``); logged as
+    ``read`` in the statement that reads it."""
+    logged = log_part(
+        actor,
+        "read",
+        RESOURCE,
+        source="found WHERE deleted_at IS NULL",
+        patient_id="found.id",
+        resource_id="found.id::text",
     )
-    return patient
+    return _readable(await repository.get_logged(conn, patient_id, logged))
 
 
-async def require_live_patient(
-    *, session: AsyncSession, patient_id: uuid.UUID, field: str = "patient_id"
-) -> Patient:
-    """For other domains: the patient must exist, not be deleted or merged (422 naming ``field``)."""
-    patient = await repository.get(session, patient_id)
-    if patient is None or patient.deleted_at is not None:
-        raise ValidationFailed(errors=[field_error(field, "No such patient.", "unknown_patient")])
-    if patient.merged_into_id is not None:
-        raise ValidationFailed(
-            errors=[
-                field_error(
-                    field, f"This patient was merged into {patient.merged_into_id}.", "patient_merged"
-                )
-            ]
-        )
-    return patient
+async def load(
+    conn: asyncpg.Connection, patient_ids: Sequence[uuid.UUID], *, lock: bool = False
+) -> dict[uuid.UUID, Row]:
+    """Current rows of these patients (any state), for a caller about to change them."""
+    return await repository.get_many(conn, patient_ids, lock=lock)
 
 
-async def require_patient_record(*, session: AsyncSession, patient_id: uuid.UUID) -> Patient:
+async def require_live_patients(
+    *, conn: asyncpg.Connection, patient_ids: Sequence[uuid.UUID], field_name: str = "patient_id"
+) -> None:
+    """For other domains: every patient must exist, not be deleted or merged (422 naming ``field_name``)."""
+    state = await repository.live_state(conn, patient_ids)
+    for patient_id in dict.fromkeys(patient_ids):
+        found = state.get(patient_id)
+        if found is None or found["deleted_at"] is not None:
+            raise ValidationFailed(errors=[field_error(field_name, "No such patient.", "unknown_patient")])
+        if found["merged_into_id"] is not None:
+            raise ValidationFailed(
+                errors=[
+                    field_error(
+                        field_name,
+                        f"This patient was merged into {found['merged_into_id']}.",
+                        "patient_merged",
+                    )
+                ]
+            )
+
+
+async def require_patient_record(*, conn: asyncpg.Connection, patient_id: uuid.UUID) -> None:
     """For other domains addressing a patient in the URL: 404 / 410 / 409 ``patient_merged``."""
-    patient = await _load(session, patient_id)
-    if patient.merged_into_id is not None:
+    found = (await repository.live_state(conn, [patient_id])).get(patient_id)
+    if found is None:
+        raise NotFound("No patient with this id.", code="patient_not_found")
+    if found["deleted_at"] is not None:
+        raise Gone("This patient record was deleted.", code="patient_deleted")
+    if found["merged_into_id"] is not None:
         raise PatientMergedError(
-            f"This patient was merged into {patient.merged_into_id}.",
-            extra={"merged_into": str(patient.merged_into_id)},
+            f"This patient was merged into {found['merged_into_id']}.",
+            extra={"merged_into": str(found["merged_into_id"])},
         )
-    return patient
+
+
+async def revise(
+    *,
+    conn: asyncpg.Connection,
+    actor: Actor,
+    prior: Row,
+    changes: Row,
+    extra: dict[str, Any] | None = None,
+    keep_extra: bool = True,
+    restore: bool = False,
+) -> Row | None:
+    """The next version of ``prior`` with ``changes`` applied (REST PATCH, FHIR PUT/PATCH).
+
+    Returns None when another write changed the patient since ``prior`` was read (nothing
+    written). A merged patient cannot change; a deleted one only when ``restore`` (a FHIR update
+    after a delete brings the record back). The MRN never changes. ``extra`` replaces the stored
+    unmodelled elements unless ``keep_extra`` and none are given.
+    """
+    if prior["merged_into_id"] is not None:
+        raise PatientMergedError(
+            f"This patient was merged into {prior['merged_into_id']}; update that record."
+        )
+    if prior["deleted_at"] is not None and not restore:
+        raise Gone("This patient record was deleted.", code="patient_deleted")
+    asked = changes.get("mrn")
+    if asked is not None and asked != prior["mrn"]:
+        raise ValidationFailed(
+            errors=[field_error("mrn", "The MRN of a patient never changes.", "mrn_immutable")]
+        )
+    row = {**prior, **{k: v for k, v in changes.items() if k not in MANAGED}}
+    _raise_if(patient_errors(row, today=datetime.now(UTC).date()))
+    row.update(
+        version=prior["version"] + 1,
+        updated_at=datetime.now(UTC),
+        deleted_at=None if restore else prior["deleted_at"],
+        extra=extra if extra is not None or not keep_extra else prior["extra"],
+    )
+    if restore and prior["deleted_at"] is not None:
+        row["active"] = changes.get("active", True)
+    written = await repository.update(conn, actor, [row], [_log(actor, "update")])
+    return row if written else None
 
 
 async def update_patient(
     *,
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     actor: Actor,
     patient_id: uuid.UUID,
     data: PatientUpdate,
     expected_version: int | None,
-) -> Patient:
+) -> Row:
     """Change the fields sent; 412 when ``expected_version`` is not the current one."""
-    patient = await _load(session, patient_id, for_update=True)
-    if patient.merged_into_id is not None:
+    prior = _readable(await repository.get(conn, patient_id))
+    if prior["merged_into_id"] is not None:
         raise PatientMergedError(
-            f"This patient was merged into {patient.merged_into_id}; update that record."
+            f"This patient was merged into {prior['merged_into_id']}; update that record."
         )
-    check_version(patient.version, expected_version)
+    check_version(prior["version"], expected_version)
     changes = data.model_dump(exclude_unset=True)
-    nulls = [f for f in (*REQUIRED_ON_UPDATE, "active") if f in changes and changes[f] is None]
+    nulls = [f for f in (*REQUIRED, "deceased", "active") if f in changes and changes[f] is None]
     _raise_if([field_error(f, "This field cannot be empty.", "required") for f in nulls])
     if "identifiers" in changes:
         changes["identifiers"] = [i.model_dump() for i in data.identifiers or []]
     if "emergency_contact" in changes:
         changes["emergency_contact"] = data.emergency_contact.model_dump() if data.emergency_contact else None
-    _raise_if(
-        _demographic_errors(
-            date_of_birth=changes.get("date_of_birth", patient.date_of_birth),
-            deceased=changes.get("deceased", patient.deceased),
-            deceased_at=changes.get("deceased_at", patient.deceased_at),
-            today=datetime.now(UTC).date(),
-        )
+    row = await revise(conn=conn, actor=actor, prior=prior, changes=changes)
+    if row is None:
+        raise PreconditionFailed("The record changed while saving; read it again.", code="version_mismatch")
+    return row
+
+
+async def remove(*, conn: asyncpg.Connection, actor: Actor, prior: Row) -> Row | None:
+    """Soft delete: the record stays (retention) but reads answer 410 and searches skip it.
+    None when another write changed the patient since ``prior`` was read."""
+    now = datetime.now(UTC)
+    row = {**prior, "deleted_at": now, "active": False, "version": prior["version"] + 1, "updated_at": now}
+    written = await repository.update(
+        conn,
+        actor,
+        [row],
+        [_log(actor, "delete")],
+        columns=("deleted_at", "active", "version", "updated_at"),
+        deleting=True,
     )
-    for name, value in changes.items():
-        setattr(patient, name, value)
-    try:
-        await session.flush()
-    except StaleDataError:
-        raise Conflict("The record changed while saving; read it again.", code="version_mismatch") from None
-    await session.refresh(patient)
-    await record_phi_access(
-        session=session,
-        actor=actor,
-        action="update",
-        resource_type=RESOURCE,
-        accesses=[(patient.id, str(patient.id))],
-    )
-    return patient
+    return row if written else None
 
 
 async def delete_patient(
-    *, session: AsyncSession, actor: Actor, patient_id: uuid.UUID, expected_version: int | None
+    *, conn: asyncpg.Connection, actor: Actor, patient_id: uuid.UUID, expected_version: int | None
 ) -> None:
-    """Soft delete: the record stays (retention) but reads answer 410 and searches skip it."""
-    patient = await _load(session, patient_id, for_update=True)
-    check_version(patient.version, expected_version)
-    patient.deleted_at = datetime.now(UTC)
-    patient.active = False
-    await session.flush()
-    await record_phi_access(
-        session=session,
-        actor=actor,
-        action="delete",
-        resource_type=RESOURCE,
-        accesses=[(patient.id, str(patient.id))],
-    )
+    """Soft delete through the REST API (412 when ``expected_version`` is stale)."""
+    prior = _readable(await repository.get(conn, patient_id))
+    check_version(prior["version"], expected_version)
+    if await remove(conn=conn, actor=actor, prior=prior) is None:
+        raise PreconditionFailed("The record changed while deleting; read it again.", code="version_mismatch")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,7 +520,12 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 async def search_patients(
-    *, session: AsyncSession, actor: Actor, query: SearchQuery, limit: int = 20, cursor: str | None = None
+    *,
+    conn: asyncpg.Connection,
+    actor: Actor,
+    query: SearchQuery,
+    limit: int = 20,
+    cursor: str | None = None,
 ) -> tuple[list[PatientSummary], str | None]:
     """Summaries of live patients matching ``query``; one ``search`` PHI row per patient returned.
 
@@ -427,17 +559,16 @@ async def search_patients(
                 raw_tokens.append(token)
     _raise_if(errors)
     names = [query.family or "", query.given or "", *raw_tokens]
-    keys = await repository.name_keys(session, *names) if any(names) else ["", ""]
+    keys = await repository.name_keys(conn, *names) if any(names) else ["", ""]
     family_key, given_key, token_keys = keys[0], keys[1], [k for k in keys[2:] if k]
-    for field, raw, key in (("family", query.family, family_key), ("given", query.given, given_key)):
+    for field_name, raw, key in (("family", query.family, family_key), ("given", query.given, given_key)):
         if raw is not None and raw.strip() and not key:
-            errors.append(field_error(field, "Give at least one letter or digit.", "empty"))
+            errors.append(field_error(field_name, "Give at least one letter or digit.", "empty"))
     _raise_if(errors)
 
-    results: list[PatientSummary]
     next_cursor: str | None = None
     if query.fuzzy:
-        installed = await repository.installed_extensions(session)
+        installed = await repository.installed_extensions(conn)
         for extension in ("pg_trgm", "fuzzystrmatch"):
             if extension not in installed:
                 raise ExtensionMissing(
@@ -455,98 +586,138 @@ async def search_patients(
             family_key = token_keys[0] if family_first else token_keys[-1]
             given_key = token_keys[-1] if family_first else token_keys[0]
         rows = await repository.fuzzy_search(
-            session,
+            conn,
             family_key=family_key or None,
             given_key=given_key or None,
             any_key=any_key,
             limit=limit + 1,
             offset=offset,
         )
-        results = [summary(r, r.score) for r in rows[:limit]]
+        results = [summary(r, r["score"]) for r in rows[:limit]]
         if len(rows) > limit:
             next_cursor = _encode_cursor([offset + limit])
-    else:
-        criteria.family_key = family_key or None
-        criteria.given_key = given_key or None
-        criteria.any_name_keys = tuple(token_keys)
-        after = None
-        if cursor:
-            value = _decode_cursor(cursor)
-            try:
-                after = (str(value[0]), str(value[1]), uuid.UUID(str(value[2])))
-            except (IndexError, ValueError):
-                _raise_if([field_error("cursor", "Not a cursor this API returned.", "invalid_cursor")])
-        rows = await repository.search(session, criteria, limit=limit + 1, after=after)
-        results = [summary(r) for r in rows[:limit]]
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            keys = (
-                [last.given_name_key, last.family_name_key]
-                if repository.given_first(criteria)
-                else [last.family_name_key, last.given_name_key]
-            )
-            next_cursor = _encode_cursor([*keys, str(last.id)])
-    await record_phi_access(
-        session=session,
-        actor=actor,
-        action="search",
-        resource_type=RESOURCE,
-        accesses=[(r.id, str(r.id)) for r in results],
+        await record(
+            conn,
+            actor=actor,
+            action="search",
+            resource_type=RESOURCE,
+            accesses=[(r.id, str(r.id)) for r in results],
+        )
+        return results, next_cursor
+    criteria.family_key = family_key or None
+    criteria.given_key = given_key or None
+    criteria.any_name_keys = tuple(token_keys)
+    after = None
+    if cursor:
+        value = _decode_cursor(cursor)
+        try:
+            after = (str(value[0]), str(value[1]), uuid.UUID(str(value[2])))
+        except (IndexError, ValueError):
+            _raise_if([field_error("cursor", "Not a cursor this API returned.", "invalid_cursor")])
+    # One statement finds the page and logs one row per patient shown (not the look-ahead row).
+    logged = log_part(
+        actor,
+        "search",
+        RESOURCE,
+        source=f"found WHERE n <= {limit}",
+        patient_id="found.id",
+        resource_id="found.id::text",
     )
+    rows = await repository.search(conn, criteria, limit=limit + 1, after=after, log=logged)
+    results = [summary(r) for r in rows[:limit]]
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        keys = (
+            [last["given_name_key"], last["family_name_key"]]
+            if repository.given_first(criteria)
+            else [last["family_name_key"], last["given_name_key"]]
+        )
+        next_cursor = _encode_cursor([*keys, str(last["id"])])
     return results, next_cursor
 
 
 # ---------------------------------------------------------------------------------------------
 # merge
 
+#: ``(conn, actor, from_id, into_id) -> rows moved``: one per domain holding rows of a patient,
+#: listed by the composition root (`hims.composition`); each moves its rows in the merge's
+#: transaction through its own service.
+Mover = Callable[[asyncpg.Connection, Actor, uuid.UUID, uuid.UUID], Awaitable[int]]
+
+
+@dataclass
+class MergeOutcome:
+    """The merged and surviving patients and the rows each domain moved."""
+
+    merged: Row
+    survivor: Row
+    moved: dict[str, int] = field(default_factory=dict)
+
 
 async def merge_patients(
     *,
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     actor: Actor,
     patient_id: uuid.UUID,
     into_id: uuid.UUID,
+    movers: Sequence[tuple[str, Mover]],
     expected_version: int | None = None,
 ) -> MergeOutcome:
-    """Merge ``patient_id`` into ``into_id``: every registered MERGE_HOOK moves its rows, the merged
-    record becomes inactive and points at the survivor. Logged (``merge``) for both patients."""
+    """Merge ``patient_id`` into ``into_id``: each domain in ``movers`` moves its rows, the merged
+    record becomes inactive and points at the survivor. Logged (``merge``) for both patients.
+    One transaction (opened here unless the caller has one)."""
     if patient_id == into_id:
         raise ValidationFailed(
             errors=[field_error("into", "A patient cannot be merged into itself.", "same_patient")]
         )
-    locked = await repository.lock_pair(session, patient_id, into_id)
-    merged, survivor = locked.get(patient_id), locked.get(into_id)
-    if merged is None or merged.deleted_at is not None:
-        raise NotFound("No patient with this id.", code="patient_not_found")
-    if survivor is None or survivor.deleted_at is not None:
-        raise ValidationFailed(errors=[field_error("into", "No such patient.", "unknown_patient")])
-    if merged.merged_into_id is not None:
-        raise PatientMergedError(f"This patient was already merged into {merged.merged_into_id}.")
-    if survivor.merged_into_id is not None:
-        raise ValidationFailed(
-            errors=[
-                field_error(
-                    "into", f"That patient was merged into {survivor.merged_into_id}.", "patient_merged"
-                )
-            ]
+    async with records.atomic(conn):
+        locked = await repository.get_many(conn, [patient_id, into_id], lock=True)
+        merged, survivor = locked.get(patient_id), locked.get(into_id)
+        if merged is None or merged["deleted_at"] is not None:
+            raise NotFound("No patient with this id.", code="patient_not_found")
+        if survivor is None or survivor["deleted_at"] is not None:
+            raise ValidationFailed(errors=[field_error("into", "No such patient.", "unknown_patient")])
+        if merged["merged_into_id"] is not None:
+            raise PatientMergedError(f"This patient was already merged into {merged['merged_into_id']}.")
+        if survivor["merged_into_id"] is not None:
+            raise ValidationFailed(
+                errors=[
+                    field_error(
+                        "into",
+                        f"That patient was merged into {survivor['merged_into_id']}.",
+                        "patient_merged",
+                    )
+                ]
+            )
+        check_version(merged["version"], expected_version)
+        outcome = MergeOutcome(merged=merged, survivor=survivor)
+        for name, mover in movers:
+            outcome.moved[name] = await mover(conn, actor, patient_id, into_id)
+        now = datetime.now(UTC)
+        earlier = await repository.merged_into(conn, patient_id, lock=True)
+        rows = [
+            {**r, "merged_into_id": into_id, "version": r["version"] + 1, "updated_at": now} for r in earlier
+        ]
+        rows.append(
+            {
+                **merged,
+                "merged_into_id": into_id,
+                "active": False,
+                "version": merged["version"] + 1,
+                "updated_at": now,
+            }
         )
-    check_version(merged.version, expected_version)
-    moved: dict[str, int] = {}
-    for hook in MERGE_HOOKS:
-        moved[hook_name(hook)] = await hook(session, patient_id, into_id)
-    moved["hims.patients.earlier_merges"] = await repository.repoint_merged_chain(
-        session, patient_id, into_id
-    )
-    merged.merged_into_id = into_id
-    merged.active = False
-    await session.flush()
-    await session.refresh(merged)
-    await record_phi_access(
-        session=session,
-        actor=actor,
-        action="merge",
-        resource_type=RESOURCE,
-        accesses=[(patient_id, str(patient_id)), (into_id, str(into_id))],
-    )
-    log.info("patients_merged", merged_id=str(patient_id), survivor_id=str(into_id), moved=moved)
-    return MergeOutcome(merged=merged, survivor=survivor, moved=moved)
+        await repository.update(
+            conn,
+            actor,
+            rows,
+            [_log(actor, "merge")],
+            columns=("merged_into_id", "active", "version", "updated_at"),
+        )
+        await record(
+            conn, actor=actor, action="merge", resource_type=RESOURCE, accesses=[(into_id, str(into_id))]
+        )
+        outcome.moved["patients.earlier_merges"] = len(earlier)
+        outcome.merged = rows[-1]
+    log.info("patients_merged", merged_id=str(patient_id), survivor_id=str(into_id), moved=outcome.moved)
+    return outcome

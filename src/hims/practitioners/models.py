@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hims.core.db import Base
-from hims.core.models import Timestamps, uuid_pk
+from hims.core.models import Timestamps, extra_column, uuid_pk
 
 
 class Facility(Timestamps, Base):
@@ -29,6 +30,8 @@ class Facility(Timestamps, Base):
     country: Mapped[str | None] = mapped_column(String(2))
     identifiers: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    extra: Mapped[dict[str, Any] | None] = extra_column()
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}
@@ -46,6 +49,8 @@ class Department(Timestamps, Base):
     code: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    extra: Mapped[dict[str, Any] | None] = extra_column()
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __table_args__ = (UniqueConstraint("facility_id", "code", name="uq_departments_facility_code"),)
@@ -74,6 +79,8 @@ class Practitioner(Timestamps, Base):
         UUID(as_uuid=True), ForeignKey("departments.id", ondelete="RESTRICT"), index=True
     )
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    extra: Mapped[dict[str, Any] | None] = extra_column()
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}

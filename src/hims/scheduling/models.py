@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, text
 from sqlalchemy.dialects.postgresql import UUID, ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hims.core.db import Base
-from hims.core.models import Timestamps, uuid_pk
+from hims.core.models import Timestamps, extra_column, uuid_pk
 
 #: Statuses that no longer hold the practitioner's time (excluded from the double-booking rule).
 RELEASED_STATUSES = ("cancelled", "no_show")
@@ -45,6 +46,8 @@ class Appointment(Timestamps, Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The staff account that booked it; users belong to the identity domain (no FK across branches).
     booked_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    extra: Mapped[dict[str, Any] | None] = extra_column()
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __table_args__ = (

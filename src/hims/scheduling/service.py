@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from hims.audit.service import record_phi_access
+from hims.core.db import driver_connection
 from hims.core.errors import Conflict, NotFound, ValidationFailed, field_error
 from hims.core.etag import check_version
 from hims.core.security import Actor
-from hims.patients.service import require_live_patient
+from hims.patients.service import require_live_patients
 from hims.practitioners.service import require_active_practitioner
 from hims.scheduling import repository
 from hims.scheduling.models import Appointment
@@ -90,7 +91,7 @@ async def _log(session: AsyncSession, actor: Actor, action: str, appointments: l
 async def book_appointment(*, session: AsyncSession, actor: Actor, data: AppointmentCreate) -> Appointment:
     """Book a slot; 409 ``double_booking`` when the practitioner is taken (the database decides)."""
     _check_times(data.starts_at, data.ends_at)
-    await require_live_patient(session=session, patient_id=data.patient_id)
+    await require_live_patients(conn=await driver_connection(session), patient_ids=[data.patient_id])
     practitioner = await require_active_practitioner(session=session, practitioner_id=data.practitioner_id)
     appointment = Appointment(
         id=uuid.uuid4(),

@@ -48,18 +48,15 @@ def _official_name(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mrn(resource: dict[str, Any]) -> str | None:
+    """Our MRN: the identifier in our MRN system (another system's MR number is just an identifier)."""
     for ident in resource.get("identifier") or []:
-        if ident.get("system") == MRN_SYSTEM:
-            return str(ident.get("value"))
-    for ident in resource.get("identifier") or []:
-        codes = [c.get("code") for c in (ident.get("type") or {}).get("coding") or []]
-        if "MR" in codes and ident.get("value"):
+        if ident.get("system") == MRN_SYSTEM and ident.get("value") is not None:
             return str(ident["value"])
     return None
 
 
 def to_row(resource: dict[str, Any]) -> dict[str, Any]:
-    """Column values for ``patients`` (``mrn`` is None when the resource carries no MR identifier)."""
+    """Column values for ``patients`` (``mrn`` is None when the resource carries no MRN of ours)."""
     name = _official_name(resource)
     given = list(name.get("given") or [])
     gender = resource.get("gender") or "unknown"
@@ -107,11 +104,7 @@ def to_row(resource: dict[str, Any]) -> dict[str, Any]:
         "email": telecom(resource, "email"),
         **address_columns(resource),
         "preferred_language": language,
-        "identifiers": [
-            i
-            for i in identifiers_in(resource, skip_system=MRN_SYSTEM)
-            if not (i.get("type") == "MR" and i.get("value") == mrn)
-        ],
+        "identifiers": identifiers_in(resource, skip_system=MRN_SYSTEM),
         "emergency_contact": contact,
         "deceased": bool(resource.get("deceasedBoolean")) or deceased_at is not None,
         "deceased_at": deceased_at,

@@ -1,0 +1,2 @@
+"""One adapter per FHIR type that is a domain record (`hims.fhir.domain.Adapter`); the composition
+root (`hims.composition`) lists them."""
