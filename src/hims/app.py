@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.routing import Match
 from starlette.types import Scope
 
@@ -22,6 +22,7 @@ from hims.core.jobs import ArqQueue
 from hims.core.kv import make_store
 from hims.core.logging import RequestContextMiddleware, configure_logging
 from hims.core.observability import init_observability
+from hims.core.params import refuse_unknown_query
 from hims.core.storage import make_storage
 from hims.fhir import routes as fhir_routes
 from hims.fhir.outcome import render_operation_outcome
@@ -112,7 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     composition.wire()
     app.state.merge_movers = composition.MERGE_MOVERS
     for router in composition.routers():
-        app.include_router(router)
+        # The REST API refuses query parameters a route does not declare (hims.core.params).
+        rest = router.prefix.startswith("/api/")
+        app.include_router(router, dependencies=[Depends(refuse_unknown_query)] if rest else None)
     identity_authn.install(app, settings)
     init_observability(app, settings)
     skip_routers_by_prefix(app)

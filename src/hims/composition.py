@@ -11,17 +11,39 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter
 
+from hims.clinical import service as clinical
+from hims.consultations import service as consultations
 from hims.core import records
+from hims.documents import service as documents
 from hims.fhir import storage as fhir_storage
+from hims.fhir.adapters.clinical import AllergyAdapter, ConditionAdapter, EncounterAdapter, ObservationAdapter
+from hims.fhir.adapters.orders import (
+    DocumentReferenceAdapter,
+    MedicationRequestAdapter,
+    ServiceRequestAdapter,
+)
 from hims.fhir.adapters.patients import PatientAdapter
 from hims.fhir.domain import Adapter, FhirView
 from hims.patients.service import Mover
 
 #: The FHIR types that are domain records, each mapped onto its domain's service.
-ADAPTERS: tuple[Adapter, ...] = (PatientAdapter(),)
+ADAPTERS: tuple[Adapter, ...] = (
+    PatientAdapter(),
+    EncounterAdapter(),
+    ObservationAdapter(),
+    ConditionAdapter(),
+    AllergyAdapter(),
+    MedicationRequestAdapter(),
+    ServiceRequestAdapter(),
+    DocumentReferenceAdapter(),
+)
 
 #: What moves a merged patient's records to the survivor, per domain (in this order).
-MERGE_MOVERS: tuple[tuple[str, Mover], ...] = ()
+MERGE_MOVERS: tuple[tuple[str, Mover], ...] = (
+    ("consultations", consultations.move_patient_records),
+    ("clinical", clinical.move_patient_records),
+    ("documents", documents.move_patient_records),
+)
 
 
 def routers() -> Sequence[APIRouter]:

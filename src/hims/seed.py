@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -16,6 +17,9 @@ class SeedReport:
 
     created: dict[str, int] = field(default_factory=dict)
     logins: list[tuple[str, str, str]] = field(default_factory=list)  # (role, username, password)
+    #: The demo patients (made by the patients seeder now or before): the only patients later
+    #: seeders may give a demo history.
+    demo_patients: list[uuid.UUID] = field(default_factory=list)
 
 
 Seeder = Callable[[AsyncSession, Settings, SeedReport], Awaitable[None]]

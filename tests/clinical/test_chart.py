@@ -8,7 +8,6 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import event
 
-from hims.clinical import chart
 from tests.clinical.conftest import auth_headers
 from tests.clinical.factories import make_appointment, make_clinical_history, make_patient, make_practitioner
 from tests.support import phi_rows
@@ -58,7 +57,8 @@ async def test_chart_has_every_section(client: AsyncClient, physician, patient_i
     assert [(v["code"], v["value"]) for v in body["latest_vitals"]] == [("8867-4", 90.0)]
     assert len(body["recent_consultations"]) == 1
     assert body["upcoming_appointments"] == []
-    assert [r["resource_type"] for r in await phi_rows(database_url, action="read")] == ["Chart"]
+    charted = await phi_rows(database_url, action="chart")
+    assert [(r["resource_type"], r["patient_id"]) for r in charted] == [("Patient", patient_id)]
 
 
 async def test_chart_lists_upcoming_appointments(client: AsyncClient, physician, patient_id, db):
@@ -97,19 +97,6 @@ async def test_chart_runs_the_same_number_of_queries_for_1_and_50_records(
     assert len(body["recent_consultations"]) == 10
     assert len(body["allergies"]) == 50
     assert len(body["upcoming_appointments"]) == 10
-
-
-async def test_registered_sections_appear_in_the_chart(client, physician, patient_id):
-    async def upcoming(_session, pid):
-        return [{"patient": str(pid), "when": "tomorrow"}]
-
-    saved = list(chart.CHART_SECTIONS)
-    chart.register_chart_section("upcoming_appointments", upcoming)
-    try:
-        body = (await client.get(f"/api/v1/patients/{patient_id}/chart", headers=physician)).json()
-    finally:
-        chart.CHART_SECTIONS[:] = saved
-    assert body["upcoming_appointments"] == [{"patient": str(patient_id), "when": "tomorrow"}]
 
 
 async def test_chart_needs_clinical_read(client, settings, patient_id):

@@ -28,7 +28,7 @@ async def test_walk_in_start_counts_metric_and_logs(client: AsyncClient, physici
     assert body["status"] == "in_progress"
     assert body["appointment_id"] is None
     assert _started() == before + 1
-    rows = await phi_rows(database_url, resource_type="Consultation", action="create")
+    rows = await phi_rows(database_url, resource_type="Encounter", action="create")
     assert [(r["patient_id"], r["resource_id"]) for r in rows] == [(patient_id, body["id"])]
 
 
@@ -184,7 +184,7 @@ async def test_bad_input_is_refused_and_nothing_written(
     assert practitioner.status_code == 422
     assert practitioner.json()["errors"][0]["field"] == "practitioner_id"
     assert await count_rows(database_url, "consultations") == 0
-    assert await phi_rows(database_url, resource_type="Consultation") == []
+    assert await phi_rows(database_url, resource_type="Encounter") == []
 
 
 async def test_a_year_without_partition_is_a_clear_error(
@@ -198,7 +198,7 @@ async def test_a_year_without_partition_is_a_clear_error(
     assert response.status_code == 422
     assert response.json()["errors"][0]["code"] == "partition_missing"
     assert await count_rows(database_url, "consultations") == 0
-    assert await phi_rows(database_url, resource_type="Consultation") == []
+    assert await phi_rows(database_url, resource_type="Encounter") == []
 
 
 async def test_list_is_newest_first_and_logged_once(client: AsyncClient, physician, patient_id, database_url):
@@ -210,7 +210,9 @@ async def test_list_is_newest_first_and_logged_once(client: AsyncClient, physici
     listed = await client.get(f"/api/v1/patients/{patient_id}/consultations", headers=physician)
     assert [c["started_at"][:4] for c in listed.json()] == ["2025", "2024"]
     assert "subjective" not in listed.json()[0]
-    assert len(await phi_rows(database_url, resource_type="Consultation", action="search")) == 1
+    ids = {c["id"] for c in listed.json()}
+    searched = await phi_rows(database_url, resource_type="Encounter", action="search")
+    assert {r["resource_id"] for r in searched} == ids  # one row per consultation shown
 
 
 async def test_receptionist_cannot_read_consultations(client: AsyncClient, settings, patient_id):

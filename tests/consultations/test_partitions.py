@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from hims.cli import app as cli_app
 from hims.consultations.cli import _after_migrate, ensure
 from hims.consultations.partitions import missing_partitions, partition_name
-from hims.fhir.projectors.clinical import ENCOUNTER
+from hims.consultations.repository import select_by_id_sql
 from hims.ops import hooks, migrate
 
 THIS_YEAR = datetime.now(UTC).year
@@ -167,7 +167,7 @@ async def test_a_lookup_by_id_reads_one_partition(client: AsyncClient, physician
     plan = "\n".join(
         r[0]
         for r in await sql.fetch(
-            "EXPLAIN (ANALYZE, COSTS OFF, SUMMARY OFF) " + ENCOUNTER.rows_by_id_sql("id = $1::uuid", 1), cid
+            "EXPLAIN (ANALYZE, COSTS OFF, SUMMARY OFF) " + select_by_id_sql(), cid
         )
     )
     scans = [line for line in plan.splitlines() if " on consultations_y" in line]

@@ -73,7 +73,9 @@ async def test_concurrent_conditional_creates_make_one_resource(fhir: AsyncClien
         *(
             fhir.put(
                 "/Patient?identifier=urn:mrn|RACE-2",
-                json=patient(family="Mensah", given="Kojo", identifier=[{"system": "urn:mrn", "value": "RACE-2"}]),
+                json=patient(
+                    family="Mensah", given="Kojo", identifier=[{"system": "urn:mrn", "value": "RACE-2"}]
+                ),
             )
             for _ in range(6)
         )

@@ -86,13 +86,18 @@ def log_part(
 
     By default the rows of ``w``, the rows written: a row that was not written (an optimistic
     update that lost its race) is not logged. ``source`` may take parameters of its own,
-    ``source_args``, written ``{0}``, ``{1}``... in it.
+    ``source_args``, written ``{0}``, ``{1}``... in it (or in ``patient_id`` / ``resource_id``).
     """
     params = [*actor_params(actor, action, resource_type), *source_args]
 
     def sql(first: int) -> str:
         own = [f"${first + 7 + i}" for i in range(len(source_args))]
-        return insert_per_row(source.format(*own), first, patient_id=patient_id, resource_id=resource_id)
+        return insert_per_row(
+            source.format(*own),
+            first,
+            patient_id=patient_id.format(*own),
+            resource_id=resource_id.format(*own),
+        )
 
     return Part(name, sql, params, ("log", source, patient_id, resource_id, len(source_args)))
 

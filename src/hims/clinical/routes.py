@@ -26,7 +26,7 @@ from hims.clinical.schemas import (
     PrescriptionUpdate,
     VitalsCreate,
 )
-from hims.core.deps import SessionDep
+from hims.core.deps import ConnDep
 from hims.core.security import Actor, require
 
 router = APIRouter(prefix="/api/v1/patients/{patient_id}", tags=["clinical"])
@@ -45,9 +45,9 @@ def _prescription(result: service.PrescriptionWithOverrides) -> PrescriptionRead
 
 
 @router.get("/chart")
-async def get_chart(patient_id: uuid.UUID, session: SessionDep, actor: Reader) -> ChartRead:
+async def get_chart(patient_id: uuid.UUID, conn: ConnDep, actor: Reader) -> ChartRead:
     """The chart summary."""
-    return await chart.get_chart(session=session, actor=actor, patient_id=patient_id)
+    return await chart.get_chart(conn=conn, actor=actor, patient_id=patient_id)
 
 
 # ---------------------------------------------------------------- observations
@@ -55,17 +55,17 @@ async def get_chart(patient_id: uuid.UUID, session: SessionDep, actor: Reader) -
 
 @router.post("/observations", status_code=201)
 async def record_vitals(
-    patient_id: uuid.UUID, data: VitalsCreate, session: SessionDep, actor: Writer
+    patient_id: uuid.UUID, data: VitalsCreate, conn: ConnDep, actor: Writer
 ) -> list[ObservationRead]:
     """Record a set of vital signs (BMI derived from weight and height)."""
-    rows = await service.record_vitals(session=session, actor=actor, patient_id=patient_id, data=data)
+    rows = await service.record_vitals(conn=conn, actor=actor, patient_id=patient_id, data=data)
     return [ObservationRead.model_validate(r) for r in rows]
 
 
 @router.get("/observations")
 async def list_observations(
     patient_id: uuid.UUID,
-    session: SessionDep,
+    conn: ConnDep,
     actor: Reader,
     code: Annotated[str | None, Query(max_length=20, description="LOINC code")] = None,
     limit: Limit = 100,
@@ -73,7 +73,7 @@ async def list_observations(
 ) -> list[ObservationRead]:
     """Observations, newest first."""
     rows = await service.list_observations(
-        session=session, actor=actor, patient_id=patient_id, code=code, limit=limit, offset=offset
+        conn=conn, actor=actor, patient_id=patient_id, code=code, limit=limit, offset=offset
     )
     return [ObservationRead.model_validate(r) for r in rows]
 
@@ -83,42 +83,42 @@ async def list_observations(
 
 @router.post("/conditions", status_code=201)
 async def add_condition(
-    patient_id: uuid.UUID, data: ConditionCreate, session: SessionDep, actor: Writer
+    patient_id: uuid.UUID, data: ConditionCreate, conn: ConnDep, actor: Writer
 ) -> ConditionRead:
     """Add a problem (ICD-10-CM)."""
-    row = await service.add_condition(session=session, actor=actor, patient_id=patient_id, data=data)
+    row = await service.add_condition(conn=conn, actor=actor, patient_id=patient_id, data=data)
     return ConditionRead.model_validate(row)
 
 
 @router.get("/conditions")
 async def list_conditions(
-    patient_id: uuid.UUID, session: SessionDep, actor: Reader, limit: Limit = 100, offset: Offset = 0
+    patient_id: uuid.UUID, conn: ConnDep, actor: Reader, limit: Limit = 100, offset: Offset = 0
 ) -> list[ConditionRead]:
     """The problem list."""
     rows = await service.list_conditions(
-        session=session, actor=actor, patient_id=patient_id, limit=limit, offset=offset
+        conn=conn, actor=actor, patient_id=patient_id, limit=limit, offset=offset
     )
     return [ConditionRead.model_validate(r) for r in rows]
 
 
 @router.get("/conditions/{condition_id}")
 async def get_condition(
-    patient_id: uuid.UUID, condition_id: uuid.UUID, session: SessionDep, actor: Reader
+    patient_id: uuid.UUID, condition_id: uuid.UUID, conn: ConnDep, actor: Reader
 ) -> ConditionRead:
     """One condition."""
     row = await service.get_condition(
-        session=session, actor=actor, patient_id=patient_id, condition_id=condition_id
+        conn=conn, actor=actor, patient_id=patient_id, condition_id=condition_id
     )
     return ConditionRead.model_validate(row)
 
 
 @router.patch("/conditions/{condition_id}")
 async def update_condition(
-    patient_id: uuid.UUID, condition_id: uuid.UUID, data: ConditionUpdate, session: SessionDep, actor: Writer
+    patient_id: uuid.UUID, condition_id: uuid.UUID, data: ConditionUpdate, conn: ConnDep, actor: Writer
 ) -> ConditionRead:
     """Change a condition's status, dates or note."""
     row = await service.update_condition(
-        session=session, actor=actor, patient_id=patient_id, condition_id=condition_id, data=data
+        conn=conn, actor=actor, patient_id=patient_id, condition_id=condition_id, data=data
     )
     return ConditionRead.model_validate(row)
 
@@ -128,42 +128,40 @@ async def update_condition(
 
 @router.post("/allergies", status_code=201)
 async def add_allergy(
-    patient_id: uuid.UUID, data: AllergyCreate, session: SessionDep, actor: Writer
+    patient_id: uuid.UUID, data: AllergyCreate, conn: ConnDep, actor: Writer
 ) -> AllergyRead:
     """Record an allergy."""
-    row = await service.add_allergy(session=session, actor=actor, patient_id=patient_id, data=data)
+    row = await service.add_allergy(conn=conn, actor=actor, patient_id=patient_id, data=data)
     return AllergyRead.model_validate(row)
 
 
 @router.get("/allergies")
 async def list_allergies(
-    patient_id: uuid.UUID, session: SessionDep, actor: Reader, limit: Limit = 100, offset: Offset = 0
+    patient_id: uuid.UUID, conn: ConnDep, actor: Reader, limit: Limit = 100, offset: Offset = 0
 ) -> list[AllergyRead]:
     """Allergies (all statuses)."""
     rows = await service.list_allergies(
-        session=session, actor=actor, patient_id=patient_id, limit=limit, offset=offset
+        conn=conn, actor=actor, patient_id=patient_id, limit=limit, offset=offset
     )
     return [AllergyRead.model_validate(r) for r in rows]
 
 
 @router.get("/allergies/{allergy_id}")
 async def get_allergy(
-    patient_id: uuid.UUID, allergy_id: uuid.UUID, session: SessionDep, actor: Reader
+    patient_id: uuid.UUID, allergy_id: uuid.UUID, conn: ConnDep, actor: Reader
 ) -> AllergyRead:
     """One allergy."""
-    row = await service.get_allergy(
-        session=session, actor=actor, patient_id=patient_id, allergy_id=allergy_id
-    )
+    row = await service.get_allergy(conn=conn, actor=actor, patient_id=patient_id, allergy_id=allergy_id)
     return AllergyRead.model_validate(row)
 
 
 @router.patch("/allergies/{allergy_id}")
 async def update_allergy(
-    patient_id: uuid.UUID, allergy_id: uuid.UUID, data: AllergyUpdate, session: SessionDep, actor: Writer
+    patient_id: uuid.UUID, allergy_id: uuid.UUID, data: AllergyUpdate, conn: ConnDep, actor: Writer
 ) -> AllergyRead:
     """Change an allergy."""
     row = await service.update_allergy(
-        session=session, actor=actor, patient_id=patient_id, allergy_id=allergy_id, data=data
+        conn=conn, actor=actor, patient_id=patient_id, allergy_id=allergy_id, data=data
     )
     return AllergyRead.model_validate(row)
 
@@ -173,31 +171,31 @@ async def update_allergy(
 
 @router.post("/prescriptions", status_code=201)
 async def prescribe(
-    patient_id: uuid.UUID, data: PrescriptionCreate, session: SessionDep, actor: Prescriber
+    patient_id: uuid.UUID, data: PrescriptionCreate, conn: ConnDep, actor: Prescriber
 ) -> PrescriptionRead:
     """Prescribe (409 allergy_conflict unless override_reason is given)."""
-    result = await service.prescribe(session=session, actor=actor, patient_id=patient_id, data=data)
+    result = await service.prescribe(conn=conn, actor=actor, patient_id=patient_id, data=data)
     return _prescription(result)
 
 
 @router.get("/prescriptions")
 async def list_prescriptions(
-    patient_id: uuid.UUID, session: SessionDep, actor: Reader, limit: Limit = 100, offset: Offset = 0
+    patient_id: uuid.UUID, conn: ConnDep, actor: Reader, limit: Limit = 100, offset: Offset = 0
 ) -> list[PrescriptionRead]:
     """Prescriptions, newest first."""
     rows = await service.list_prescriptions(
-        session=session, actor=actor, patient_id=patient_id, limit=limit, offset=offset
+        conn=conn, actor=actor, patient_id=patient_id, limit=limit, offset=offset
     )
     return [_prescription(r) for r in rows]
 
 
 @router.get("/prescriptions/{prescription_id}")
 async def get_prescription(
-    patient_id: uuid.UUID, prescription_id: uuid.UUID, session: SessionDep, actor: Reader
+    patient_id: uuid.UUID, prescription_id: uuid.UUID, conn: ConnDep, actor: Reader
 ) -> PrescriptionRead:
     """One prescription with its allergy overrides."""
     result = await service.get_prescription(
-        session=session, actor=actor, patient_id=patient_id, prescription_id=prescription_id
+        conn=conn, actor=actor, patient_id=patient_id, prescription_id=prescription_id
     )
     return _prescription(result)
 
@@ -207,12 +205,12 @@ async def update_prescription(
     patient_id: uuid.UUID,
     prescription_id: uuid.UUID,
     data: PrescriptionUpdate,
-    session: SessionDep,
+    conn: ConnDep,
     actor: Prescriber,
 ) -> PrescriptionRead:
     """Change a prescription's status."""
     result = await service.update_prescription(
-        session=session, actor=actor, patient_id=patient_id, prescription_id=prescription_id, data=data
+        conn=conn, actor=actor, patient_id=patient_id, prescription_id=prescription_id, data=data
     )
     return _prescription(result)
 
@@ -222,57 +220,53 @@ async def update_prescription(
 
 @router.post("/lab-orders", status_code=201)
 async def order_lab(
-    patient_id: uuid.UUID, data: LabOrderCreate, session: SessionDep, actor: Writer
+    patient_id: uuid.UUID, data: LabOrderCreate, conn: ConnDep, actor: Writer
 ) -> LabOrderRead:
     """Order a lab test (LOINC)."""
-    row = await service.order_lab(session=session, actor=actor, patient_id=patient_id, data=data)
+    row = await service.order_lab(conn=conn, actor=actor, patient_id=patient_id, data=data)
     return LabOrderRead.model_validate(row)
 
 
 @router.get("/lab-orders")
 async def list_labs(
-    patient_id: uuid.UUID, session: SessionDep, actor: Reader, limit: Limit = 100, offset: Offset = 0
+    patient_id: uuid.UUID, conn: ConnDep, actor: Reader, limit: Limit = 100, offset: Offset = 0
 ) -> list[LabOrderRead]:
     """Lab orders, newest first."""
-    rows = await service.list_labs(
-        session=session, actor=actor, patient_id=patient_id, limit=limit, offset=offset
-    )
+    rows = await service.list_labs(conn=conn, actor=actor, patient_id=patient_id, limit=limit, offset=offset)
     return [LabOrderRead.model_validate(r) for r in rows]
 
 
 @router.get("/lab-orders/{order_id}")
-async def get_lab(
-    patient_id: uuid.UUID, order_id: uuid.UUID, session: SessionDep, actor: Reader
-) -> LabOrderRead:
+async def get_lab(patient_id: uuid.UUID, order_id: uuid.UUID, conn: ConnDep, actor: Reader) -> LabOrderRead:
     """One lab order."""
-    row = await service.get_lab(session=session, actor=actor, patient_id=patient_id, order_id=order_id)
+    row = await service.get_lab(conn=conn, actor=actor, patient_id=patient_id, order_id=order_id)
     return LabOrderRead.model_validate(row)
 
 
 @router.post("/lab-orders/{order_id}/collect")
 async def collect_lab(
-    patient_id: uuid.UUID, order_id: uuid.UUID, session: SessionDep, actor: Writer
+    patient_id: uuid.UUID, order_id: uuid.UUID, conn: ConnDep, actor: Writer
 ) -> LabOrderRead:
     """Mark the specimen collected."""
-    row = await service.collect_lab(session=session, actor=actor, patient_id=patient_id, order_id=order_id)
+    row = await service.collect_lab(conn=conn, actor=actor, patient_id=patient_id, order_id=order_id)
     return LabOrderRead.model_validate(row)
 
 
 @router.post("/lab-orders/{order_id}/result")
 async def result_lab(
-    patient_id: uuid.UUID, order_id: uuid.UUID, data: LabResultCreate, session: SessionDep, actor: Writer
+    patient_id: uuid.UUID, order_id: uuid.UUID, data: LabResultCreate, conn: ConnDep, actor: Writer
 ) -> LabOrderRead:
     """Record the result (abnormal flag computed from the reference range)."""
     row = await service.result_lab(
-        session=session, actor=actor, patient_id=patient_id, order_id=order_id, data=data
+        conn=conn, actor=actor, patient_id=patient_id, order_id=order_id, data=data
     )
     return LabOrderRead.model_validate(row)
 
 
 @router.post("/lab-orders/{order_id}/cancel")
 async def cancel_lab(
-    patient_id: uuid.UUID, order_id: uuid.UUID, session: SessionDep, actor: Writer
+    patient_id: uuid.UUID, order_id: uuid.UUID, conn: ConnDep, actor: Writer
 ) -> LabOrderRead:
     """Cancel an order without a result."""
-    row = await service.cancel_lab(session=session, actor=actor, patient_id=patient_id, order_id=order_id)
+    row = await service.cancel_lab(conn=conn, actor=actor, patient_id=patient_id, order_id=order_id)
     return LabOrderRead.model_validate(row)

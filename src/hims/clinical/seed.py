@@ -24,6 +24,7 @@ from hims.clinical.schemas import (
 )
 from hims.consultations import service as consultations
 from hims.consultations.schemas import ConsultationStart, SoapUpdate
+from hims.core.db import driver_connection
 from hims.core.security import Actor
 from hims.seed import SEEDERS, SeedReport
 from hims.settings import Settings
@@ -52,26 +53,29 @@ ALLERGIES = (
 
 
 async def seed_clinical_history(session: AsyncSession, _settings: Settings, report: SeedReport) -> None:
-    """Give up to 200 seeded patients a few signed visits with vitals, problems, drugs and labs."""
+    """Give up to 200 demo patients (those the patients seeder made) a few signed visits with
+    vitals, problems, drugs and labs; never any other patient."""
     actor = Actor.system("seed", channel="cli")
+    conn = await driver_connection(session)
     now = datetime.now(UTC)
     year_start = datetime(now.year, 1, 1, tzinfo=UTC)
     created = 0
-    for patient_id in await consultations.patients_without_consultations(session=session, limit=PATIENTS):
+    demo = report.demo_patients[:PATIENTS]
+    for patient_id in await consultations.patients_without_consultations(conn=conn, patient_ids=demo):
         rng = random.Random(patient_id.int)  # noqa: S311 - demo data, deterministic per patient
         problem, reason = rng.choice(PROBLEMS)
         for visit in range(rng.randint(1, 3)):
             started = max(year_start, now - timedelta(days=rng.randint(2, 300), hours=visit))
             consultation = await consultations.start_consultation(
-                session=session,
+                conn=conn,
                 actor=actor,
                 patient_id=patient_id,
                 data=ConsultationStart(started_at=started, reason=reason),
             )
             await consultations.update_note(
-                session=session,
+                conn=conn,
                 actor=actor,
-                consultation_id=consultation.id,
+                consultation_id=consultation["id"],
                 data=SoapUpdate(
                     subjective="Feels mostly well.",
                     objective="Examination unremarkable.",
@@ -79,11 +83,9 @@ async def seed_clinical_history(session: AsyncSession, _settings: Settings, repo
                     plan="Continue treatment; review in 3 months.",
                 ),
             )
-            await consultations.sign_consultation(
-                session=session, actor=actor, consultation_id=consultation.id
-            )
+            await consultations.sign_consultation(conn=conn, actor=actor, consultation_id=consultation["id"])
             await service.record_vitals(
-                session=session,
+                conn=conn,
                 actor=actor,
                 patient_id=patient_id,
                 data=VitalsCreate(
@@ -95,24 +97,24 @@ async def seed_clinical_history(session: AsyncSession, _settings: Settings, repo
                     body_weight=Decimal(rng.randint(50, 110)),
                     body_height=Decimal(rng.randint(150, 195)),
                     effective_at=started + timedelta(minutes=5),
-                    consultation_id=consultation.id,
+                    consultation_id=consultation["id"],
                 ),
             )
             created += 2
         await service.add_condition(
-            session=session, actor=actor, patient_id=patient_id, data=ConditionCreate(code=problem)
+            conn=conn, actor=actor, patient_id=patient_id, data=ConditionCreate(code=problem)
         )
         if rng.random() < 0.3:
             substance, reaction, severity = rng.choice(ALLERGIES)
             await service.add_allergy(
-                session=session,
+                conn=conn,
                 actor=actor,
                 patient_id=patient_id,
                 data=AllergyCreate(substance=substance, reaction=reaction, severity=severity),
             )
         drug, rxnorm, dose = rng.choice(DRUGS)
         await service.prescribe(
-            session=session,
+            conn=conn,
             actor=actor,
             patient_id=patient_id,
             data=PrescriptionCreate(
@@ -126,16 +128,16 @@ async def seed_clinical_history(session: AsyncSession, _settings: Settings, repo
             ),
         )
         order = await service.order_lab(
-            session=session,
+            conn=conn,
             actor=actor,
             patient_id=patient_id,
             data=LabOrderCreate(code="2345-7", display="Glucose [Mass/volume] in Serum or Plasma"),
         )
         await service.result_lab(
-            session=session,
+            conn=conn,
             actor=actor,
             patient_id=patient_id,
-            order_id=order.id,
+            order_id=order["id"],
             data=LabResultCreate(
                 value=Decimal(rng.randint(70, 180)),
                 unit="mg/dL",

@@ -16,7 +16,7 @@ from hims.consultations.schemas import (
     ConsultationSummary,
     SoapUpdate,
 )
-from hims.core.deps import SessionDep
+from hims.core.deps import ConnDep
 from hims.core.errors import BadRequest
 from hims.core.security import Actor, require
 
@@ -44,42 +44,40 @@ def _expected_version(if_match: str | None) -> int | None:
 def _read(result: service.ConsultationWithAmendments, response: Response) -> ConsultationRead:
     body = ConsultationRead.model_validate(result.consultation)
     body.amendments = [AmendmentRead.model_validate(a) for a in result.amendments]
-    response.headers["ETag"] = _etag(result.consultation.version)
+    response.headers["ETag"] = _etag(result.consultation["version"])
     return body
 
 
 @router.post("/patients/{patient_id}/consultations", status_code=201)
 async def start(
-    patient_id: uuid.UUID, data: ConsultationStart, session: SessionDep, actor: Writer, response: Response
+    patient_id: uuid.UUID, data: ConsultationStart, conn: ConnDep, actor: Writer, response: Response
 ) -> ConsultationRead:
     """Start a consultation (walk-in, or from an appointment)."""
-    consultation = await service.start_consultation(
-        session=session, actor=actor, patient_id=patient_id, data=data
-    )
+    consultation = await service.start_consultation(conn=conn, actor=actor, patient_id=patient_id, data=data)
     return _read(service.ConsultationWithAmendments(consultation, []), response)
 
 
 @router.get("/patients/{patient_id}/consultations")
 async def list_for_patient(
     patient_id: uuid.UUID,
-    session: SessionDep,
+    conn: ConnDep,
     actor: Reader,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[ConsultationSummary]:
     """A patient's consultations, newest first."""
     rows = await service.list_consultations(
-        session=session, actor=actor, patient_id=patient_id, limit=limit, offset=offset
+        conn=conn, actor=actor, patient_id=patient_id, limit=limit, offset=offset
     )
     return [ConsultationSummary.model_validate(r) for r in rows]
 
 
 @router.get("/consultations/{consultation_id}")
 async def read(
-    consultation_id: uuid.UUID, session: SessionDep, actor: Reader, response: Response
+    consultation_id: uuid.UUID, conn: ConnDep, actor: Reader, response: Response
 ) -> ConsultationRead:
     """One consultation with its SOAP note and amendments (ETag = version)."""
-    result = await service.get_consultation(session=session, actor=actor, consultation_id=consultation_id)
+    result = await service.get_consultation(conn=conn, actor=actor, consultation_id=consultation_id)
     return _read(result, response)
 
 
@@ -87,14 +85,14 @@ async def read(
 async def update_note(
     consultation_id: uuid.UUID,
     data: SoapUpdate,
-    session: SessionDep,
+    conn: ConnDep,
     actor: Writer,
     response: Response,
     if_match: IfMatch = None,
 ) -> ConsultationRead:
     """Edit the SOAP note (409 consultation_signed once signed; 412 on a stale If-Match)."""
     result = await service.update_note(
-        session=session,
+        conn=conn,
         actor=actor,
         consultation_id=consultation_id,
         data=data,
@@ -106,17 +104,14 @@ async def update_note(
 @router.post("/consultations/{consultation_id}/finish")
 async def finish(
     consultation_id: uuid.UUID,
-    session: SessionDep,
+    conn: ConnDep,
     actor: Writer,
     response: Response,
     if_match: IfMatch = None,
 ) -> ConsultationRead:
     """Finish the consultation."""
     result = await service.finish_consultation(
-        session=session,
-        actor=actor,
-        consultation_id=consultation_id,
-        expected_version=_expected_version(if_match),
+        conn=conn, actor=actor, consultation_id=consultation_id, expected_version=_expected_version(if_match)
     )
     return _read(result, response)
 
@@ -124,27 +119,24 @@ async def finish(
 @router.post("/consultations/{consultation_id}/sign")
 async def sign(
     consultation_id: uuid.UUID,
-    session: SessionDep,
+    conn: ConnDep,
     actor: Signer,
     response: Response,
     if_match: IfMatch = None,
 ) -> ConsultationRead:
     """Sign the consultation; it becomes immutable."""
     result = await service.sign_consultation(
-        session=session,
-        actor=actor,
-        consultation_id=consultation_id,
-        expected_version=_expected_version(if_match),
+        conn=conn, actor=actor, consultation_id=consultation_id, expected_version=_expected_version(if_match)
     )
     return _read(result, response)
 
 
 @router.post("/consultations/{consultation_id}/amendments", status_code=201)
 async def amend(
-    consultation_id: uuid.UUID, data: AmendmentCreate, session: SessionDep, actor: Signer
+    consultation_id: uuid.UUID, data: AmendmentCreate, conn: ConnDep, actor: Signer
 ) -> AmendmentRead:
     """Add an amendment to a signed consultation."""
     amendment = await service.amend_consultation(
-        session=session, actor=actor, consultation_id=consultation_id, data=data
+        conn=conn, actor=actor, consultation_id=consultation_id, data=data
     )
     return AmendmentRead.model_validate(amendment)

@@ -171,6 +171,12 @@ async def atomic(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
 # ------------------------------------------------------------------------------ table writes
 
 
+def table_of(model: type[Any]) -> Table:
+    """The Table of a declarative model (typed as such)."""
+    table: Table = model.__table__
+    return table
+
+
 @functools.cache
 def column_types(table: Table) -> dict[str, tuple[str, bool]]:
     """Column → (SQL type for an unnest array, whether the value travels as JSON text)."""
@@ -281,6 +287,35 @@ def update_part(
     return Part(
         "w", sql, arrays, ("update", table.name, tuple(columns), returning, tuple(key), version_column)
     )
+
+
+def delete_part(
+    table: Table,
+    rows: Sequence[Row],
+    *,
+    returning: str,
+    key: Sequence[str] = ("id",),
+    version_column: str | None = "version",
+) -> Part:
+    """``w``: DELETE of each row matched by ``key``; with ``version_column``, only where the row's
+    version is the one before the row's (each row carries the version of its deletion, which its
+    FHIR tombstone shows)."""
+    names = list(key)
+    types = column_types(table)
+    casts = [types[name][0] for name in names]
+    arrays: list[Any] = [[row[name] for row in rows] for name in names]
+    match = " AND ".join(f"t.{k} = u.{k}" for k in key)
+    if version_column:
+        names.append("hims_expected")
+        casts.append("integer")
+        arrays.append([row[version_column] - 1 for row in rows])
+        match += f" AND t.{version_column} = u.hims_expected"
+
+    def sql(first: int) -> str:
+        using = _unnest(casts, names, first)
+        return f"DELETE FROM {table.name} AS t USING {using} WHERE {match} RETURNING {returning}"
+
+    return Part("w", sql, arrays, ("delete", table.name, returning, tuple(key), version_column))
 
 
 def any_of(column: str, number: int, values: Sequence[Any], sql_type: str) -> tuple[str, Any]:

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 
-from hims.core.deps import SessionDep, SettingsDep
+from hims.core.deps import ConnDep, SettingsDep
 from hims.core.security import Actor, require
 from hims.core.storage import Storage
 from hims.documents import service
@@ -30,7 +30,7 @@ async def upload(
     patient_id: uuid.UUID,
     request: Request,
     response: Response,
-    session: SessionDep,
+    conn: ConnDep,
     settings: SettingsDep,
     actor: Write,
     file: Annotated[UploadFile, File(description="The document (PDF, PNG, JPEG, plain text, DICOM)")],
@@ -41,7 +41,7 @@ async def upload(
     # Read one byte past the limit so an oversized file is refused without holding all of it.
     content = await file.read(settings.document_max_bytes + 1)
     document = await service.upload_document(
-        session=session,
+        conn=conn,
         actor=actor,
         storage=_storage(request),
         patient_id=patient_id,
@@ -52,14 +52,14 @@ async def upload(
         title=title,
         consultation_id=consultation_id,
     )
-    response.headers["Location"] = f"{router.prefix}/documents/{document.id}"
+    response.headers["Location"] = f"{router.prefix}/documents/{document['id']}"
     return DocumentRead.model_validate(document)
 
 
 @router.get("/patients/{patient_id}/documents", response_model=list[DocumentRead])
 async def list_documents(
     patient_id: uuid.UUID,
-    session: SessionDep,
+    conn: ConnDep,
     actor: Read,
     consultation_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -67,7 +67,7 @@ async def list_documents(
 ) -> list[DocumentRead]:
     """A patient's documents, newest first."""
     rows = await service.list_documents(
-        session=session,
+        conn=conn,
         actor=actor,
         patient_id=patient_id,
         consultation_id=consultation_id,
@@ -78,34 +78,34 @@ async def list_documents(
 
 
 @router.get("/documents/{document_id}", response_model=DocumentRead)
-async def read_document(document_id: uuid.UUID, session: SessionDep, actor: Read) -> DocumentRead:
+async def read_document(document_id: uuid.UUID, conn: ConnDep, actor: Read) -> DocumentRead:
     """A document's metadata."""
     return DocumentRead.model_validate(
-        await service.get_document(session=session, actor=actor, document_id=document_id)
+        await service.get_document(conn=conn, actor=actor, document_id=document_id)
     )
 
 
 @router.get("/documents/{document_id}/content", response_class=Response)
-async def download(document_id: uuid.UUID, request: Request, session: SessionDep, actor: Read) -> Response:
+async def download(document_id: uuid.UUID, request: Request, conn: ConnDep, actor: Read) -> Response:
     """The file, checked against its sha256 first."""
     result = await service.download_document(
-        session=session, actor=actor, storage=_storage(request), document_id=document_id
+        conn=conn, actor=actor, storage=_storage(request), document_id=document_id
     )
     document = result.document
     return Response(
         result.content,
-        media_type=document.content_type,
+        media_type=document["content_type"],
         headers={
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(document.filename)}",
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(document['filename'])}",
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-store",
-            "Digest": f"sha-256={document.sha256}",
+            "Digest": f"sha-256={document['sha256']}",
         },
     )
 
 
 @router.delete("/documents/{document_id}", status_code=204)
-async def delete_document(document_id: uuid.UUID, session: SessionDep, actor: Write) -> Response:
+async def delete_document(document_id: uuid.UUID, conn: ConnDep, actor: Write) -> Response:
     """Remove a document from the record (the file is retained)."""
-    await service.delete_document(session=session, actor=actor, document_id=document_id)
+    await service.delete_document(conn=conn, actor=actor, document_id=document_id)
     return Response(status_code=204)

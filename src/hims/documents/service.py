@@ -6,19 +6,21 @@ import hashlib
 import re
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+import asyncpg
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from hims.audit.service import record_phi_access
-from hims.core.db import driver_connection
+from hims.audit.service import log_part, record
+from hims.consultations import service as consultations
 from hims.core.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed, field_error
+from hims.core.records import Row
 from hims.core.security import Actor
-from hims.core.storage import FileMissing, Storage, discard_on_rollback
+from hims.core.storage import FileMissing, Storage
 from hims.documents import repository
-from hims.documents.models import Document
 from hims.patients.service import require_patient_record
 
 log = structlog.get_logger("hims.documents")
@@ -66,13 +68,17 @@ def safe_filename(name: str | None) -> str:
 class Download:
     """A verified file ready to send."""
 
-    document: Document
+    document: Row
     content: bytes
+
+
+#: The file a document row points at: no change of a document may change it.
+FILE_COLUMNS = ("storage_key", "sha256", "size_bytes", "content_type")
 
 
 async def upload_document(
     *,
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     actor: Actor,
     storage: Storage,
     patient_id: uuid.UUID,
@@ -82,8 +88,9 @@ async def upload_document(
     max_bytes: int,
     title: str | None = None,
     consultation_id: uuid.UUID | None = None,
-) -> Document:
-    """Check and store a file for a patient; the file is removed again if the transaction fails."""
+) -> Row:
+    """Check and store a file for a patient (the only way a document comes to exist); the file is
+    removed again when the row cannot be written."""
     if len(content) > max_bytes:
         raise PayloadTooLarge(
             f"The file is larger than the limit of {max_bytes} bytes.",
@@ -119,115 +126,197 @@ async def upload_document(
                 field_error("file", f"Declared {declared} but the content is {sniffed}.", "content_mismatch")
             ]
         )
-    await require_patient_record(conn=await driver_connection(session), patient_id=patient_id)
+    await require_patient_record(conn=conn, patient_id=patient_id)
+    await _check_consultation(conn, patient_id, consultation_id)
     document_id = uuid.uuid4()
     key = f"documents/{document_id.hex[:2]}/{document_id.hex}"
-    document = Document(
-        id=document_id,
-        patient_id=patient_id,
-        consultation_id=consultation_id,
-        title=title,
-        filename=safe_filename(filename),
-        content_type=sniffed,
-        size_bytes=len(content),
-        sha256=hashlib.sha256(content).hexdigest(),
-        storage_key=key,
-        uploaded_by=actor.user_id,
-    )
+    now = datetime.now(UTC)
+    document = dict.fromkeys(repository.COLUMNS) | {
+        "id": document_id,
+        "patient_id": patient_id,
+        "consultation_id": consultation_id,
+        "title": title,
+        "filename": safe_filename(filename),
+        "content_type": sniffed,
+        "size_bytes": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "storage_key": key,
+        "uploaded_by": actor.user_id,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
     await storage.put(key, content, content_type=sniffed)
-    discard_on_rollback(session, storage, key)
-    session.add(document)
-    await session.flush()
-    await session.refresh(document)
-    await record_phi_access(
-        session=session,
-        actor=actor,
-        action="create",
-        resource_type=RESOURCE,
-        accesses=[(patient_id, str(document_id))],
-    )
+    try:
+        await repository.insert(conn, actor, [document], [log_part(actor, "create", RESOURCE)])
+    except BaseException:
+        await storage.delete(key)
+        raise
     return document
 
 
-async def _load(session: AsyncSession, document_id: uuid.UUID, *, for_update: bool = False) -> Document:
-    document = await repository.get(session, document_id, for_update=for_update)
-    if document is None or document.deleted_at is not None:
+async def _check_consultation(
+    conn: asyncpg.Connection, patient_id: uuid.UUID, consultation_id: uuid.UUID | None
+) -> None:
+    if consultation_id is None:
+        return
+    owners = await consultations.consultation_owners(conn=conn, ids=[consultation_id])
+    if owners.get(consultation_id) != patient_id:
+        raise ValidationFailed(
+            errors=[field_error("consultation_id", "No such consultation for this patient.", "not_found")]
+        )
+
+
+async def _load(conn: asyncpg.Connection, document_id: uuid.UUID) -> Row:
+    document = (await repository.get_many(conn, [document_id])).get(document_id)
+    if document is None or document["deleted_at"] is not None:
         raise NotFound("No document with this id.", code="document_not_found")
     return document
 
 
-async def get_document(*, session: AsyncSession, actor: Actor, document_id: uuid.UUID) -> Document:
-    """A document's metadata (logged as ``read``)."""
-    document = await _load(session, document_id)
-    await record_phi_access(
-        session=session,
+async def load(
+    conn: asyncpg.Connection, ids: Sequence[uuid.UUID], *, lock: bool = False
+) -> dict[uuid.UUID, Row]:
+    """Current rows of these documents (deleted ones too), for a caller about to change them."""
+    return await repository.get_many(conn, ids, lock=lock)
+
+
+async def _log(conn: asyncpg.Connection, actor: Actor, action: str, document: Row) -> None:
+    await record(
+        conn,
         actor=actor,
-        action="read",
+        action=action,
         resource_type=RESOURCE,
-        accesses=[(document.patient_id, str(document.id))],
+        accesses=[(document["patient_id"], str(document["id"]))],
     )
+
+
+async def get_document(*, conn: asyncpg.Connection, actor: Actor, document_id: uuid.UUID) -> Row:
+    """A document's metadata (logged as ``read``)."""
+    document = await _load(conn, document_id)
+    await _log(conn, actor, "read", document)
     return document
 
 
 async def download_document(
-    *, session: AsyncSession, actor: Actor, storage: Storage, document_id: uuid.UUID
+    *, conn: asyncpg.Connection, actor: Actor, storage: Storage, document_id: uuid.UUID
 ) -> Download:
     """The file, after checking its sha256 against the one stored at upload (409 ``checksum_mismatch``)."""
-    document = await _load(session, document_id)
+    document = await _load(conn, document_id)
     try:
-        content = await storage.get(document.storage_key)
+        content = await storage.get(document["storage_key"])
     except FileMissing:
-        log.error("document_file_missing", document_id=str(document.id))
+        log.error("document_file_missing", document_id=str(document["id"]))
         raise Conflict("The stored file is missing; tell the operator.", code="file_missing") from None
-    if hashlib.sha256(content).hexdigest() != document.sha256:
-        log.error("document_checksum_mismatch", document_id=str(document.id))
+    if hashlib.sha256(content).hexdigest() != document["sha256"]:
+        log.error("document_checksum_mismatch", document_id=str(document["id"]))
         raise Conflict(
             "The stored file does not match its checksum (altered or corrupted); tell the operator.",
             code="checksum_mismatch",
         )
-    await record_phi_access(
-        session=session,
-        actor=actor,
-        action="download",
-        resource_type=RESOURCE,
-        accesses=[(document.patient_id, str(document.id))],
-    )
+    await _log(conn, actor, "download", document)
     return Download(document=document, content=content)
 
 
 async def list_documents(
     *,
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     actor: Actor,
     patient_id: uuid.UUID,
     consultation_id: uuid.UUID | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> list[Document]:
+) -> list[Row]:
     """A patient's documents, newest first; one ``search`` PHI row per document."""
-    await require_patient_record(conn=await driver_connection(session), patient_id=patient_id)
+    await require_patient_record(conn=conn, patient_id=patient_id)
     documents = await repository.list_for_patient(
-        session, patient_id, consultation_id=consultation_id, limit=limit, offset=offset
+        conn, patient_id, consultation_id=consultation_id, limit=limit, offset=offset
     )
-    await record_phi_access(
-        session=session,
+    await record(
+        conn,
         actor=actor,
         action="search",
         resource_type=RESOURCE,
-        accesses=[(d.patient_id, str(d.id)) for d in documents] or [(patient_id, None)],
+        accesses=[(d["patient_id"], str(d["id"])) for d in documents] or [(patient_id, None)],
     )
     return documents
 
 
-async def delete_document(*, session: AsyncSession, actor: Actor, document_id: uuid.UUID) -> None:
-    """Soft delete: hidden from lists and downloads; the file is retained (medical-record retention)."""
-    document = await _load(session, document_id, for_update=True)
-    document.deleted_at = datetime.now(UTC)
-    await session.flush()
-    await record_phi_access(
-        session=session,
-        actor=actor,
-        action="delete",
-        resource_type=RESOURCE,
-        accesses=[(document.patient_id, str(document.id))],
+async def revise_document(
+    *,
+    conn: asyncpg.Connection,
+    actor: Actor,
+    prior: Row,
+    changes: Row,
+    extra: dict[str, Any] | None = None,
+    keep_extra: bool = True,
+) -> Row | None:
+    """A document's next version (FHIR update): its title, consultation and what the row does not
+    hold may change, never its file (422 ``file_immutable``) nor its patient."""
+    asked = {name: changes.get(name) for name in FILE_COLUMNS}
+    if any(value is not None and value != prior[name] for name, value in asked.items()):
+        raise ValidationFailed(
+            "The file of a document cannot be changed; upload a new document.",
+            errors=[field_error("content", "The file of a document cannot change.", "file_immutable")],
+        )
+    row = {
+        **prior,
+        **{
+            k: v
+            for k, v in changes.items()
+            if k in ("title", "consultation_id", "filename") and v is not None
+        },
+    }
+    if changes.get("patient_id") not in (None, prior["patient_id"]):
+        raise ValidationFailed(
+            errors=[field_error("patient_id", "A document stays with its patient.", "immutable")]
+        )
+    await _check_consultation(conn, row["patient_id"], row["consultation_id"])
+    row.update(
+        version=prior["version"] + 1,
+        updated_at=datetime.now(UTC),
+        deleted_at=None,
+        extra=extra if extra is not None or not keep_extra else prior["extra"],
     )
+    written = await repository.update(conn, actor, [row], [log_part(actor, "update", RESOURCE)])
+    return row if written else None
+
+
+async def remove_document(*, conn: asyncpg.Connection, actor: Actor, prior: Row) -> Row | None:
+    """Soft delete: hidden from lists and downloads; the file is retained (medical-record retention)."""
+    now = datetime.now(UTC)
+    row = {**prior, "deleted_at": now, "version": prior["version"] + 1, "updated_at": now}
+    written = await repository.update(
+        conn,
+        actor,
+        [row],
+        [log_part(actor, "delete", RESOURCE)],
+        columns=("deleted_at", "version", "updated_at"),
+        deleting=True,
+    )
+    return row if written else None
+
+
+async def delete_document(*, conn: asyncpg.Connection, actor: Actor, document_id: uuid.UUID) -> None:
+    """Soft delete through REST."""
+    prior = await _load(conn, document_id)
+    if await remove_document(conn=conn, actor=actor, prior=prior) is None:
+        raise Conflict("The document changed while deleting; try again.", code="version_mismatch")
+
+
+async def move_patient_records(
+    conn: asyncpg.Connection, actor: Actor, from_id: uuid.UUID, into_id: uuid.UUID
+) -> int:
+    """Merge mover: a merged patient's documents go to the survivor (files stay where they are)."""
+    rows = await repository.of_patient(conn, from_id, lock=True)
+    now = datetime.now(UTC)
+    moved = [{**r, "patient_id": into_id, "version": r["version"] + 1, "updated_at": now} for r in rows]
+    if moved:
+        await repository.update(
+            conn,
+            actor,
+            moved,
+            [log_part(actor, "merge", RESOURCE)],
+            columns=("patient_id", "version", "updated_at"),
+        )
+    return len(moved)

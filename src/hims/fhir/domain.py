@@ -66,6 +66,13 @@ class Adapter:
     table: str = ""
     #: Write order within a batch: targets of references first (a domain checks them).
     rank: int = 100
+    #: Whether a FHIR create makes a record (False: new resources stay in the FHIR store and only
+    #: the domain's own way creates records, e.g. a document's upload).
+    creates: bool = True
+    #: The column naming the record's patient (None: the record is no patient's, or is the
+    #: patient). A resource whose patient is not a record of ours (a reference to a client-chosen
+    #: id such as ``Patient/example``, or none) stays in the FHIR store with that patient's data.
+    patient_column: str | None = "patient_id"
 
     def screen(self, resource: dict[str, Any]) -> str | None:
         """Why this resource is not a domain record (kept in the FHIR store only), or None."""

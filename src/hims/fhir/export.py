@@ -324,8 +324,8 @@ async def _write_files(
         types = params.get("types") or sorted(
             r["resource_type"] for r in await conn.fetch("SELECT DISTINCT resource_type FROM fhir_resources")
         )
-        audited: set[str] = set()
         for done, rtype in enumerate(types):
+            audited: set[str] = set()
             await _check_running(db, job_id)
             out_dir.mkdir(parents=True, exist_ok=True)
             count = 0
@@ -359,11 +359,19 @@ async def _write_files(
                         await _check_running(db, job_id)
             if count:
                 outputs.append({"type": rtype, "url": f"{rtype}.ndjson", "count": count})
+                # Whose data the file holds: each download of it is logged for these patients.
+                _patients_file(path).write_text("".join(f"{p}\n" for p in sorted(audited)), encoding="utf-8")
             else:
                 path.unlink()
+            # One log row per patient whose resources of this type the export wrote.
+            await service.audit(conn, actor, "export", rtype, [(p, None) for p in sorted(audited)])
             await _check_running(db, job_id, progress=f"{done + 1}/{len(types)} types")
-        await service.audit(conn, actor, "export", "*", [(p, None) for p in sorted(audited)])
     return outputs, transaction_time
+
+
+def _patients_file(ndjson: Path) -> Path:
+    """The list of patients (``Patient/<id>`` lines) an output file holds data of."""
+    return ndjson.with_suffix(".patients")
 
 
 async def _job(session: AsyncSession, actor: Actor, job_id: str) -> FhirExportJob:
@@ -400,7 +408,13 @@ async def file_path(
 ) -> Path:
     """The path of one output file of a complete job (names come from the manifest only)."""
     job = await _job(session, actor, job_id)
-    names = {o["url"] for o in (job.manifest or {}).get("output", [])}
-    if job.status != "complete" or name not in names:
+    outputs = {o["url"]: o["type"] for o in (job.manifest or {}).get("output", [])}
+    if job.status != "complete" or name not in outputs:
         raise NotFound("No such export file.", code="export_file_not_found")
-    return export_root(settings) / job_id / name
+    path = export_root(settings) / job_id / name
+    listed = _patients_file(path)
+    patients = listed.read_text(encoding="utf-8").split() if listed.exists() else []
+    # Each download discloses the file again: logged for every patient in it, in this transaction.
+    conn = await repo.connection(session)
+    await service.audit(conn, actor, "export_download", outputs[name], [(p, None) for p in patients])
+    return path

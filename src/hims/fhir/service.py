@@ -573,8 +573,8 @@ async def update(
         nonlocal tries
         current = await storage_for(resource_type).read(conn, resource_type, id_, lock=lock, to_write=True)
         _check_if_match(expected, current)
-        if tries == 0:
-            await check_targets_exist(conn, local_targets(holders))
+        if tries == 0:  # a resource may refer to itself (it exists once written)
+            await check_targets_exist(conn, local_targets(holders) - {(resource_type, id_)})
         document = resource if tries == 0 else orjson.loads(pristine)
         tries += 1
         return await _put_version(conn, actor, resource_type, id_, document, current)

@@ -168,6 +168,8 @@ class DomainStorage(JsonbStorage):
             resource = w.document
             assert resource is not None
             reason = "its id is not a record id of ours" if key is None else adapter.screen(resource)
+            if reason is None and prior is None and not adapter.creates:
+                reason = f"a {adapter.table} record is not created through FHIR"
             if reason is not None:
                 if prior is not None:
                     raise naming(refused(w.resource_type, w.id, reason), w.resource_type, w.id)
@@ -180,6 +182,15 @@ class DomainStorage(JsonbStorage):
                 raise naming(
                     refused(w.resource_type, w.id, f"unreadable ({exc})"), w.resource_type, w.id
                 ) from None
+            if adapter.patient_column is not None and values.get(adapter.patient_column) is None:
+                if prior is not None:
+                    raise naming(
+                        refused(w.resource_type, w.id, "its patient is not a registered patient"),
+                        w.resource_type,
+                        w.id,
+                    )
+                store.append(w)
+                continue
             item = Item(
                 key,
                 resource,

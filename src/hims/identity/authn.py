@@ -13,10 +13,11 @@ import hmac
 import uuid
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 
 from hims.audit.service import record_phi_access
 from hims.core.errors import Forbidden, Unauthorized
+from hims.core.params import refuse_unknown_query
 from hims.core.permissions import permissions_for
 from hims.core.security import Actor, client_ip, request_channel
 from hims.identity import service, tokens
@@ -148,5 +149,6 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     app.state.authenticator = authenticator
     app.state.on_forbidden = on_forbidden
-    app.include_router(routes.auth_router, prefix=settings.api_prefix)
-    app.include_router(routes.users_router, prefix=settings.api_prefix)
+    strict = [Depends(refuse_unknown_query)]
+    app.include_router(routes.auth_router, prefix=settings.api_prefix, dependencies=strict)
+    app.include_router(routes.users_router, prefix=settings.api_prefix, dependencies=strict)

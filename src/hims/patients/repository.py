@@ -24,7 +24,7 @@ from hims.core.records import Part, Row
 from hims.core.security import Actor
 from hims.patients.models import Patient
 
-TABLE = Patient.__table__
+TABLE = records.table_of(Patient)
 #: Every stored column (the generated search keys aside).
 COLUMNS = records.writable_columns(TABLE)
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM patients"
@@ -111,7 +111,7 @@ async def live_state(conn: asyncpg.Connection, patient_ids: Sequence[uuid.UUID])
 
 async def insert(conn: asyncpg.Connection, actor: Actor, rows: Sequence[Row], also: Sequence[Part]) -> int:
     """Insert new patients (complete rows); returns how many were written."""
-    main = records.insert_part(TABLE, rows, returning=RETURNING)  # type: ignore[arg-type]
+    main = records.insert_part(TABLE, rows, returning=RETURNING)
     return len(await records.write(conn, actor, "patients", main, rows, also=also))
 
 
@@ -127,7 +127,7 @@ async def update(
     """Write new versions of patients (each row's ``version`` is the new one; a row whose stored
     version is not the one before is not written); returns the ids written."""
     changed = columns or [c for c in COLUMNS if c not in ("id", "created_at", "mrn")]
-    main = records.update_part(TABLE, rows, columns=changed, returning=RETURNING)  # type: ignore[arg-type]
+    main = records.update_part(TABLE, rows, columns=changed, returning=RETURNING)
     written = await records.write(conn, actor, "patients", main, rows, also=also, deleting=deleting)
     return {r["id"] for r in written}
 

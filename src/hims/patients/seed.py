@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import date, timedelta
 from importlib import resources
 from typing import Any
@@ -99,12 +100,17 @@ def demo_patients() -> list[tuple[str, PatientCreate]]:
     return out
 
 
-async def existing_seed_ids(session: AsyncSession) -> set[str]:
-    """Seed ids of demo patients already in the database."""
+async def existing_seed_ids(session: AsyncSession) -> dict[str, uuid.UUID]:
+    """Seed id → patient id of the demo patients already in the database."""
     rows = await session.execute(
-        select(Patient.identifiers).where(Patient.identifiers.contains([{"system": SEED_SYSTEM}]))
+        select(Patient.id, Patient.identifiers).where(Patient.identifiers.contains([{"system": SEED_SYSTEM}]))
     )
-    return {i["value"] for (identifiers,) in rows for i in identifiers if i.get("system") == SEED_SYSTEM}
+    return {
+        i["value"]: patient_id
+        for patient_id, identifiers in rows
+        for i in identifiers
+        if i.get("system") == SEED_SYSTEM
+    }
 
 
 async def seed_patients(session: AsyncSession, settings: Settings, report: SeedReport) -> None:
@@ -114,12 +120,14 @@ async def seed_patients(session: AsyncSession, settings: Settings, report: SeedR
     created = 0
     for key, data in demo_patients():
         if key in have:
+            report.demo_patients.append(have[key])
             continue
         values = data.model_dump(exclude={"allow_duplicate"})
         values["identifiers"] = [i.model_dump() for i in data.identifiers]
-        await service.register(
+        row = await service.register(
             conn=await driver_connection(session), actor=actor, values=values, check_duplicates=False
         )
+        report.demo_patients.append(row["id"])
         created += 1
     report.created["patients"] = created
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -225,3 +227,9 @@ async def require_active_practitioner(*, session: AsyncSession, practitioner_id:
             errors=[field_error("practitioner_id", "No such active practitioner.", "unknown_practitioner")]
         )
     return practitioner
+
+
+async def existing_practitioners(*, conn: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these practitioners are registered."""
+    rows = await conn.fetch("SELECT id FROM practitioners WHERE id = ANY($1::uuid[])", list(ids))
+    return {r["id"] for r in rows}

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import asyncpg
 import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,7 @@ from hims.audit.service import record_phi_access
 from hims.core.db import driver_connection
 from hims.core.errors import Conflict, NotFound, ValidationFailed, field_error
 from hims.core.etag import check_version
+from hims.core.records import Row
 from hims.core.security import Actor
 from hims.patients.service import require_live_patients
 from hims.practitioners.service import require_active_practitioner
@@ -281,34 +283,37 @@ STARTABLE_STATUSES = frozenset({"booked", "checked_in"})
 
 
 async def upcoming_for_chart(
-    *, session: AsyncSession, patient_id: uuid.UUID, limit: int = 10
-) -> list[Appointment]:
+    *, conn: asyncpg.Connection, patient_id: uuid.UUID, limit: int = 10
+) -> list[Row]:
     """The patient's next live appointments, in one query; the chart logs the access as a whole."""
-    return await repository.list_appointments(
-        session,
-        starts_from=datetime.now(UTC),
-        starts_before=None,
-        practitioner_id=None,
-        patient_id=patient_id,
-        statuses=sorted(STARTABLE_STATUSES),
-        after=None,
-        limit=limit,
+    rows = await conn.fetch(
+        "SELECT * FROM appointments WHERE patient_id = $1 AND starts_at >= now() "
+        "AND status = ANY($2::text[]) "
+        "ORDER BY starts_at, id LIMIT $3",
+        patient_id,
+        sorted(STARTABLE_STATUSES),
+        limit,
     )
+    return [dict(r) for r in rows]
 
 
-async def check_startable(*, session: AsyncSession, appointment_id: uuid.UUID, patient_id: uuid.UUID) -> None:
+async def check_startable(
+    *, conn: asyncpg.Connection, appointment_id: uuid.UUID, patient_id: uuid.UUID
+) -> None:
     """For the consultations domain: the appointment exists, is this patient's and is still live.
 
     Locks the appointment row until the caller's transaction ends, so two consultations started
     from one appointment at the same moment are serialised (the second then sees the first).
     """
-    appointment = await repository.get(session, appointment_id, for_update=True)
-    if appointment is None or appointment.patient_id != patient_id:
+    appointment = await conn.fetchrow(
+        "SELECT patient_id, status FROM appointments WHERE id = $1 FOR UPDATE", appointment_id
+    )
+    if appointment is None or appointment["patient_id"] != patient_id:
         raise ValidationFailed(
             errors=[field_error("appointment_id", "No such appointment for this patient.", "not_found")]
         )
-    if appointment.status not in STARTABLE_STATUSES:
+    if appointment["status"] not in STARTABLE_STATUSES:
         raise Conflict(
-            f"A {appointment.status} appointment cannot start a consultation.",
+            f"A {appointment['status']} appointment cannot start a consultation.",
             code="appointment_not_startable",
         )
