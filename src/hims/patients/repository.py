@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Integer, and_, cast, func, literal, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -192,48 +193,65 @@ async def fuzzy_search(
     return list((await session.execute(stmt)).all())
 
 
-async def duplicate_candidates(
-    session: AsyncSession,
+#: Live patients who could be the same person as a registration (blocking for
+#: ``hims.patients.matching``, which decides). Each branch is one index: birth date or its day/month
+#: swap (ix_patients_date_of_birth); the same given and family name with a mistyped birth date
+#: (ix_patients_family_given_key); phone digits, e-mail and national id in any spelling
+#: (ix_patients_phone_digits, ix_patients_email_key, ix_patients_national_id_keys). No extension
+#: is needed: names are compared fuzzily in Python on these few rows.
+DUPLICATE_CANDIDATES_SQL = """
+SELECT p.id, p.mrn, p.given_name, p.middle_name, p.family_name, p.date_of_birth, p.sex_at_birth,
+       p.phone, p.email, p.address_line, p.postal_code,
+       hims_national_id_keys(p.identifiers) AS national_id_keys
+FROM patients AS p
+WHERE p.id IN (
+    SELECT id FROM patients
+    WHERE date_of_birth = ANY($1::date[]) AND deleted_at IS NULL AND merged_into_id IS NULL
+    UNION
+    SELECT id FROM patients
+    WHERE family_name_key = hims_name_key($2::text) AND given_name_key = hims_name_key($3::text)
+      AND date_of_birth = ANY($4::date[]) AND deleted_at IS NULL AND merged_into_id IS NULL
+    UNION
+    SELECT id FROM patients
+    WHERE phone_digits = $5::text AND deleted_at IS NULL AND merged_into_id IS NULL
+    UNION
+    SELECT id FROM patients
+    WHERE email_key = lower($6::text) AND deleted_at IS NULL AND merged_into_id IS NULL
+    UNION
+    SELECT id FROM patients
+    WHERE hims_national_id_keys(identifiers) && $7::text[] AND deleted_at IS NULL AND merged_into_id IS NULL
+)
+ORDER BY p.id
+LIMIT $8
+"""
+
+
+async def duplicate_candidate_rows(
+    conn: asyncpg.Connection,
     *,
-    family_key: str,
-    given_key: str,
-    birth_date: date,
+    birth_dates: list[date],
+    family_name: str,
+    given_name: str,
+    mistyped_birth_dates: list[date],
     phone_digits: str | None,
-    email_key: str | None,
-    national_ids: list[str],
-    trigram: bool,
-    limit: int = 10,
-) -> list[Any]:
-    """Live patients that may be the same person, with the signals that matched."""
-    if trigram:
-        name_score = 0.5 * func.similarity(Patient.family_name_key, family_key) + 0.5 * func.similarity(
-            Patient.given_name_key, given_key
-        )
-    else:
-        name_score = 0.5 * _flag(Patient.family_name_key == family_key) + 0.5 * _flag(
-            Patient.given_name_key == given_key
-        )
-    same_dob_similar = and_(Patient.date_of_birth == birth_date, name_score >= 0.45)
-    same_phone = Patient.phone_digits == phone_digits if phone_digits else literal(False)
-    same_email = Patient.email_key == email_key if email_key else literal(False)
-    same_id = (
-        or_(*(Patient.identifiers.contains([{"type": "national_id", "value": v}]) for v in national_ids))
-        if national_ids
-        else literal(False)
+    email: str | None,
+    national_id_keys: list[str],
+    limit: int = 500,
+) -> list[asyncpg.Record]:
+    """Live patients sharing a blocking key with a registration (see DUPLICATE_CANDIDATES_SQL):
+    id, mrn, names, birth date, sex, phone, email, address line, postal code, national_id_keys."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        DUPLICATE_CANDIDATES_SQL,
+        birth_dates,
+        family_name,
+        given_name,
+        mistyped_birth_dates,
+        phone_digits or None,
+        email or None,
+        national_id_keys,
+        limit,
     )
-    stmt = (
-        select(
-            *SUMMARY_COLUMNS,
-            same_dob_similar.label("same_dob_similar_name"),
-            name_score.label("name_score"),
-            same_phone.label("same_phone"),
-            same_email.label("same_email"),
-            same_id.label("same_national_id"),
-        )
-        .where(_live(), or_(same_dob_similar, same_phone, same_email, same_id))
-        .limit(limit)
-    )
-    return list((await session.execute(stmt)).all())
+    return rows
 
 
 async def repoint_merged_chain(session: AsyncSession, from_id: uuid.UUID, into_id: uuid.UUID) -> int:

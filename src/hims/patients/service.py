@@ -19,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from hims.audit.service import record_phi_access
+from hims.core.db import driver_connection
 from hims.core.errors import Conflict, Gone, HimsError, NotFound, ValidationFailed, field_error
 from hims.core.etag import check_version
 from hims.core.security import Actor
-from hims.patients import repository
+from hims.patients import matching, repository
 from hims.patients.merge import MERGE_HOOKS, hook_name
 from hims.patients.models import Patient
 from hims.patients.mrn import format_mrn, is_valid_mrn
@@ -128,48 +129,68 @@ def summary(row: Any, score: float | None = None) -> PatientSummary:
 # create
 
 
+def _as_person(data: PatientCreate) -> matching.Person:
+    return matching.Person(
+        given_name=data.given_name,
+        family_name=data.family_name,
+        date_of_birth=data.date_of_birth,
+        middle_name=data.middle_name,
+        sex_at_birth=data.sex_at_birth,
+        phone=data.phone,
+        email=data.email,
+        address_line=data.address_line,
+        postal_code=data.postal_code,
+        national_ids=tuple(i.value for i in data.identifiers if i.type == "national_id"),
+    )
+
+
+def _row_person(row: Any) -> matching.Person:
+    return matching.Person(
+        given_name=row["given_name"],
+        family_name=row["family_name"],
+        date_of_birth=row["date_of_birth"],
+        middle_name=row["middle_name"],
+        sex_at_birth=row["sex_at_birth"],
+        phone=row["phone"],
+        email=row["email"],
+        address_line=row["address_line"],
+        postal_code=row["postal_code"],
+        national_ids=tuple(row["national_id_keys"] or ()),
+    )
+
+
 async def find_duplicates(
     *, session: AsyncSession, actor: Actor, data: PatientCreate
 ) -> list[DuplicateCandidate]:
-    """Live patients that may be the same person as ``data``, best first (each logged)."""
-    family_key, given_key = await repository.name_keys(session, data.family_name, data.given_name)
-    phone_digits = re.sub(r"\D", "", data.phone) if data.phone else None
-    trigram = "pg_trgm" in await repository.installed_extensions(session)
-    rows = await repository.duplicate_candidates(
-        session,
-        family_key=family_key,
-        given_key=given_key,
-        birth_date=data.date_of_birth,
-        phone_digits=phone_digits or None,
-        email_key=data.email.lower() if data.email else None,
-        national_ids=[i.value for i in data.identifiers if i.type == "national_id"],
-        trigram=trigram,
+    """Live patients that may be the same person as ``data``, best first (each logged).
+
+    The repository fetches the patients sharing a blocking key; `hims.patients.matching` decides.
+    """
+    new = _as_person(data)
+    variants = matching.birth_date_variants(data.date_of_birth)
+    swapped = [d for d in variants if (d.month, d.day) == (data.date_of_birth.day, data.date_of_birth.month)]
+    rows = await repository.duplicate_candidate_rows(
+        await driver_connection(session),
+        birth_dates=[data.date_of_birth, *swapped],
+        family_name=data.family_name,
+        given_name=data.given_name,
+        mistyped_birth_dates=variants,
+        phone_digits=matching.phone_digits(data.phone) or None,
+        email=data.email,
+        national_id_keys=sorted({matching.national_id_key(v) for v in new.national_ids} - {""}),
     )
-    candidates = []
-    for row in rows:
-        reasons, score = [], 0.0
-        if row.same_national_id:
-            reasons.append("same_national_id")
-            score += 0.6
-        if row.same_dob_similar_name:
-            reasons.append("same_birth_date_similar_name")
-            score += 0.4 + 0.4 * float(row.name_score)
-        if row.same_email:
-            reasons.append("same_email")
-            score += 0.2
-        if row.same_phone:
-            reasons.append("same_phone")
-            score += 0.15
-        candidates.append(
-            DuplicateCandidate(
-                id=row.id,
-                mrn=row.mrn,
-                display_name=display_name(row.given_name, row.family_name, row.middle_name),
-                date_of_birth=row.date_of_birth,
-                score=round(min(score, 1.0), 3),
-                reasons=reasons,
-            )
+    found = matching.duplicates(new, ((row, _row_person(row)) for row in rows))
+    candidates = [
+        DuplicateCandidate(
+            id=row["id"],
+            mrn=row["mrn"],
+            display_name=display_name(row["given_name"], row["family_name"], row["middle_name"]),
+            date_of_birth=row["date_of_birth"],
+            score=match.score,
+            reasons=list(match.reasons),
         )
+        for row, match in found
+    ]
     candidates.sort(key=lambda c: (-c.score, str(c.id)))
     await record_phi_access(
         session=session,
