@@ -223,6 +223,13 @@ def _birth_date_agreement(a: date, b: date) -> str | None:
     return None
 
 
+def day_month_swapped(value: date) -> list[date]:
+    """The birth date with day and month swapped, when that is another valid date."""
+    if value.day == value.month or value.day > 12:
+        return []
+    return [value.replace(month=value.day, day=value.month)]
+
+
 def birth_date_variants(value: date) -> list[date]:
     """Dates `compare` accepts as this birth date mistyped (day/month swapped, one digit wrong,
     two neighbouring digits swapped), for the repository's blocking; ``value`` excluded."""
@@ -240,7 +247,7 @@ def birth_date_variants(value: date) -> list[date]:
             candidate = date(int(s[:4]), int(s[4:6]), int(s[6:]))
         except ValueError:
             continue
-        if candidate != value:
+        if candidate != value and 1900 <= candidate.year <= 2100:
             out.add(candidate)
     return sorted(out)
 

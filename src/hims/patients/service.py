@@ -167,14 +167,13 @@ async def find_duplicates(
     The repository fetches the patients sharing a blocking key; `hims.patients.matching` decides.
     """
     new = _as_person(data)
-    variants = matching.birth_date_variants(data.date_of_birth)
-    swapped = [d for d in variants if (d.month, d.day) == (data.date_of_birth.day, data.date_of_birth.month)]
+    born = data.date_of_birth
     rows = await repository.duplicate_candidate_rows(
         await driver_connection(session),
-        birth_dates=[data.date_of_birth, *swapped],
+        birth_dates=[born, *matching.day_month_swapped(born)],
         family_name=data.family_name,
         given_name=data.given_name,
-        mistyped_birth_dates=variants,
+        mistyped_birth_dates=matching.birth_date_variants(born),
         phone_digits=matching.phone_digits(data.phone) or None,
         email=data.email,
         national_id_keys=sorted({matching.national_id_key(v) for v in new.national_ids} - {""}),
