@@ -110,5 +110,12 @@ class Patient(Timestamps, Base):
             postgresql_ops={"identifiers": "jsonb_path_ops"},
         ),
         Index("ix_patients_merged_into_id", "merged_into_id"),
+        # Duplicate check: national ids in any spelling (migration 0014_duplicate_blocking).
+        Index(
+            "ix_patients_national_id_keys",
+            text("hims_national_id_keys(identifiers)"),
+            postgresql_using="gin",
+            postgresql_where=text("deleted_at IS NULL AND merged_into_id IS NULL"),
+        ),
     )
     __mapper_args__ = {"version_id_col": version}

@@ -282,39 +282,65 @@ async def fuzzy_search(
 # ------------------------------------------------------------------------------ duplicates
 
 
-async def duplicate_candidates(
+#: Live patients who could be the same person as a registration (blocking for
+#: ``hims.patients.matching``, which decides). Each branch is one index: birth date or its day/month
+#: swap (ix_patients_date_of_birth); the same given and family name with a mistyped birth date
+#: (ix_patients_family_given_key); phone digits, e-mail and national id in any spelling
+#: (ix_patients_phone_digits, ix_patients_email_key, ix_patients_national_id_keys). No extension
+#: is needed: names are compared fuzzily in Python on these few rows.
+DUPLICATE_CANDIDATES_SQL = """
+SELECT p.id, p.mrn, p.given_name, p.middle_name, p.family_name, p.date_of_birth, p.sex_at_birth,
+       p.phone, p.email, p.address_line, p.postal_code,
+       hims_national_id_keys(p.identifiers) AS national_id_keys
+FROM patients AS p
+WHERE p.id IN (
+    SELECT id FROM patients
+    WHERE date_of_birth = ANY($1::date[]) AND deleted_at IS NULL AND merged_into_id IS NULL
+    UNION
+    SELECT id FROM patients
+    WHERE family_name_key = hims_name_key($2::text) AND given_name_key = hims_name_key($3::text)
+      AND date_of_birth = ANY($4::date[]) AND deleted_at IS NULL AND merged_into_id IS NULL
+    UNION
+    SELECT id FROM patients
+    WHERE phone_digits = $5::text AND deleted_at IS NULL AND merged_into_id IS NULL
+    UNION
+    SELECT id FROM patients
+    WHERE email_key = lower($6::text) AND deleted_at IS NULL AND merged_into_id IS NULL
+    UNION
+    SELECT id FROM patients
+    WHERE hims_national_id_keys(identifiers) && $7::text[] AND deleted_at IS NULL AND merged_into_id IS NULL
+)
+ORDER BY p.id
+LIMIT $8
+"""
+
+
+async def duplicate_candidate_rows(
     conn: asyncpg.Connection,
     *,
-    family_key: str,
-    given_key: str,
-    birth_date: date,
+    birth_dates: list[date],
+    family_name: str,
+    given_name: str,
+    mistyped_birth_dates: list[date],
     phone_digits: str | None,
-    email_key: str | None,
-    national_ids: list[str],
-    trigram: bool,
-    limit: int = 10,
+    email: str | None,
+    national_id_keys: list[str],
+    limit: int = 500,
 ) -> list[asyncpg.Record]:
-    """Live patients that may be the same person, with the signals that matched."""
-    if trigram:
-        name_score = "(0.5 * similarity(family_name_key, $1) + 0.5 * similarity(given_name_key, $2))"
-    else:
-        name_score = "(0.5 * (family_name_key = $1)::int + 0.5 * (given_name_key = $2)::int)"
-    same_dob = f"(date_of_birth = $3 AND {name_score} >= 0.45)"
-    same_phone = "coalesce(phone_digits = $4, false)"
-    same_email = "coalesce(email_key = $5, false)"
-    same_id = (
-        "EXISTS (SELECT 1 FROM unnest($6::text[]) v WHERE identifiers @> "
-        "jsonb_build_array(jsonb_build_object('type', 'national_id', 'value', v)))"
+    """Live patients sharing a blocking key with a registration (see DUPLICATE_CANDIDATES_SQL):
+    id, mrn, names, birth date, sex, phone, email, address line, postal code, national_id_keys."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        DUPLICATE_CANDIDATES_SQL,
+        birth_dates,
+        family_name,
+        given_name,
+        mistyped_birth_dates,
+        phone_digits or None,
+        email or None,
+        national_id_keys,
+        limit,
     )
-    sql = (
-        f"SELECT {SUMMARY}, {same_dob} AS same_dob_similar_name, {name_score} AS name_score, "
-        f"{same_phone} AS same_phone, {same_email} AS same_email, {same_id} AS same_national_id "
-        f"FROM patients WHERE {_LIVE} AND ({same_dob} OR {same_phone} OR {same_email} OR {same_id}) "
-        "LIMIT $7"
-    )
-    return list(
-        await conn.fetch(sql, family_key, given_key, birth_date, phone_digits, email_key, national_ids, limit)
-    )
+    return rows
 
 
 # ------------------------------------------------------------------------------ merge

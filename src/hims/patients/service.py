@@ -35,7 +35,7 @@ from hims.core.errors import (
 from hims.core.etag import check_version
 from hims.core.records import Row
 from hims.core.security import Actor
-from hims.patients import repository
+from hims.patients import matching, repository
 from hims.patients.mrn import format_mrn, is_valid_mrn
 from hims.patients.schemas import (
     DuplicateCandidate,
@@ -183,49 +183,54 @@ def _log(actor: Actor, action: str) -> records.Part:
 # create
 
 
-async def find_duplicates(*, conn: asyncpg.Connection, actor: Actor, values: Row) -> list[DuplicateCandidate]:
-    """Live patients that may be the same person as ``values``, best first (each disclosure logged)."""
-    family_key, given_key = await repository.name_keys(conn, values["family_name"], values["given_name"])
-    phone_digits = re.sub(r"\D", "", values.get("phone") or "") or None
-    trigram = "pg_trgm" in await repository.installed_extensions(conn)
-    national_ids = [
-        str(i.get("value")) for i in values.get("identifiers") or [] if i.get("type") == "national_id"
-    ]
-    rows = await repository.duplicate_candidates(
-        conn,
-        family_key=family_key,
-        given_key=given_key,
-        birth_date=values["date_of_birth"],
-        phone_digits=phone_digits,
-        email_key=values["email"].lower() if values.get("email") else None,
-        national_ids=national_ids,
-        trigram=trigram,
+def _person(values: Row) -> matching.Person:
+    """The facts duplicate matching compares, of a registration or a stored row."""
+    ids = values.get("national_id_keys")
+    if ids is None:
+        ids = [str(i.get("value")) for i in values.get("identifiers") or [] if i.get("type") == "national_id"]
+    return matching.Person(
+        given_name=values["given_name"],
+        family_name=values["family_name"],
+        date_of_birth=values["date_of_birth"],
+        middle_name=values.get("middle_name"),
+        sex_at_birth=values.get("sex_at_birth"),
+        phone=values.get("phone"),
+        email=values.get("email"),
+        address_line=values.get("address_line"),
+        postal_code=values.get("postal_code"),
+        national_ids=tuple(ids),
     )
-    candidates = []
-    for row in rows:
-        reasons, score = [], 0.0
-        if row["same_national_id"]:
-            reasons.append("same_national_id")
-            score += 0.6
-        if row["same_dob_similar_name"]:
-            reasons.append("same_birth_date_similar_name")
-            score += 0.4 + 0.4 * float(row["name_score"])
-        if row["same_email"]:
-            reasons.append("same_email")
-            score += 0.2
-        if row["same_phone"]:
-            reasons.append("same_phone")
-            score += 0.15
-        candidates.append(
-            DuplicateCandidate(
-                id=row["id"],
-                mrn=row["mrn"],
-                display_name=display_name(row["given_name"], row["family_name"], row["middle_name"]),
-                date_of_birth=row["date_of_birth"],
-                score=round(min(score, 1.0), 3),
-                reasons=reasons,
-            )
+
+
+async def find_duplicates(*, conn: asyncpg.Connection, actor: Actor, values: Row) -> list[DuplicateCandidate]:
+    """Live patients that may be the same person as ``values``, best first (each disclosure logged).
+
+    The repository fetches the patients sharing a blocking key; `hims.patients.matching` decides.
+    """
+    new = _person(values)
+    born = values["date_of_birth"]
+    rows = await repository.duplicate_candidate_rows(
+        conn,
+        birth_dates=[born, *matching.day_month_swapped(born)],
+        family_name=values["family_name"],
+        given_name=values["given_name"],
+        mistyped_birth_dates=matching.birth_date_variants(born),
+        phone_digits=matching.phone_digits(values.get("phone")) or None,
+        email=values.get("email"),
+        national_id_keys=sorted({matching.national_id_key(v) for v in new.national_ids} - {""}),
+    )
+    found = matching.duplicates(new, ((row, _person(dict(row))) for row in rows))
+    candidates = [
+        DuplicateCandidate(
+            id=row["id"],
+            mrn=row["mrn"],
+            display_name=display_name(row["given_name"], row["family_name"], row["middle_name"]),
+            date_of_birth=row["date_of_birth"],
+            score=match.score,
+            reasons=list(match.reasons),
         )
+        for row, match in found
+    ]
     candidates.sort(key=lambda c: (-c.score, str(c.id)))
     await record(
         conn,
