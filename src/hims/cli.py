@@ -9,11 +9,9 @@ import typer
 from sqlalchemy.exc import DBAPIError
 
 from hims import composition
-from hims.consultations import cli as consultations_cli
 from hims.core.errors import is_connection_error
 from hims.fhir import cli as fhir_cli
 from hims.identity import cli as identity_cli
-from hims.ops import benchgen
 from hims.ops import cli as ops_cli
 from hims.settings import SettingsError, mask_url
 
@@ -26,8 +24,6 @@ app = typer.Typer(
 )
 ops_cli.register(app)
 app.add_typer(fhir_cli.app, name="fhir")
-ops_cli.db_app.add_typer(consultations_cli.partitions_app, name="partitions")
-app.add_typer(benchgen.bench_app, name="bench")
 identity_cli.register(app)
 
 

@@ -7,7 +7,8 @@ is added here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -24,6 +25,8 @@ from hims.fhir.adapters.orders import (
 )
 from hims.fhir.adapters.patients import PatientAdapter
 from hims.fhir.domain import Adapter, FhirView
+from hims.ops import partitions
+from hims.ops.migrate import VerifyCheck
 from hims.patients.service import Mover
 
 #: The FHIR types that are domain records, each mapped onto its domain's service.
@@ -37,6 +40,14 @@ ADAPTERS: tuple[Adapter, ...] = (
     ServiceRequestAdapter(),
     DocumentReferenceAdapter(),
 )
+
+#: What runs after `hims db migrate` (each returns a line to print, or None).
+AFTER_MIGRATE: tuple[tuple[str, Callable[[str], Coroutine[Any, Any, str | None]]], ...] = (
+    ("consultation partitions", partitions.after_migrate),
+)
+
+#: What `hims db verify` checks beyond migrations and models (problem lines).
+VERIFY_CHECKS: tuple[VerifyCheck, ...] = (consultations.partition_problems,)
 
 #: What moves a merged patient's records to the survivor, per domain (in this order).
 MERGE_MOVERS: tuple[tuple[str, Mover], ...] = (

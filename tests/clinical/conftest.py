@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from hims.consultations.cli import ensure
 from hims.core.db import Database
+from hims.ops.partitions import ensure
 from hims.settings import Settings
 from tests.clinical.factories import make_patient
 from tests.identity.factories import role_headers

@@ -8,11 +8,13 @@ import pytest
 from httpx import AsyncClient
 from typer.testing import CliRunner
 
+from hims import composition
 from hims.cli import app as cli_app
-from hims.consultations.cli import _after_migrate, ensure
-from hims.consultations.partitions import missing_partitions, partition_name
+from hims.consultations import service as consultations
+from hims.consultations.partitions import partition_name
 from hims.consultations.repository import select_by_id_sql
-from hims.ops import hooks, migrate
+from hims.ops import migrate
+from hims.ops.partitions import after_migrate, ensure
 
 THIS_YEAR = datetime.now(UTC).year
 
@@ -64,18 +66,18 @@ async def test_ensure_is_idempotent_and_verify_reports_missing(database_url, par
     # Drop next year's partition: verify must say so, ensure must bring it back.
     await _drop(sql, THIS_YEAR + 1)
     try:
-        drift = await asyncio.to_thread(migrate.verify, database_url)
+        drift = await asyncio.to_thread(migrate.verify, database_url, composition.VERIFY_CHECKS)
         assert f"partitions: {partition_name(THIS_YEAR + 1)} is missing" in " ".join(drift.problems)
     finally:
         result = await ensure(database_url)
     assert result.created == [partition_name(THIS_YEAR + 1)]
-    drift = await asyncio.to_thread(migrate.verify, database_url)
+    drift = await asyncio.to_thread(migrate.verify, database_url, composition.VERIFY_CHECKS)
     assert drift.ok, drift.problems
 
 
-def test_verify_check_and_migrate_hook_are_registered():
-    assert missing_partitions in migrate.VERIFY_CHECKS
-    assert ("consultation partitions", _after_migrate) in hooks.AFTER_MIGRATE
+def test_verify_check_and_migrate_step_are_in_the_composition_root():
+    assert consultations.partition_problems in composition.VERIFY_CHECKS
+    assert ("consultation partitions", after_migrate) in composition.AFTER_MIGRATE
 
 
 async def test_cli_ensure_creates_years_ahead(database_url, partitions, monkeypatch, sql):
@@ -89,14 +91,14 @@ async def test_cli_ensure_creates_years_ahead(database_url, partitions, monkeypa
         assert result.exit_code == 0, result.output
         assert f"created {partition_name(far)}" in result.output
         assert partition_name(far) in await _children(sql)
-        assert (await asyncio.to_thread(migrate.verify, database_url)).ok
+        assert (await asyncio.to_thread(migrate.verify, database_url, composition.VERIFY_CHECKS)).ok
     finally:
         for year in range(THIS_YEAR + 3, far + 1):
             await _drop(sql, year)
 
 
 async def test_after_migrate_hook_reports_only_when_it_created_something(database_url, partitions):
-    assert await _after_migrate(database_url) is None
+    assert await after_migrate(database_url) is None
 
 
 async def test_hims_db_verify_command_is_clean_with_partitions(database_url, partitions):

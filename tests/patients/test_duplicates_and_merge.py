@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from hims.patients.merge import MERGE_HOOKS, hook_name
-
+from hims import composition
 from tests.patients.factories import auth_headers, make_patient, make_practitioner, patient_body
 from tests.support import count_rows as count
 from tests.support import phi_rows
@@ -169,9 +168,9 @@ async def test_merge_moves_records_redirects_and_is_audited(client, settings, da
     assert merged.status_code == 200, merged.text
     result = merged.json()
     assert result["survivor"]["id"] == keep["id"]
-    assert result["moved"]["hims.scheduling.merge.move_appointments"] == 1
-    assert result["moved"]["hims.documents.merge.move_documents"] == 1
-    assert result["moved"]["hims.patients.earlier_merges"] == 1
+    assert result["moved"]["scheduling.appointments"] == 1
+    assert result["moved"]["documents"] == 1
+    assert result["moved"]["patients.earlier_merges"] == 1
 
     redirect = await client.get(f"/api/v1/patients/{dupe['id']}", headers=headers)
     assert redirect.status_code == 308
@@ -213,6 +212,6 @@ async def test_merge_moves_records_redirects_and_is_audited(client, settings, da
     assert update_merged.status_code == 409
 
 
-def test_merge_hooks_are_registered_by_the_domains() -> None:
-    names = {hook_name(h) for h in MERGE_HOOKS}
-    assert {"hims.scheduling.merge.move_appointments", "hims.documents.merge.move_documents"} <= names
+def test_every_domain_holding_patient_records_moves_them_on_a_merge() -> None:
+    names = {name for name, _ in composition.MERGE_MOVERS}
+    assert {"scheduling.appointments", "consultations", "clinical", "documents"} <= names

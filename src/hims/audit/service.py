@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hims.audit import repository
 from hims.core.db import driver_connection
 from hims.core.records import Part
 from hims.core.security import Actor
@@ -140,3 +142,37 @@ async def record_phi_access(
     return await record(
         conn, actor=actor, action=action, resource_type=resource_type, accesses=items, outcome=outcome
     )
+
+
+# ------------------------------------------------------------------------------ reading the log
+
+#: A filter clause of the log readers (`hims.audit.repository`): (kind, value).
+Clause = repository.Clause
+TimeRange = repository.TimeRange
+
+
+async def log_entry(conn: asyncpg.Connection, log_id: int) -> dict[str, Any] | None:
+    """One log row by id (for compliance readers: reading the log is not PHI access)."""
+    return await repository.get(conn, log_id)
+
+
+async def log_entries(conn: asyncpg.Connection, log_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Log rows by id (missing ids are absent)."""
+    return await repository.get_many(conn, log_ids)
+
+
+async def count_entries(conn: asyncpg.Connection, groups: Sequence[Sequence[Clause]]) -> int:
+    """How many rows match (clauses OR'd within a group, groups AND'ed)."""
+    return await repository.count(conn, groups)
+
+
+async def page_entries(
+    conn: asyncpg.Connection,
+    groups: Sequence[Sequence[Clause]],
+    *,
+    descending: bool,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A page of matching rows in (occurred_at, id) order after the keyset ``after``."""
+    return await repository.page(conn, groups, descending=descending, after=after, limit=limit)

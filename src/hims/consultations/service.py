@@ -17,8 +17,11 @@ from typing import Any
 
 import asyncpg
 import structlog
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hims.audit.service import log_part, record
+from hims.consultations import partitions
 from hims.consultations import repository as repo
 from hims.consultations.schemas import AmendmentCreate, ConsultationStart, SoapUpdate
 from hims.core import metrics, records
@@ -467,3 +470,26 @@ async def move_patient_records(
         )
     amended = await repo.move_amendments(conn, actor, from_id, into_id, [log_part(actor, "merge", AMENDMENT)])
     return len(moved) + amended
+
+
+# ---------------------------------------------------------------------------------------------
+# partitions (operators' commands only: DDL never runs on the request path)
+
+EnsureResult = partitions.EnsureResult
+
+
+async def prepare_partitions(
+    conn: AsyncConnection, *, years_ahead: int = 2, from_year: int | None = None
+) -> partitions.EnsureResult:
+    """Create the yearly partitions from ``from_year`` (default this year) to this year + ``years_ahead``."""
+    return await partitions.ensure_partitions(conn, years_ahead=years_ahead, from_year=from_year)
+
+
+async def prepare_years(conn: AsyncConnection, years: set[int]) -> list[str]:
+    """Create the partitions of exactly these years (a historical import); returns those created."""
+    return await partitions.ensure_years(conn, years)
+
+
+def partition_problems(conn: Connection) -> list[str]:
+    """`hims db verify`: this year's and next year's partitions must exist."""
+    return partitions.missing_partitions(conn)

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from hims.audit import repository as log_repo
+from hims.audit import service as log
 from hims.core.errors import BadRequest, MethodNotAllowed
 from hims.core.security import Actor
 from hims.fhir import repository as repo
@@ -90,7 +90,7 @@ class PhiLogStorage:
     ) -> repo.Current | None:
         """The AuditEvent of log row ``id_`` (None when there is no such row)."""
         log_id = _log_id(id_)
-        row = await log_repo.get(conn, log_id) if log_id is not None else None
+        row = await log.log_entry(conn, log_id) if log_id is not None else None
         return _current(row) if row else None
 
     async def read_many(
@@ -98,7 +98,7 @@ class PhiLogStorage:
     ) -> dict[tuple[str, str], repo.Current]:
         """Several log rows at once."""
         ids = [i for i in (_log_id(k[1]) for k in keys) if i is not None]
-        rows = await log_repo.get_many(conn, ids) if ids else []
+        rows = await log.log_entries(conn, ids) if ids else []
         return {("AuditEvent", str(r["id"])): _current(r) for r in rows}
 
     async def vread(
@@ -123,10 +123,10 @@ class PhiLogStorage:
         query = parse(params, strict=strict)
         total = None
         if query.summary == "count" or query.total == "accurate":
-            total = await log_repo.count(conn, query.groups)
+            total = await log.count_entries(conn, query.groups)
         if query.summary == "count" or query.count == 0:
             return LogPage([], None, total, query)
-        rows = await log_repo.page(
+        rows = await log.page_entries(
             conn, query.groups, descending=query.descending, after=query.after, limit=query.count + 1
         )
         next_cursor = None
@@ -141,7 +141,7 @@ class PhiLogStorage:
 class LogQuery:
     """A parsed AuditEvent search."""
 
-    groups: list[list[log_repo.Clause]] = field(default_factory=list)
+    groups: list[list[log.Clause]] = field(default_factory=list)
     count: int = DEFAULT_COUNT
     descending: bool = True
     after: tuple[datetime, int] | None = None
@@ -225,8 +225,8 @@ def _uuid(value: str, param: str) -> uuid.UUID:
         raise BadRequest(f"{param} takes a UUID, got {value!r}.", code="invalid_search_value") from None
 
 
-def _clauses(param: str, modifier: str, value: str) -> list[log_repo.Clause]:
-    out: list[log_repo.Clause] = []
+def _clauses(param: str, modifier: str, value: str) -> list[log.Clause]:
+    out: list[log.Clause] = []
     allowed = {"patient": ("", "Patient"), "entity": ("", *RESOURCE_TYPES), "agent": ("", "identifier")}
     if modifier not in allowed.get(param, ("",)):
         raise BadRequest(
@@ -280,22 +280,22 @@ def _clauses(param: str, modifier: str, value: str) -> list[log_repo.Clause]:
     return out
 
 
-def _time_range(value: str) -> log_repo.TimeRange:
+def _time_range(value: str) -> log.TimeRange:
     prefix, text = ("eq", value)
     if len(value) > 2 and value[:2] in _PREFIXES:
         prefix, text = value[:2], value[2:]
     low, high = parse_search_date(text, "date")
     if prefix == "eq":
-        return log_repo.TimeRange(low, high)
+        return log.TimeRange(low, high)
     if prefix == "ne":
-        return log_repo.TimeRange(low, high, negate=True)
+        return log.TimeRange(low, high, negate=True)
     if prefix in ("gt", "sa"):
-        return log_repo.TimeRange(high + _MICRO, None)
+        return log.TimeRange(high + _MICRO, None)
     if prefix in ("lt", "eb"):
-        return log_repo.TimeRange(None, low - _MICRO)
+        return log.TimeRange(None, low - _MICRO)
     if prefix == "ge":
-        return log_repo.TimeRange(low, None)
+        return log.TimeRange(low, None)
     if prefix == "le":
-        return log_repo.TimeRange(None, high)
+        return log.TimeRange(None, high)
     slack = max(abs(datetime.now(UTC) - low) / 10, timedelta(days=1))  # ap
-    return log_repo.TimeRange(low - slack, high + slack)
+    return log.TimeRange(low - slack, high + slack)

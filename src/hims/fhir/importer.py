@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from hims.consultations import partitions
+from hims.consultations import service as consultations
 from hims.core.db import Database
 from hims.core.errors import is_retryable_conflict
 from hims.core.security import Actor
@@ -162,7 +162,7 @@ async def _ensure_years(db: Database, years: set[int], known: set[int]) -> None:
 
         async def create() -> None:
             async with db.engine.begin() as conn:
-                await partitions.ensure_years(conn, years)
+                await consultations.prepare_years(conn, years)
 
         await _retrying(create)
         known |= years

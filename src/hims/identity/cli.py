@@ -41,7 +41,7 @@ def _actor() -> Actor:
 
 def _run(work: Callable[[AsyncSession, KeyValueStore, Settings], Awaitable[T]]) -> T:
     """Run ``work`` in one transaction against the configured database and kv store."""
-    from hims.ops.cli import database_url
+    from hims.core.commands import database_url
 
     settings = load_settings()
 

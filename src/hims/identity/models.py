@@ -12,7 +12,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from hims.core.db import Base
 from hims.core.models import Timestamps, uuid_pk
-from hims.practitioners import models as _practitioners  # noqa: F401 - registers the FK target table
 
 
 class User(Timestamps, Base):

@@ -8,8 +8,6 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -17,7 +15,8 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
-from hims.core.embedded import EmbeddedError, EmbeddedPostgres
+from hims.core.commands import database_url
+from hims.core.embedded import EmbeddedPostgres
 from hims.settings import SECRET_FIELDS, Settings, load_settings, mask_url
 
 console = Console(stderr=True)
@@ -40,27 +39,6 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("up")(up)
     app.command("worker")(worker)
-
-
-@contextmanager
-def database_url(settings: Settings, *, keep_running: bool = False) -> Iterator[str]:
-    """The DATABASE_URL, or the embedded cluster's (started if needed, stopped if we started it)."""
-    if settings.database_url is not None:
-        yield settings.database_url.get_secret_value()
-        return
-    cluster = EmbeddedPostgres(settings.hims_data_dir.resolve() / "postgres")
-    was_running = cluster.running_pid() is not None
-    try:
-        with console.status("Starting embedded PostgreSQL…"):
-            url = cluster.start()
-    except EmbeddedError as exc:
-        console.print(f"[red]embedded PostgreSQL: {exc}[/red]")
-        raise typer.Exit(1) from None
-    try:
-        yield url
-    finally:
-        if not was_running and not keep_running:
-            cluster.stop()
 
 
 def _fail_on_problems(settings: Settings) -> None:
@@ -149,23 +127,45 @@ def _warn_missing_extensions(url: str) -> None:
 
 
 def _after_migrate(url: str) -> None:
-    """Hooks that run after `hims db migrate` (partitions ahead etc.)."""
-    from hims.ops import hooks
+    """What runs after `hims db migrate` (partitions ahead etc.: `hims.composition.AFTER_MIGRATE`)."""
+    from hims import composition
 
-    for name, hook in hooks.AFTER_MIGRATE:
+    for name, hook in composition.AFTER_MIGRATE:
         message = asyncio.run(hook(url))
         if message:
             out.print(f"{name}: {message}")
 
 
+partitions_app = typer.Typer(help="Yearly partitions of the consultations table.", no_args_is_help=True)
+db_app.add_typer(partitions_app, name="partitions")
+
+
+@partitions_app.command("ensure")
+def partitions_ensure(
+    years_ahead: Annotated[int, typer.Option(min=0, max=20, help="Years after this one to prepare.")] = 2,
+    from_year: Annotated[
+        int | None, typer.Option(min=1900, max=2200, help="Also create years from this one (imports).")
+    ] = None,
+) -> None:
+    """Create the consultations partitions for this year and the next YEARS_AHEAD (idempotent)."""
+    from hims.ops import partitions
+
+    with database_url(load_settings()) as url:
+        result = asyncio.run(partitions.ensure(url, years_ahead=years_ahead, from_year=from_year))
+    for name in result.created:
+        out.print(f"created {name}")
+    out.print(f"partitions ready ({len(result.created)} created, {len(result.existing)} already there)")
+
+
 @db_app.command("verify")
 def db_verify() -> None:
     """Check migrations are at head and the live schema equals the models; list every drift."""
+    from hims import composition
     from hims.ops import migrate
 
     settings = load_settings()
     with database_url(settings) as url:
-        drift = migrate.verify(url)
+        drift = migrate.verify(url, composition.VERIFY_CHECKS)
     for line in drift.problems:
         typer.echo(f"drift: {line}")
     if not drift.ok:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,13 +188,13 @@ class Drift:
         return not self.problems
 
 
-#: Extra checks domains register (indexes the planner needs, partitions that must exist...).
-#: Each takes a sync connection and returns problem lines.
-VERIFY_CHECKS: list[Callable[[Connection], list[str]]] = []
+#: A domain's check for `verify` (partitions that must exist...): problem lines.
+VerifyCheck = Callable[[Connection], list[str]]
 
 
-def verify(url: str) -> Drift:
-    """Migrations at head, models equal to the schema, extensions and domain checks."""
+def verify(url: str, checks: Sequence[VerifyCheck] = ()) -> Drift:
+    """Migrations at head, models equal to the schema, extensions and the domains' ``checks``
+    (the composition root lists them: `hims.composition.VERIFY_CHECKS`)."""
 
     def run(conn: Connection) -> Drift:
         drift = Drift()
@@ -215,7 +215,7 @@ def verify(url: str) -> Drift:
             if name not in installed:
                 drift.problems.append(f"extension: {name} is not installed: {EXTENSION_HINT}")
         drift.problems.extend(invalid_indexes(conn))
-        for check in VERIFY_CHECKS:
+        for check in checks:
             drift.problems.extend(check(conn))
         return drift
 

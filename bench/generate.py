@@ -1,14 +1,24 @@
-"""`hims bench generate`: a realistic synthetic clinical dataset, loaded fast with COPY.
+"""A realistic synthetic clinical dataset for benchmarks, loaded fast with COPY.
+
+    .venv/bin/python bench/generate.py --url postgresql://.../bench --patients 100000 --consultations 500000
+
 
 Patients, practitioners, consultations spread over several years (partitions ensured first),
 vital-sign observations, problems, allergies and prescriptions. Rows are generated in chunks
 and streamed with asyncpg's binary COPY (`copy_records_to_table`); a Rich progress bar shows
 each table. Synthetic data only: names are drawn from small lists, never from real people.
+
+A bench fixture, not part of the product: it writes the domain tables directly (the rules, the
+PHI log and the FHIR rendering of the application are bypassed), so its rows have no FHIR
+versions. It says who it is (``hims.actor``) so the database does not log every row it copies as
+a write from outside the application.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import random
 import time
 import uuid
@@ -16,16 +26,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
 import asyncpg
-import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from hims.consultations.partitions import ensure_partitions
 
-bench_app = typer.Typer(help="Benchmark datasets.", no_args_is_help=True)
 out = Console()
 CHUNK = 20_000
 
@@ -318,12 +326,13 @@ async def generate(
     progress: Progress | None = None,
 ) -> GenerateReport:
     """Generate and COPY the dataset into the database at ``url``."""
-    rng = random.Random(seed)  # noqa: S311 - synthetic data, not security
+    rng = random.Random(seed)
     report = GenerateReport()
     started = time.perf_counter()
     now = datetime.now(UTC)
     run = uuid.uuid4().hex[:4].upper()
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    await conn.execute("SELECT set_config('hims.actor', 'system:bench-generate', false)")
     try:
         first_year = now.year - years + 1
         # Partitions first: COPY into a year without one would fail.
@@ -537,28 +546,29 @@ async def generate(
     return report
 
 
-@bench_app.command("generate")
-def generate_command(
-    patients: Annotated[int, typer.Option(min=1, help="Patients to create.")] = 10_000,
-    consultations: Annotated[int, typer.Option(min=0, help="Consultations to create.")] = 50_000,
-    years: Annotated[int, typer.Option(min=1, max=30, help="Years the consultations span.")] = 5,
-    observations_per_consultation: Annotated[int, typer.Option(min=0, max=6)] = 2,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
-) -> None:
-    """Load a synthetic dataset with COPY (adds to what is there; use a dedicated database)."""
-    from hims.ops.cli import database_url
-    from hims.settings import load_settings
-
+def main() -> None:
+    """Load a synthetic dataset with COPY into DATABASE_URL (adds to what is there; use a
+    dedicated database, never one holding real patients)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--url", default=os.environ.get("DATABASE_URL"), help="default: $DATABASE_URL")
+    parser.add_argument("--patients", type=int, default=10_000)
+    parser.add_argument("--consultations", type=int, default=50_000)
+    parser.add_argument("--years", type=int, default=5, help="years the consultations span")
+    parser.add_argument("--observations-per-consultation", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    if not args.url:
+        parser.error("give --url or set DATABASE_URL")
     columns = (TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with database_url(load_settings()) as url, Progress(*columns, console=out) as progress:
+    with Progress(*columns, console=out) as progress:
         report = asyncio.run(
             generate(
-                url,
-                patients=patients,
-                consultations=consultations,
-                years=years,
-                observations_per_consultation=observations_per_consultation,
-                seed=seed,
+                args.url,
+                patients=args.patients,
+                consultations=args.consultations,
+                years=args.years,
+                observations_per_consultation=args.observations_per_consultation,
+                seed=args.seed,
                 progress=progress,
             )
         )
@@ -568,3 +578,7 @@ def generate_command(
         f"generated {report.total:,} rows in {report.seconds:.1f} s "
         f"({report.total / max(report.seconds, 1e-9):,.0f} rows/s)"
     )
+
+
+if __name__ == "__main__":
+    main()

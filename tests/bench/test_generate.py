@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from hims.ops.benchgen import generate
+from generate import generate
 
 
 async def test_generate_copies_a_consistent_dataset(database_url):
