@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hims.core.db import driver_connection
+from hims.core.records import Row
 from hims.core.security import Actor
-from hims.practitioners import repository, service
-from hims.practitioners.models import Practitioner
+from hims.practitioners import service
 from hims.practitioners.schemas import DepartmentCreate, FacilityCreate, Identifier, PractitionerCreate
 from hims.seed import SEEDERS, SeedReport
 from hims.settings import Settings
@@ -28,22 +29,20 @@ PRACTITIONERS = (
 )
 
 
-async def seed_practitioner_by_key(session: AsyncSession, key: str) -> Practitioner | None:
+async def seed_practitioner_by_key(conn: asyncpg.Connection, key: str) -> Row | None:
     """A seeded practitioner by its seed id (e.g. ``practitioner-physician``)."""
-    stmt = select(Practitioner).where(
-        Practitioner.identifiers.contains([{"system": SEED_SYSTEM, "value": key}])
-    )
-    return (await session.execute(stmt)).scalars().first()
+    return await service.find_practitioner(conn=conn, system=SEED_SYSTEM, value=key)
 
 
 async def seed_practitioners(session: AsyncSession, settings: Settings, report: SeedReport) -> None:
     """Create what is missing of the demo facility, its departments and practitioners."""
     actor = Actor.system("seed")
+    conn = await driver_connection(session)
     created = {"facilities": 0, "departments": 0, "practitioners": 0}
-    facility = await repository.facility_by_code(session, FACILITY_CODE)
+    facility = await service.find_facility(conn=conn, code=FACILITY_CODE)
     if facility is None:
         facility = await service.create_facility(
-            session=session,
+            conn=conn,
             actor=actor,
             data=FacilityCreate(
                 code=FACILITY_CODE,
@@ -57,23 +56,24 @@ async def seed_practitioners(session: AsyncSession, settings: Settings, report: 
             ),
         )
         created["facilities"] += 1
+    existing = {d["code"]: d for d in await service.list_departments(conn=conn, facility_id=facility["id"])}
     departments = {}
     for code, name in DEPARTMENTS:
-        department = await repository.department_by_code(session, facility.id, code)
+        department = existing.get(code)
         if department is None:
             department = await service.create_department(
-                session=session,
+                conn=conn,
                 actor=actor,
-                facility_id=facility.id,
+                facility_id=facility["id"],
                 data=DepartmentCreate(code=code, name=name),
             )
             created["departments"] += 1
         departments[code] = department
     for key, prefix, given, family, profession, specialty, department_code in PRACTITIONERS:
-        if await seed_practitioner_by_key(session, key) is not None:
+        if await seed_practitioner_by_key(conn, key) is not None:
             continue
         await service.create_practitioner(
-            session=session,
+            conn=conn,
             actor=actor,
             data=PractitionerCreate(
                 prefix=prefix,
@@ -81,8 +81,8 @@ async def seed_practitioners(session: AsyncSession, settings: Settings, report: 
                 family_name=family,
                 profession=profession,
                 specialty=specialty,
-                facility_id=facility.id,
-                department_id=departments[department_code].id,
+                facility_id=facility["id"],
+                department_id=departments[department_code]["id"],
                 email=f"{given.lower()}.{family.lower()}@example.org".replace("á", "a"),
                 identifiers=[Identifier(system=SEED_SYSTEM, value=key)],
             ),
