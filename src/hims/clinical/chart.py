@@ -25,6 +25,7 @@ from hims.clinical.schemas import (
     PrescriptionRead,
 )
 from hims.consultations.service import last_consultations
+from hims.core.db import driver_connection
 from hims.core.errors import NotFound
 from hims.core.security import Actor
 from hims.scheduling import service as scheduling
@@ -40,7 +41,7 @@ UPCOMING_APPOINTMENTS = 10
 async def upcoming_appointments(session: AsyncSession, patient_id: uuid.UUID) -> list[Any]:
     """The next live appointments (one query, through the scheduling service)."""
     rows = await scheduling.upcoming_for_chart(
-        session=session, patient_id=patient_id, limit=UPCOMING_APPOINTMENTS
+        conn=await driver_connection(session), patient_id=patient_id, limit=UPCOMING_APPOINTMENTS
     )
     return [AppointmentRead.model_validate(r).model_dump(mode="json") for r in rows]
 

@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hims.consultations.models import Consultation, ConsultationAmendment, ConsultationKey
 from hims.patients.models import Patient
-from hims.practitioners.models import Practitioner
 
 
 class MissingPartition(Exception):
@@ -32,12 +31,6 @@ async def patient_is_active(session: AsyncSession, patient_id: uuid.UUID) -> boo
     row = await session.execute(
         select(Patient.id).where(Patient.id == patient_id, Patient.deleted_at.is_(None))
     )
-    return row.first() is not None
-
-
-async def practitioner_exists(session: AsyncSession, practitioner_id: uuid.UUID) -> bool:
-    """True when the practitioner exists."""
-    row = await session.execute(select(Practitioner.id).where(Practitioner.id == practitioner_id))
     return row.first() is not None
 
 

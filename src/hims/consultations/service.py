@@ -18,8 +18,10 @@ from hims.consultations import repository as repo
 from hims.consultations.models import Consultation, ConsultationAmendment
 from hims.consultations.schemas import AmendmentCreate, ConsultationStart, SoapUpdate
 from hims.core import metrics
+from hims.core.db import driver_connection
 from hims.core.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed, field_error
 from hims.core.security import Actor
+from hims.practitioners import service as practitioners
 from hims.scheduling import service as scheduling
 
 log = structlog.get_logger("hims.consultations")
@@ -31,7 +33,9 @@ _FUTURE_SLACK = timedelta(minutes=5)
 async def _appointment_is_startable(
     session: AsyncSession, appointment_id: uuid.UUID, patient_id: uuid.UUID
 ) -> None:
-    await scheduling.check_startable(session=session, appointment_id=appointment_id, patient_id=patient_id)
+    await scheduling.check_startable(
+        conn=await driver_connection(session), appointment_id=appointment_id, patient_id=patient_id
+    )
 
 
 #: Checks run on ``appointment_id`` before starting: ``async fn(session, appointment_id, patient_id)``
@@ -74,7 +78,9 @@ async def start_consultation(
         raise ValidationFailed(errors=[field_error("started_at", "Give a time zone.", "naive_datetime")])
     if started_at > now + _FUTURE_SLACK:
         raise ValidationFailed(errors=[field_error("started_at", "Cannot be in the future.", "future")])
-    if data.practitioner_id and not await repo.practitioner_exists(session, data.practitioner_id):
+    if data.practitioner_id and data.practitioner_id not in await practitioners.existing_practitioners(
+        conn=await driver_connection(session), ids=[data.practitioner_id]
+    ):
         raise ValidationFailed(errors=[field_error("practitioner_id", "No such practitioner.", "not_found")])
     if data.appointment_id:
         # The checks lock the appointment first; only then is "already started" asked, so a
