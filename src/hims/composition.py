@@ -14,14 +14,27 @@ from fastapi import APIRouter
 from hims.core import records
 from hims.fhir import storage as fhir_storage
 from hims.fhir.adapters.patients import PatientAdapter
+from hims.fhir.adapters.practice import (
+    AppointmentAdapter,
+    LocationAdapter,
+    OrganizationAdapter,
+    PractitionerAdapter,
+)
 from hims.fhir.domain import Adapter, FhirView
 from hims.patients.service import Mover
+from hims.scheduling import service as scheduling
 
 #: The FHIR types that are domain records, each mapped onto its domain's service.
-ADAPTERS: tuple[Adapter, ...] = (PatientAdapter(),)
+ADAPTERS: tuple[Adapter, ...] = (
+    OrganizationAdapter(),
+    LocationAdapter(),
+    PractitionerAdapter(),
+    PatientAdapter(),
+    AppointmentAdapter(),
+)
 
 #: What moves a merged patient's records to the survivor, per domain (in this order).
-MERGE_MOVERS: tuple[tuple[str, Mover], ...] = ()
+MERGE_MOVERS: tuple[tuple[str, Mover], ...] = (("scheduling.appointments", scheduling.move_patient_records),)
 
 
 def routers() -> Sequence[APIRouter]:
