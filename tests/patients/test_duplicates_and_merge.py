@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 
+from hims import composition
 from hims.patients.merge import MERGE_HOOKS, hook_name
 from tests.patients.factories import auth_headers, make_patient, make_practitioner, patient_body
 from tests.support import count_rows as count
@@ -102,7 +103,7 @@ async def test_merge_moves_records_redirects_and_is_audited(client, settings, da
     assert merged.status_code == 200, merged.text
     result = merged.json()
     assert result["survivor"]["id"] == keep["id"]
-    assert result["moved"]["hims.scheduling.merge.move_appointments"] == 1
+    assert result["moved"]["scheduling.appointments"] == 1
     assert result["moved"]["hims.documents.merge.move_documents"] == 1
     assert result["moved"]["hims.patients.earlier_merges"] == 1
 
@@ -148,4 +149,6 @@ async def test_merge_moves_records_redirects_and_is_audited(client, settings, da
 
 def test_merge_hooks_are_registered_by_the_domains() -> None:
     names = {hook_name(h) for h in MERGE_HOOKS}
-    assert {"hims.scheduling.merge.move_appointments", "hims.documents.merge.move_documents"} <= names
+    assert {"hims.documents.merge.move_documents"} <= names
+    # Converted domains move their records through their service, listed by the composition root.
+    assert "scheduling.appointments" in dict(composition.MERGE_MOVERS)
