@@ -1,7 +1,7 @@
 """Facilities, departments and practitioners: register, change, retire, list (not patient data).
 
 The one home of their rules, whichever way a record arrives (REST, FHIR, a bundle, an import, the
-seeder): required fields and formats, the facility and department codes (assigned when missing,
+seeder): required fields and lengths, the facility and department codes (assigned when missing,
 unique: 409 ``duplicate_code``), a department's facility, a practitioner's placement. Works on a
 driver connection; each write is one statement with the record's views
 (`hims.core.records.write`). No HTTP, no commit, no PHI log (none of this is patient data).
@@ -29,7 +29,6 @@ from hims.core.errors import Conflict, HimsError, NotFound, PreconditionFailed, 
 from hims.core.etag import check_version
 from hims.core.records import Row
 from hims.core.security import Actor
-from hims.patients.schemas import check_country, check_email, check_phone
 from hims.practitioners import repository
 from hims.practitioners.repository import DEPARTMENTS, FACILITIES, PRACTITIONERS
 from hims.practitioners.schemas import (
@@ -78,18 +77,17 @@ _LENGTHS = {t.name: _string_lengths(t) for t in (FACILITIES, DEPARTMENTS, PRACTI
 
 
 def _basic_errors(table: Table, row: Row, required: Sequence[str]) -> list[dict[str, Any]]:
-    """Required columns, column lengths and the formats of phone, e-mail and country."""
+    """Required columns and column lengths.
+
+    Contact details are not held to the REST API's input formats (its schemas check those): other
+    systems' directories arrive through FHIR as they keep them (Synthea has a hospital phone
+    ``413-737-5167 Or 413-737-5167``), and nothing here dials or parses them.
+    """
     errors = [field_error(n, "This field is required.", "required") for n in required if not row.get(n)]
     for name, limit in _LENGTHS[table.name].items():
         value = row.get(name)
         if isinstance(value, str) and len(value) > limit:
             errors.append(field_error(name, f"At most {limit} characters.", "too_long"))
-    for name, check in (("phone", check_phone), ("email", check_email), ("country", check_country)):
-        if name in row:
-            try:
-                check(row[name])
-            except ValueError as exc:
-                errors.append(field_error(name, str(exc), "invalid"))
     return errors
 
 
