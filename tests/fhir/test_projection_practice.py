@@ -123,6 +123,8 @@ async def refused_through_fhir(
     bundled = await fhir.post("", json=transaction(organization(name="Bystander"), resource))
     assert bundled.status_code == status, bundled.text
     assert code in codes(bundled), bundled.text
+    # The refusal names the entry at fault, also when it is one of a batch of its type.
+    assert bundled.json()["issue"][0]["diagnostics"].startswith("Bundle.entry[1]: "), bundled.text
     assert await counts(database_url) == before
     return fields(created) & fields(bundled)
 
