@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from hims.clinical import seed as clinical_seed
 from hims.clinical import service as clinical
 from hims.consultations import service as consultations
 from hims.core import records
@@ -24,14 +25,30 @@ from hims.fhir.adapters.orders import (
     ServiceRequestAdapter,
 )
 from hims.fhir.adapters.patients import PatientAdapter
+from hims.fhir.adapters.practice import (
+    AppointmentAdapter,
+    LocationAdapter,
+    OrganizationAdapter,
+    PractitionerAdapter,
+)
 from hims.fhir.domain import Adapter, FhirView
+from hims.identity import seed as identity_seed
 from hims.ops import partitions
 from hims.ops.migrate import VerifyCheck
+from hims.patients import seed as patients_seed
 from hims.patients.service import Mover
+from hims.practitioners import seed as practitioners_seed
+from hims.scheduling import seed as scheduling_seed
+from hims.scheduling import service as scheduling
+from hims.seed import SeedStep
 
 #: The FHIR types that are domain records, each mapped onto its domain's service.
 ADAPTERS: tuple[Adapter, ...] = (
+    OrganizationAdapter(),
+    LocationAdapter(),
+    PractitionerAdapter(),
     PatientAdapter(),
+    AppointmentAdapter(),
     EncounterAdapter(),
     ObservationAdapter(),
     ConditionAdapter(),
@@ -51,9 +68,22 @@ VERIFY_CHECKS: tuple[VerifyCheck, ...] = (consultations.partition_problems,)
 
 #: What moves a merged patient's records to the survivor, per domain (in this order).
 MERGE_MOVERS: tuple[tuple[str, Mover], ...] = (
+    ("scheduling.appointments", scheduling.move_patient_records),
     ("consultations", consultations.move_patient_records),
     ("clinical", clinical.move_patient_records),
     ("documents", documents.move_patient_records),
+)
+
+
+#: `hims db seed`: reference data, then demo data (development and test only), in this order.
+SEEDERS: tuple[SeedStep, ...] = (
+    SeedStep("facilities and departments", practitioners_seed.seed_reference, demo=False),
+    SeedStep("code lists", clinical_seed.seed_code_lists, demo=False),
+    SeedStep("demo users", identity_seed.seed_users, demo=True),
+    SeedStep("demo practitioners", practitioners_seed.seed_practitioners, demo=True),
+    SeedStep("demo patients", patients_seed.seed_patients, demo=True),
+    SeedStep("demo appointments", scheduling_seed.seed_appointments, demo=True),
+    SeedStep("demo clinical history", clinical_seed.seed_clinical_history, demo=True),
 )
 
 

@@ -167,10 +167,7 @@ async def test_a_lookup_by_id_reads_one_partition(client: AsyncClient, physician
     assert len(partitions) >= 3
     await sql.execute("SET plan_cache_mode = force_generic_plan")  # as a pooled, prepared statement
     plan = "\n".join(
-        r[0]
-        for r in await sql.fetch(
-            "EXPLAIN (ANALYZE, COSTS OFF, SUMMARY OFF) " + select_by_id_sql(), cid
-        )
+        r[0] for r in await sql.fetch("EXPLAIN (ANALYZE, COSTS OFF, SUMMARY OFF) " + select_by_id_sql(), cid)
     )
     scans = [line for line in plan.splitlines() if " on consultations_y" in line]
     assert len(scans) == len(partitions), plan

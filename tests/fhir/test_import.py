@@ -140,6 +140,7 @@ async def test_transaction_resolves_references_and_conditionals(fhir: AsyncClien
     practitioner = {
         "resourceType": "Practitioner",
         "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "999"}],
+        "name": [{"family": "Nine", "given": ["Nina"]}],
     }
     first = await fhir.post("/Practitioner", json=practitioner)
     assert first.status_code == 201

@@ -73,7 +73,9 @@ async def test_token_reference_chain_quantity_include(fhir: AsyncClient) -> None
     assert ids((await fhir.get("/Patient", params={"identifier": "urn:mrn|Bob"})).json()) == [p["Bob"]]
     assert ids((await fhir.get("/Patient", params={"identifier": "Bob"})).json()) == [p["Bob"]]
     assert ids((await fhir.get("/Patient", params={"identifier": "|Bob"})).json()) == []
-    practitioner = await create(fhir, {"resourceType": "Practitioner", "name": [{"family": "House"}]})
+    practitioner = await create(
+        fhir, {"resourceType": "Practitioner", "name": [{"family": "House", "given": ["Gregory"]}]}
+    )
     encounter = await create(
         fhir,
         {

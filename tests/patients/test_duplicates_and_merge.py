@@ -34,7 +34,8 @@ async def test_possible_duplicates_are_409_with_scored_candidates(client, settin
 
     # A shared e-mail alone is a household, not a duplicate.
     same_email = await client.post(
-        "/api/v1/patients", json=patient_body(email="SAM@example.org", date_of_birth="1975-06-30"),
+        "/api/v1/patients",
+        json=patient_body(email="SAM@example.org", date_of_birth="1975-06-30"),
         headers=headers,
     )
     assert same_email.status_code == 201, same_email.text

@@ -94,3 +94,19 @@ async def test_permissions_and_validation(client, settings, database_url) -> Non
         f"/api/v1/facilities/{uuid.uuid4()}/departments", headers=auth_headers(settings, "admin")
     )
     assert missing.status_code == 404
+
+
+async def test_retiring_keeps_the_record_readable_and_a_change_brings_it_back(client, settings) -> None:
+    admin = auth_headers(settings, "admin")
+    doctor = await make_practitioner(client, settings)
+    url = f"/api/v1/practitioners/{doctor['id']}"
+    assert (await client.delete(url, headers=admin)).status_code == 204
+    assert (await client.delete(url, headers=admin)).status_code == 204  # retired once
+    read = await client.get(url, headers=admin)
+    assert (read.status_code, read.json()["active"], read.json()["version"]) == (200, False, 2)
+    back = await client.patch(url, json={"active": True}, headers={**admin, "If-Match": 'W/"2"'})
+    assert back.status_code == 200, back.text
+    assert (back.json()["active"], back.json()["version"]) == (True, 3)
+    missing = await client.delete(f"/api/v1/practitioners/{uuid.uuid4()}", headers=admin)
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "practitioner_not_found"

@@ -60,8 +60,11 @@ async def test_book_and_walk_the_status_machine(client, settings, database_url) 
     extra = await client.post(f"{url}/reschedule", json=_slot(patient, doctor), headers=headers)
     assert extra.status_code == 422  # unknown fields are refused
 
-    actions = [r["action"] for r in await phi_rows(database_url, resource_type="Appointment")]
-    assert actions == ["create", "reschedule", "check_in", "complete"]
+    logged = await phi_rows(database_url, resource_type="Appointment")
+    assert [r["action"] for r in logged] == ["create", "reschedule", "check_in", "complete"]
+    assert {(str(r["patient_id"]), r["resource_id"]) for r in logged} == {(patient["id"], appointment["id"])}
+    read = await client.get(url, headers=headers)
+    assert (read.headers["ETag"], read.json()["version"]) == ('W/"4"', 4)
 
 
 async def test_cancel_and_no_show_release_the_slot(client, settings) -> None:
@@ -111,6 +114,8 @@ async def test_bad_times_and_unknown_references_are_422(client, settings, databa
         ({**_slot(patient, doctor), "patient_id": str(uuid.uuid4())}, "patient_id"),
         ({**_slot(patient, doctor), "practitioner_id": str(uuid.uuid4())}, "practitioner_id"),
         ({**_slot(patient, doctor), "type": "carrier_pigeon"}, "type"),
+        ({**_slot(patient, doctor), "facility_id": str(uuid.uuid4())}, "facility_id"),
+        ({**_slot(patient, doctor), "department_id": str(uuid.uuid4())}, "department_id"),
     ]
     for body, field in cases:
         response = await client.post("/api/v1/appointments", json=body, headers=headers)
@@ -181,3 +186,17 @@ async def test_ten_concurrent_bookings_of_one_slot_exactly_one_wins(settings, da
     assert statuses == [201] + [409] * 9, [r.text for r in responses if r.status_code not in (201, 409)]
     assert all(r.json()["code"] == "double_booking" for r in responses if r.status_code == 409)
     assert await count(database_url, "appointments") == 1
+
+
+async def test_a_retired_practitioner_cannot_be_booked(client, settings, database_url) -> None:
+    patient, doctor = await _setup(client, settings)
+    retired = await client.delete(
+        f"/api/v1/practitioners/{doctor['id']}", headers=auth_headers(settings, "admin")
+    )
+    assert retired.status_code == 204
+    refused = await client.post(
+        "/api/v1/appointments", json=_slot(patient, doctor), headers=auth_headers(settings, "receptionist")
+    )
+    assert refused.status_code == 422
+    assert [e["code"] for e in refused.json()["errors"]] == ["unknown_practitioner"]
+    assert await count(database_url, "appointments") == 0

@@ -45,3 +45,8 @@ def loinc_is_valid(code: str) -> bool:
     if not match:
         return False
     return luhn_check_digit(match.group(1)) == int(match.group(2))
+
+
+def icd10cm_size() -> int:
+    """How many codes (chapters, blocks and categories included) the ICD-10-CM set holds."""
+    return len(_icd().get_all_codes())

@@ -45,7 +45,7 @@ def _prescription(result: service.PrescriptionWithOverrides) -> PrescriptionRead
 
 
 @router.get("/chart")
-async def get_chart(patient_id: uuid.UUID, conn: ConnDep, actor: Reader) -> ChartRead:
+async def get_chart(patient_id: uuid.UUID, actor: Reader, conn: ConnDep) -> ChartRead:
     """The chart summary."""
     return await chart.get_chart(conn=conn, actor=actor, patient_id=patient_id)
 
@@ -55,7 +55,7 @@ async def get_chart(patient_id: uuid.UUID, conn: ConnDep, actor: Reader) -> Char
 
 @router.post("/observations", status_code=201)
 async def record_vitals(
-    patient_id: uuid.UUID, data: VitalsCreate, conn: ConnDep, actor: Writer
+    patient_id: uuid.UUID, data: VitalsCreate, actor: Writer, conn: ConnDep
 ) -> list[ObservationRead]:
     """Record a set of vital signs (BMI derived from weight and height)."""
     rows = await service.record_vitals(conn=conn, actor=actor, patient_id=patient_id, data=data)
@@ -65,8 +65,8 @@ async def record_vitals(
 @router.get("/observations")
 async def list_observations(
     patient_id: uuid.UUID,
-    conn: ConnDep,
     actor: Reader,
+    conn: ConnDep,
     code: Annotated[str | None, Query(max_length=20, description="LOINC code")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
@@ -83,7 +83,7 @@ async def list_observations(
 
 @router.post("/conditions", status_code=201)
 async def add_condition(
-    patient_id: uuid.UUID, data: ConditionCreate, conn: ConnDep, actor: Writer
+    patient_id: uuid.UUID, data: ConditionCreate, actor: Writer, conn: ConnDep
 ) -> ConditionRead:
     """Add a problem (ICD-10-CM)."""
     row = await service.add_condition(conn=conn, actor=actor, patient_id=patient_id, data=data)
@@ -92,7 +92,7 @@ async def add_condition(
 
 @router.get("/conditions")
 async def list_conditions(
-    patient_id: uuid.UUID, conn: ConnDep, actor: Reader, limit: Limit = 100, offset: Offset = 0
+    patient_id: uuid.UUID, actor: Reader, conn: ConnDep, limit: Limit = 100, offset: Offset = 0
 ) -> list[ConditionRead]:
     """The problem list."""
     rows = await service.list_conditions(
@@ -103,7 +103,7 @@ async def list_conditions(
 
 @router.get("/conditions/{condition_id}")
 async def get_condition(
-    patient_id: uuid.UUID, condition_id: uuid.UUID, conn: ConnDep, actor: Reader
+    patient_id: uuid.UUID, condition_id: uuid.UUID, actor: Reader, conn: ConnDep
 ) -> ConditionRead:
     """One condition."""
     row = await service.get_condition(
@@ -114,7 +114,7 @@ async def get_condition(
 
 @router.patch("/conditions/{condition_id}")
 async def update_condition(
-    patient_id: uuid.UUID, condition_id: uuid.UUID, data: ConditionUpdate, conn: ConnDep, actor: Writer
+    patient_id: uuid.UUID, condition_id: uuid.UUID, data: ConditionUpdate, actor: Writer, conn: ConnDep
 ) -> ConditionRead:
     """Change a condition's status, dates or note."""
     row = await service.update_condition(
@@ -128,7 +128,7 @@ async def update_condition(
 
 @router.post("/allergies", status_code=201)
 async def add_allergy(
-    patient_id: uuid.UUID, data: AllergyCreate, conn: ConnDep, actor: Writer
+    patient_id: uuid.UUID, data: AllergyCreate, actor: Writer, conn: ConnDep
 ) -> AllergyRead:
     """Record an allergy."""
     row = await service.add_allergy(conn=conn, actor=actor, patient_id=patient_id, data=data)
@@ -137,7 +137,7 @@ async def add_allergy(
 
 @router.get("/allergies")
 async def list_allergies(
-    patient_id: uuid.UUID, conn: ConnDep, actor: Reader, limit: Limit = 100, offset: Offset = 0
+    patient_id: uuid.UUID, actor: Reader, conn: ConnDep, limit: Limit = 100, offset: Offset = 0
 ) -> list[AllergyRead]:
     """Allergies (all statuses)."""
     rows = await service.list_allergies(
@@ -148,7 +148,7 @@ async def list_allergies(
 
 @router.get("/allergies/{allergy_id}")
 async def get_allergy(
-    patient_id: uuid.UUID, allergy_id: uuid.UUID, conn: ConnDep, actor: Reader
+    patient_id: uuid.UUID, allergy_id: uuid.UUID, actor: Reader, conn: ConnDep
 ) -> AllergyRead:
     """One allergy."""
     row = await service.get_allergy(conn=conn, actor=actor, patient_id=patient_id, allergy_id=allergy_id)
@@ -157,7 +157,7 @@ async def get_allergy(
 
 @router.patch("/allergies/{allergy_id}")
 async def update_allergy(
-    patient_id: uuid.UUID, allergy_id: uuid.UUID, data: AllergyUpdate, conn: ConnDep, actor: Writer
+    patient_id: uuid.UUID, allergy_id: uuid.UUID, data: AllergyUpdate, actor: Writer, conn: ConnDep
 ) -> AllergyRead:
     """Change an allergy."""
     row = await service.update_allergy(
@@ -171,7 +171,7 @@ async def update_allergy(
 
 @router.post("/prescriptions", status_code=201)
 async def prescribe(
-    patient_id: uuid.UUID, data: PrescriptionCreate, conn: ConnDep, actor: Prescriber
+    patient_id: uuid.UUID, data: PrescriptionCreate, actor: Prescriber, conn: ConnDep
 ) -> PrescriptionRead:
     """Prescribe (409 allergy_conflict unless override_reason is given)."""
     result = await service.prescribe(conn=conn, actor=actor, patient_id=patient_id, data=data)
@@ -180,7 +180,7 @@ async def prescribe(
 
 @router.get("/prescriptions")
 async def list_prescriptions(
-    patient_id: uuid.UUID, conn: ConnDep, actor: Reader, limit: Limit = 100, offset: Offset = 0
+    patient_id: uuid.UUID, actor: Reader, conn: ConnDep, limit: Limit = 100, offset: Offset = 0
 ) -> list[PrescriptionRead]:
     """Prescriptions, newest first."""
     rows = await service.list_prescriptions(
@@ -191,7 +191,7 @@ async def list_prescriptions(
 
 @router.get("/prescriptions/{prescription_id}")
 async def get_prescription(
-    patient_id: uuid.UUID, prescription_id: uuid.UUID, conn: ConnDep, actor: Reader
+    patient_id: uuid.UUID, prescription_id: uuid.UUID, actor: Reader, conn: ConnDep
 ) -> PrescriptionRead:
     """One prescription with its allergy overrides."""
     result = await service.get_prescription(
@@ -205,8 +205,8 @@ async def update_prescription(
     patient_id: uuid.UUID,
     prescription_id: uuid.UUID,
     data: PrescriptionUpdate,
-    conn: ConnDep,
     actor: Prescriber,
+    conn: ConnDep,
 ) -> PrescriptionRead:
     """Change a prescription's status."""
     result = await service.update_prescription(
@@ -220,7 +220,7 @@ async def update_prescription(
 
 @router.post("/lab-orders", status_code=201)
 async def order_lab(
-    patient_id: uuid.UUID, data: LabOrderCreate, conn: ConnDep, actor: Writer
+    patient_id: uuid.UUID, data: LabOrderCreate, actor: Writer, conn: ConnDep
 ) -> LabOrderRead:
     """Order a lab test (LOINC)."""
     row = await service.order_lab(conn=conn, actor=actor, patient_id=patient_id, data=data)
@@ -229,7 +229,7 @@ async def order_lab(
 
 @router.get("/lab-orders")
 async def list_labs(
-    patient_id: uuid.UUID, conn: ConnDep, actor: Reader, limit: Limit = 100, offset: Offset = 0
+    patient_id: uuid.UUID, actor: Reader, conn: ConnDep, limit: Limit = 100, offset: Offset = 0
 ) -> list[LabOrderRead]:
     """Lab orders, newest first."""
     rows = await service.list_labs(conn=conn, actor=actor, patient_id=patient_id, limit=limit, offset=offset)
@@ -237,7 +237,7 @@ async def list_labs(
 
 
 @router.get("/lab-orders/{order_id}")
-async def get_lab(patient_id: uuid.UUID, order_id: uuid.UUID, conn: ConnDep, actor: Reader) -> LabOrderRead:
+async def get_lab(patient_id: uuid.UUID, order_id: uuid.UUID, actor: Reader, conn: ConnDep) -> LabOrderRead:
     """One lab order."""
     row = await service.get_lab(conn=conn, actor=actor, patient_id=patient_id, order_id=order_id)
     return LabOrderRead.model_validate(row)
@@ -245,7 +245,7 @@ async def get_lab(patient_id: uuid.UUID, order_id: uuid.UUID, conn: ConnDep, act
 
 @router.post("/lab-orders/{order_id}/collect")
 async def collect_lab(
-    patient_id: uuid.UUID, order_id: uuid.UUID, conn: ConnDep, actor: Writer
+    patient_id: uuid.UUID, order_id: uuid.UUID, actor: Writer, conn: ConnDep
 ) -> LabOrderRead:
     """Mark the specimen collected."""
     row = await service.collect_lab(conn=conn, actor=actor, patient_id=patient_id, order_id=order_id)
@@ -254,7 +254,7 @@ async def collect_lab(
 
 @router.post("/lab-orders/{order_id}/result")
 async def result_lab(
-    patient_id: uuid.UUID, order_id: uuid.UUID, data: LabResultCreate, conn: ConnDep, actor: Writer
+    patient_id: uuid.UUID, order_id: uuid.UUID, data: LabResultCreate, actor: Writer, conn: ConnDep
 ) -> LabOrderRead:
     """Record the result (abnormal flag computed from the reference range)."""
     row = await service.result_lab(
@@ -265,7 +265,7 @@ async def result_lab(
 
 @router.post("/lab-orders/{order_id}/cancel")
 async def cancel_lab(
-    patient_id: uuid.UUID, order_id: uuid.UUID, conn: ConnDep, actor: Writer
+    patient_id: uuid.UUID, order_id: uuid.UUID, actor: Writer, conn: ConnDep
 ) -> LabOrderRead:
     """Cancel an order without a result."""
     row = await service.cancel_lab(conn=conn, actor=actor, patient_id=patient_id, order_id=order_id)

@@ -26,7 +26,7 @@ from hims.consultations import service as consultations
 from hims.consultations.schemas import ConsultationStart, SoapUpdate
 from hims.core.db import driver_connection
 from hims.core.security import Actor
-from hims.seed import SEEDERS, SeedReport
+from hims.seed import SeedReport
 from hims.settings import Settings
 
 PATIENTS = 200
@@ -149,5 +149,7 @@ async def seed_clinical_history(session: AsyncSession, _settings: Settings, repo
     report.created["clinical records"] = report.created.get("clinical records", 0) + created
 
 
-if not any(name == "clinical history" for name, _ in SEEDERS):
-    SEEDERS.append(("clinical history", seed_clinical_history))
+async def seed_code_lists(_session: AsyncSession, _settings: Settings, report: SeedReport) -> None:
+    """The code lists are part of the package (nothing to store): load them and say which they are."""
+    for name, size in service.code_lists().items():
+        report.notes.append(f"code list {name}: {size} codes (shipped with the package)")

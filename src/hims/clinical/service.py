@@ -22,7 +22,7 @@ import structlog
 from hims.audit.service import log_part, record
 from hims.clinical import repository as repo
 from hims.clinical.allergy_check import AllergyFacts, find_conflicts
-from hims.clinical.coding import icd10cm_lookup, loinc_is_valid
+from hims.clinical.coding import icd10cm_lookup, icd10cm_size, loinc_is_valid
 from hims.clinical.models import ICD10CM, LOINC, RXNORM, SNOMED
 from hims.clinical.schemas import (
     AllergyCreate,
@@ -1137,3 +1137,8 @@ async def chart_records(conn: asyncpg.Connection, patient_id: uuid.UUID) -> dict
         ),
         "vitals": await repo.latest_vitals(conn, patient_id),
     }
+
+
+def code_lists() -> dict[str, int]:
+    """The code lists the clinical rules check against (shipped with the package): name → size."""
+    return {"ICD-10-CM": icd10cm_size(), "LOINC vital signs": len(VITAL_CODES)}

@@ -50,7 +50,7 @@ def _read(result: service.ConsultationWithAmendments, response: Response) -> Con
 
 @router.post("/patients/{patient_id}/consultations", status_code=201)
 async def start(
-    patient_id: uuid.UUID, data: ConsultationStart, conn: ConnDep, actor: Writer, response: Response
+    patient_id: uuid.UUID, data: ConsultationStart, actor: Writer, conn: ConnDep, response: Response
 ) -> ConsultationRead:
     """Start a consultation (walk-in, or from an appointment)."""
     consultation = await service.start_consultation(conn=conn, actor=actor, patient_id=patient_id, data=data)
@@ -60,8 +60,8 @@ async def start(
 @router.get("/patients/{patient_id}/consultations")
 async def list_for_patient(
     patient_id: uuid.UUID,
-    conn: ConnDep,
     actor: Reader,
+    conn: ConnDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[ConsultationSummary]:
@@ -74,7 +74,7 @@ async def list_for_patient(
 
 @router.get("/consultations/{consultation_id}")
 async def read(
-    consultation_id: uuid.UUID, conn: ConnDep, actor: Reader, response: Response
+    consultation_id: uuid.UUID, actor: Reader, conn: ConnDep, response: Response
 ) -> ConsultationRead:
     """One consultation with its SOAP note and amendments (ETag = version)."""
     result = await service.get_consultation(conn=conn, actor=actor, consultation_id=consultation_id)
@@ -85,8 +85,8 @@ async def read(
 async def update_note(
     consultation_id: uuid.UUID,
     data: SoapUpdate,
-    conn: ConnDep,
     actor: Writer,
+    conn: ConnDep,
     response: Response,
     if_match: IfMatch = None,
 ) -> ConsultationRead:
@@ -104,8 +104,8 @@ async def update_note(
 @router.post("/consultations/{consultation_id}/finish")
 async def finish(
     consultation_id: uuid.UUID,
-    conn: ConnDep,
     actor: Writer,
+    conn: ConnDep,
     response: Response,
     if_match: IfMatch = None,
 ) -> ConsultationRead:
@@ -119,8 +119,8 @@ async def finish(
 @router.post("/consultations/{consultation_id}/sign")
 async def sign(
     consultation_id: uuid.UUID,
-    conn: ConnDep,
     actor: Signer,
+    conn: ConnDep,
     response: Response,
     if_match: IfMatch = None,
 ) -> ConsultationRead:
@@ -133,7 +133,7 @@ async def sign(
 
 @router.post("/consultations/{consultation_id}/amendments", status_code=201)
 async def amend(
-    consultation_id: uuid.UUID, data: AmendmentCreate, conn: ConnDep, actor: Signer
+    consultation_id: uuid.UUID, data: AmendmentCreate, actor: Signer, conn: ConnDep
 ) -> AmendmentRead:
     """Add an amendment to a signed consultation."""
     amendment = await service.amend_consultation(

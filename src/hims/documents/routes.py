@@ -30,9 +30,9 @@ async def upload(
     patient_id: uuid.UUID,
     request: Request,
     response: Response,
-    conn: ConnDep,
     settings: SettingsDep,
     actor: Write,
+    conn: ConnDep,
     file: Annotated[UploadFile, File(description="The document (PDF, PNG, JPEG, plain text, DICOM)")],
     title: Annotated[str | None, Form(max_length=200)] = None,
     consultation_id: Annotated[uuid.UUID | None, Form()] = None,
@@ -59,8 +59,8 @@ async def upload(
 @router.get("/patients/{patient_id}/documents", response_model=list[DocumentRead])
 async def list_documents(
     patient_id: uuid.UUID,
-    conn: ConnDep,
     actor: Read,
+    conn: ConnDep,
     consultation_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -78,7 +78,7 @@ async def list_documents(
 
 
 @router.get("/documents/{document_id}", response_model=DocumentRead)
-async def read_document(document_id: uuid.UUID, conn: ConnDep, actor: Read) -> DocumentRead:
+async def read_document(document_id: uuid.UUID, actor: Read, conn: ConnDep) -> DocumentRead:
     """A document's metadata."""
     return DocumentRead.model_validate(
         await service.get_document(conn=conn, actor=actor, document_id=document_id)
@@ -86,7 +86,7 @@ async def read_document(document_id: uuid.UUID, conn: ConnDep, actor: Read) -> D
 
 
 @router.get("/documents/{document_id}/content", response_class=Response)
-async def download(document_id: uuid.UUID, request: Request, conn: ConnDep, actor: Read) -> Response:
+async def download(document_id: uuid.UUID, request: Request, actor: Read, conn: ConnDep) -> Response:
     """The file, checked against its sha256 first."""
     result = await service.download_document(
         conn=conn, actor=actor, storage=_storage(request), document_id=document_id
@@ -105,7 +105,7 @@ async def download(document_id: uuid.UUID, request: Request, conn: ConnDep, acto
 
 
 @router.delete("/documents/{document_id}", status_code=204)
-async def delete_document(document_id: uuid.UUID, conn: ConnDep, actor: Write) -> Response:
+async def delete_document(document_id: uuid.UUID, actor: Write, conn: ConnDep) -> Response:
     """Remove a document from the record (the file is retained)."""
     await service.delete_document(conn=conn, actor=actor, document_id=document_id)
     return Response(status_code=204)

@@ -191,12 +191,8 @@ class DomainStorage(JsonbStorage):
                     )
                 store.append(w)
                 continue
-            item = Item(
-                key,
-                resource,
-                values,
-                adapter.extra(resource),  # noqa: S610 (not Django) version=w.version_id, options=w.options
-            )
+            extra = adapter.extra(resource)  # noqa: S610 (a FHIR adapter, not Django)
+            item = Item(key, resource, values, extra, version=w.version_id, options=w.options)
             if prior is None:
                 creates.append((w, item))
             else:

@@ -9,7 +9,7 @@ from hims.core.permissions import Role
 from hims.core.security import Actor
 from hims.identity import repository, service
 from hims.identity.schemas import UserCreate
-from hims.seed import SEEDERS, SeedReport
+from hims.seed import SeedReport
 from hims.settings import Settings
 
 log = structlog.get_logger("hims.identity.seed")
@@ -41,7 +41,3 @@ async def seed_users(session: AsyncSession, settings: Settings, report: SeedRepo
             created += 1
         report.logins.append((role.value, username, demo_password(role)))
     report.created["users"] = report.created.get("users", 0) + created
-
-
-if not any(name == "identity.users" for name, _ in SEEDERS):
-    SEEDERS.append(("identity.users", seed_users))

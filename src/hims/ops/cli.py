@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -214,42 +215,65 @@ def db_revision(
 
 
 @db_app.command("seed")
-def db_seed() -> None:
-    """Load idempotent demo data (facility, one user per role, practitioners, patients)."""
+def db_seed(
+    reference_data_only: Annotated[
+        bool,
+        typer.Option(
+            "--reference-data-only",
+            help="Load only reference data (facilities, code lists): allowed in staging/production.",
+        ),
+    ] = False,
+    reference_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference-file", exists=True, dir_okay=False, help="Facilities and departments (JSON) to load."
+        ),
+    ] = None,
+) -> None:
+    """Load idempotent seed data: reference data, and demo data in development and test only."""
     settings = load_settings()
     with database_url(settings) as url:
-        report = _seed(settings, url)
+        report = _seed(settings, url, reference_only=reference_data_only, reference_file=reference_file)
     _print_seed(report)
 
 
-def _seed(settings: Settings, url: str) -> Any:
+def _seed(
+    settings: Settings, url: str, *, reference_only: bool = False, reference_file: Path | None = None
+) -> Any:
+    from hims import composition
     from hims.core.db import Database
     from hims.core.logging import configure_logging
-    from hims.seed import SEEDERS, SeedReport
-    from hims.seeders import load_seeders
+    from hims.seed import DemoRefused, seed
 
-    load_seeders()
-    # The seeders go through the service functions, which log each event at info; the counts
+    # The steps go through the service functions, which log each event at info; the counts
     # printed afterwards are what a person wants to see here.
     configure_logging("warning", json=False)
 
-    async def run() -> SeedReport:
+    async def run() -> Any:
         db = Database(url, pool_size=2)
-        report = SeedReport()
         try:
-            for _name, seeder in SEEDERS:
-                async with db.transaction() as session:
-                    await seeder(session, settings, report)
+            return await seed(
+                db,
+                settings,
+                composition.SEEDERS,
+                reference_only=reference_only,
+                reference_file=reference_file,
+            )
         finally:
             await db.dispose()
-        return report
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except DemoRefused as exc:
+        console.print(f"refused: {exc}")
+        raise typer.Exit(2) from None
 
 
 def _print_seed(report: Any) -> None:
     for what, count in report.created.items():
         out.print(f"seeded {what}: {count}")
+    for line in report.notes:
+        out.print(line)
     if report.logins:
         table = Table("role", "username", "password", title="Demo logins (development only)")
         for role, username, password in report.logins:
@@ -362,9 +386,12 @@ def up(
     host: HostOpt = None,
     port: PortOpt = None,
     workers: WorkersOpt = 1,
-    seed: Annotated[bool, typer.Option(help="Load demo data.")] = True,
+    seed: Annotated[
+        bool, typer.Option(help="Load seed data (demo data in development and test only).")
+    ] = True,
 ) -> None:
-    """Migrate, seed demo data, print the demo logins and serve: the one-command start."""
+    """Migrate, seed (demo data in development and test, reference data elsewhere), print the demo
+    logins and serve: the one-command start."""
     from hims.ops import migrate
 
     settings = load_settings()
@@ -376,8 +403,11 @@ def up(
         _warn_missing_extensions(url)
         _after_migrate(url)
         if seed:
-            with console.status("Seeding demo data…"):
-                report = _seed(settings, url)
+            from hims.seed import DEMO_ENVIRONMENTS
+
+            reference_only = settings.hims_env not in DEMO_ENVIRONMENTS
+            with console.status("Loading reference data…" if reference_only else "Seeding demo data…"):
+                report = _seed(settings, url, reference_only=reference_only)
             _print_seed(report)
         out.print(
             f"AROCORD-HIMS on http://{host or settings.host}:{port or settings.port}/ (Ctrl-C stops it)"

@@ -35,8 +35,8 @@ def _location(patient_id: uuid.UUID) -> str:
 async def create_patient(
     body: PatientCreate,
     response: Response,
-    conn: ConnDep,
     actor: Annotated[Actor, require("patient:write")],
+    conn: ConnDep,
     allow_duplicate: bool = False,
 ) -> PatientRead:
     """Register a patient (409 ``possible_duplicates`` lists candidates unless allow_duplicate)."""
@@ -48,8 +48,8 @@ async def create_patient(
 
 @router.get("", response_model=PatientPage)
 async def search_patients(
-    conn: ConnDep,
     actor: Annotated[Actor, require("patient:read")],
+    conn: ConnDep,
     family: Annotated[str | None, Query(max_length=100)] = None,
     given: Annotated[str | None, Query(max_length=100)] = None,
     birth_date: date | None = None,
@@ -74,8 +74,8 @@ async def search_patients(
 async def read_patient(
     patient_id: uuid.UUID,
     response: Response,
-    conn: ConnDep,
     actor: Annotated[Actor, require("patient:read")],
+    conn: ConnDep,
 ) -> PatientRead | JSONResponse:
     """One patient; a merged record answers 308 pointing at the survivor."""
     patient = await service.get_patient(conn=conn, actor=actor, patient_id=patient_id)
@@ -94,8 +94,8 @@ async def update_patient(
     patient_id: uuid.UUID,
     body: PatientUpdate,
     response: Response,
-    conn: ConnDep,
     actor: Annotated[Actor, require("patient:write")],
+    conn: ConnDep,
     if_match: IfMatch = None,
 ) -> PatientRead:
     """Change some fields; needs ``If-Match`` with the ETag read (412 when stale, 428 when absent)."""
@@ -110,8 +110,8 @@ async def update_patient(
 @router.delete("/{patient_id}", status_code=204)
 async def delete_patient(
     patient_id: uuid.UUID,
-    conn: ConnDep,
     actor: Annotated[Actor, require("patient:write")],
+    conn: ConnDep,
     if_match: IfMatch = None,
 ) -> Response:
     """Soft delete (the record is retained; reads answer 410)."""
@@ -129,8 +129,8 @@ async def merge_patient(
     patient_id: uuid.UUID,
     body: MergeRequest,
     request: Request,
-    conn: ConnDep,
     actor: Annotated[Actor, require("patient:merge")],
+    conn: ConnDep,
     if_match: IfMatch = None,
 ) -> MergeResult:
     """Merge this patient into ``into``; all records move to the survivor."""

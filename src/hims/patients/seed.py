@@ -16,7 +16,7 @@ from hims.core.security import Actor
 from hims.patients import service
 from hims.patients.models import Patient
 from hims.patients.schemas import PatientCreate
-from hims.seed import SEEDERS, SeedReport
+from hims.seed import SeedReport
 from hims.settings import Settings
 
 SEED_SYSTEM = "urn:arocord:hims:seed"
@@ -130,6 +130,3 @@ async def seed_patients(session: AsyncSession, settings: Settings, report: SeedR
         report.demo_patients.append(row["id"])
         created += 1
     report.created["patients"] = created
-
-
-SEEDERS.append(("patients", seed_patients))

@@ -8,11 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
-from hims.core.deps import SessionDep
+from hims.core.deps import ConnDep
 from hims.core.etag import etag, if_match_version
+from hims.core.records import Row
 from hims.core.security import Actor, require
 from hims.scheduling import service
-from hims.scheduling.models import Appointment
 from hims.scheduling.schemas import (
     AppointmentCancel,
     AppointmentCreate,
@@ -22,6 +22,9 @@ from hims.scheduling.schemas import (
     AppointmentStatus,
 )
 
+# `actor` comes before `conn` in every route: FastAPI resolves dependencies in that order, and
+# authenticating may read the account from the database, so a request holding its connection
+# first would hold two (a burst of them emptied the pool, answering 503).
 router = APIRouter(prefix="/api/v1/appointments", tags=["appointments"])
 
 Read = Annotated[Actor, require("appointment:read")]
@@ -29,25 +32,23 @@ Write = Annotated[Actor, require("appointment:write")]
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 
-def _read(appointment: Appointment, response: Response) -> AppointmentRead:
-    response.headers["ETag"] = etag(appointment.version)
+def _read(appointment: Row, response: Response) -> AppointmentRead:
+    response.headers["ETag"] = etag(appointment["version"])
     return AppointmentRead.model_validate(appointment)
 
 
 @router.post("", status_code=201, response_model=AppointmentRead)
-async def book(
-    body: AppointmentCreate, response: Response, session: SessionDep, actor: Write
-) -> AppointmentRead:
+async def book(body: AppointmentCreate, response: Response, actor: Write, conn: ConnDep) -> AppointmentRead:
     """Book an appointment (409 ``double_booking`` when the practitioner is taken)."""
-    appointment = await service.book_appointment(session=session, actor=actor, data=body)
-    response.headers["Location"] = f"{router.prefix}/{appointment.id}"
+    appointment = await service.book_appointment(conn=conn, actor=actor, data=body)
+    response.headers["Location"] = f"{router.prefix}/{appointment['id']}"
     return _read(appointment, response)
 
 
 @router.get("", response_model=AppointmentPage)
 async def list_appointments(
-    session: SessionDep,
     actor: Read,
+    conn: ConnDep,
     day: Annotated[date | None, Query(alias="date")] = None,
     tz: Annotated[str, Query(max_length=64)] = "UTC",
     starts_from: Annotated[datetime | None, Query(alias="from")] = None,
@@ -60,7 +61,7 @@ async def list_appointments(
 ) -> AppointmentPage:
     """Appointments in start order: by ``date`` (in ``tz``), practitioner, patient, status."""
     items, next_cursor = await service.list_appointments(
-        session=session,
+        conn=conn,
         actor=actor,
         day=day,
         tz=tz,
@@ -76,11 +77,9 @@ async def list_appointments(
 
 
 @router.get("/{appointment_id}", response_model=AppointmentRead)
-async def read(
-    appointment_id: uuid.UUID, response: Response, session: SessionDep, actor: Read
-) -> AppointmentRead:
+async def read(appointment_id: uuid.UUID, response: Response, actor: Read, conn: ConnDep) -> AppointmentRead:
     """One appointment."""
-    appointment = await service.get_appointment(session=session, actor=actor, appointment_id=appointment_id)
+    appointment = await service.get_appointment(conn=conn, actor=actor, appointment_id=appointment_id)
     return _read(appointment, response)
 
 
@@ -89,13 +88,13 @@ async def reschedule(
     appointment_id: uuid.UUID,
     body: AppointmentReschedule,
     response: Response,
-    session: SessionDep,
     actor: Write,
+    conn: ConnDep,
     if_match: IfMatch = None,
 ) -> AppointmentRead:
     """Move a booked appointment."""
     appointment = await service.reschedule_appointment(
-        session=session,
+        conn=conn,
         actor=actor,
         appointment_id=appointment_id,
         data=body,
@@ -109,13 +108,13 @@ async def cancel(
     appointment_id: uuid.UUID,
     body: AppointmentCancel,
     response: Response,
-    session: SessionDep,
     actor: Write,
+    conn: ConnDep,
     if_match: IfMatch = None,
 ) -> AppointmentRead:
     """Cancel with a reason."""
     appointment = await service.cancel_appointment(
-        session=session,
+        conn=conn,
         actor=actor,
         appointment_id=appointment_id,
         reason=body.reason,
@@ -126,11 +125,11 @@ async def cancel(
 
 @router.post("/{appointment_id}/check-in", response_model=AppointmentRead)
 async def check_in(
-    appointment_id: uuid.UUID, response: Response, session: SessionDep, actor: Write, if_match: IfMatch = None
+    appointment_id: uuid.UUID, response: Response, actor: Write, conn: ConnDep, if_match: IfMatch = None
 ) -> AppointmentRead:
     """The patient arrived."""
     appointment = await service.check_in_appointment(
-        session=session,
+        conn=conn,
         actor=actor,
         appointment_id=appointment_id,
         expected_version=if_match_version(if_match, required=False),
@@ -140,11 +139,11 @@ async def check_in(
 
 @router.post("/{appointment_id}/no-show", response_model=AppointmentRead)
 async def no_show(
-    appointment_id: uuid.UUID, response: Response, session: SessionDep, actor: Write, if_match: IfMatch = None
+    appointment_id: uuid.UUID, response: Response, actor: Write, conn: ConnDep, if_match: IfMatch = None
 ) -> AppointmentRead:
     """The patient did not come."""
     appointment = await service.mark_no_show(
-        session=session,
+        conn=conn,
         actor=actor,
         appointment_id=appointment_id,
         expected_version=if_match_version(if_match, required=False),
@@ -154,11 +153,11 @@ async def no_show(
 
 @router.post("/{appointment_id}/complete", response_model=AppointmentRead)
 async def complete(
-    appointment_id: uuid.UUID, response: Response, session: SessionDep, actor: Write, if_match: IfMatch = None
+    appointment_id: uuid.UUID, response: Response, actor: Write, conn: ConnDep, if_match: IfMatch = None
 ) -> AppointmentRead:
     """The visit took place."""
     appointment = await service.complete_appointment(
-        session=session,
+        conn=conn,
         actor=actor,
         appointment_id=appointment_id,
         expected_version=if_match_version(if_match, required=False),

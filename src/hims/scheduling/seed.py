@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hims.core.db import driver_connection
 from hims.core.security import Actor
-from hims.patients.models import Patient
-from hims.patients.seed import SEED_SYSTEM
-from hims.practitioners.seed import seed_practitioner_by_key
-from hims.scheduling import service
-from hims.scheduling.models import Appointment
-from hims.scheduling.schemas import AppointmentCreate
-from hims.seed import SEEDERS, SeedReport
+from hims.patients import service as patients
+from hims.scheduling import repository, service
+from hims.seed import SeedReport
 from hims.settings import Settings
 
 PER_DAY = 6
@@ -22,63 +18,41 @@ DAYS = 4
 
 
 async def seed_appointments(session: AsyncSession, settings: Settings, report: SeedReport) -> None:
-    """Book a few days of half-hour visits from tomorrow for the demo physician and paediatrician."""
+    """Book a few days of half-hour visits from tomorrow with the demo physician and paediatrician,
+    for living demo patients only, once (nothing is added while they have appointments)."""
     actor = Actor.system("seed")
+    conn = await driver_connection(session)
     doctors = [
-        p
-        for p in [
-            await seed_practitioner_by_key(session, "practitioner-physician"),
-            await seed_practitioner_by_key(session, "practitioner-paediatrician"),
-        ]
-        if p is not None
+        report.demo_practitioners[key]
+        for key in ("practitioner-physician", "practitioner-paediatrician")
+        if key in report.demo_practitioners
     ]
-    if not doctors:
+    if not doctors or await repository.count_of_practitioners(conn, [d["id"] for d in doctors]):
         report.created["appointments"] = 0
         return
-    existing = await session.scalar(
-        select(func.count())
-        .select_from(Appointment)
-        .where(Appointment.practitioner_id.in_([d.id for d in doctors]))
-    )
-    if existing:
-        report.created["appointments"] = 0
-        return
-    patients = list(
-        (
-            await session.execute(
-                select(Patient.id)
-                .where(
-                    Patient.identifiers.contains([{"system": SEED_SYSTEM}]),
-                    Patient.deceased.is_(False),
-                    Patient.deleted_at.is_(None),
-                    Patient.merged_into_id.is_(None),
-                )
-                .order_by(Patient.mrn)
-                .limit(PER_DAY * DAYS * len(doctors))
-            )
-        ).scalars()
-    )
+    rows = await patients.load(conn, report.demo_patients)
+    living = [
+        p
+        for p in report.demo_patients
+        if p in rows and not rows[p]["deceased"] and rows[p]["deleted_at"] is None
+    ][: PER_DAY * DAYS * len(doctors)]
     tomorrow = datetime.now(UTC).date() + timedelta(days=1)
-    created = 0
-    for index, patient_id in enumerate(patients):
+    news = []
+    for index, patient_id in enumerate(living):
         doctor = doctors[index % len(doctors)]
         slot = index // len(doctors)
         day = tomorrow + timedelta(days=slot // PER_DAY)
         starts = datetime.combine(day, time(9, 0), tzinfo=UTC) + timedelta(minutes=30 * (slot % PER_DAY))
-        await service.book_appointment(
-            session=session,
-            actor=actor,
-            data=AppointmentCreate(
-                patient_id=patient_id,
-                practitioner_id=doctor.id,
-                starts_at=starts,
-                ends_at=starts + timedelta(minutes=25),
-                type="telemedicine" if index % 5 == 0 else "in_person",
-                reason=("Annual check-up", "Follow-up", "Blood pressure review", "Vaccination")[index % 4],
-            ),
-        )
-        created += 1
-    report.created["appointments"] = created
-
-
-SEEDERS.append(("appointments", seed_appointments))
+        values = {
+            "patient_id": patient_id,
+            "practitioner_id": doctor["id"],
+            "facility_id": doctor["facility_id"],
+            "department_id": doctor["department_id"],
+            "starts_at": starts,
+            "ends_at": starts + timedelta(minutes=25),
+            "type": "telemedicine" if index % 5 == 0 else "in_person",
+            "reason": ("Annual check-up", "Follow-up", "Blood pressure review", "Vaccination")[index % 4],
+        }
+        news.append(service.New(values))
+    booked = await service.book(conn=conn, actor=actor, news=news) if news else []
+    report.created["appointments"] = len(booked)

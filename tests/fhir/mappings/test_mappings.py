@@ -38,7 +38,14 @@ def test_patient_examples_round_trip(name: str) -> None:
 
 def test_patient_example_fields() -> None:
     row, resource = _round_trip(patient, "Patient-example.json")
-    assert row["mrn"] == "12345"
+    # Another system's MR number is an identifier of the patient, not our MRN.
+    assert row["mrn"] is None
+    assert {
+        "system": "urn:oid:1.2.36.146.595.217.0.1",
+        "value": "12345",
+        "type": "MR",
+        "use": "usual",
+    } in row["identifiers"]
     assert (row["given_name"], row["middle_name"], row["family_name"]) == ("Peter", "James", "Chalmers")
     assert row["date_of_birth"] == date(1974, 12, 25)
     assert row["sex_at_birth"] == "male"
@@ -77,6 +84,63 @@ def test_location_round_trip_with_facility() -> None:
     resource = location.to_resource({**row, "id": uuid.uuid4()})
     get_fhir_model_class("Location").model_validate(resource)
     assert location.to_row(resource) == row
+
+
+def _sent(name: str) -> dict[str, Any]:
+    """An example as a client sends it to be stored (without what the store owns)."""
+    return {k: v for k, v in _example(name).items() if k not in ("id", "meta", "text")}
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        (organization, "Organization-1.json"),
+        (organization, "Organization-hl7.json"),
+        (practitioner, "Practitioner-example.json"),
+        (practitioner, "Practitioner-f001.json"),
+    ],
+)
+def test_a_row_renders_back_what_the_client_sent(module: Any, name: str) -> None:
+    sent = _sent(name)
+    row = {**module.to_row(sent), "id": uuid.uuid4()}
+    if module is organization:
+        row["code"] = "ORG-1"  # assigned by the facilities service: a server-added identifier
+    resource = module.to_resource(row, extra=module.extra(sent))
+    get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    others = [
+        i for i in resource.get("identifier", []) if i.get("system") != organization.FACILITY_CODE_SYSTEM
+    ]
+    assert others == sent.get("identifier", [])
+    assert {k: v for k, v in resource.items() if k not in ("id", "identifier")} == {
+        k: v for k, v in sent.items() if k != "identifier"
+    }
+
+
+def test_a_rest_change_keeps_what_the_client_sent_and_drops_what_the_row_contradicts() -> None:
+    sent = {
+        "resourceType": "Practitioner",
+        "name": [{"family": "Bello", "given": ["Tunde"], "prefix": ["Dr"], "period": {"start": "2001"}}],
+        "gender": "male",
+        "telecom": [{"system": "phone", "value": "1"}, {"system": "fax", "value": "2"}],
+    }
+    row = {**practitioner.to_row(sent), "id": uuid.uuid4(), "phone": "3", "profession": "nurse"}
+    out = practitioner.to_resource(row, extra=practitioner.extra(sent))
+    assert out["gender"] == "male"
+    assert out["name"] == sent["name"]  # the richer original form of the row's name
+    assert out["telecom"] == [{"system": "phone", "value": "3"}, {"system": "fax", "value": "2"}]
+    assert {"url": practitioner.PROFESSION_URL, "valueString": "nurse"} in out["extension"]
+    assert practitioner.to_row(out) == {k: v for k, v in row.items() if k != "id"}
+
+
+def test_elements_the_row_adds_are_left_out_until_the_row_needs_them() -> None:
+    sent = {"resourceType": "Organization", "name": "Clinic"}
+    row = {**organization.to_row(sent), "id": uuid.uuid4(), "code": "C-1"}
+    kept = organization.to_resource(row, extra=organization.extra(sent))
+    assert set(kept) == {"resourceType", "id", "identifier", "name"}  # no default type, no active
+    retired = organization.to_resource({**row, "active": False}, extra=organization.extra(sent))
+    assert retired["active"] is False
+    # Without what a client sent (a record made through REST), the row's rendering is whole.
+    assert {"active", "type"} <= set(organization.to_resource(row))
 
 
 def test_audit_event_from_phi_log_row() -> None:

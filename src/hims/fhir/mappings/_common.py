@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -314,3 +316,84 @@ def restore_reasons(
     if reason_text(original) == reason:
         resource[key] = original
     return kept
+
+
+# --- Mappings that keep the whole resource (Organization, Location, Practitioner) -----------------
+
+#: A mapping's ``to_row``.
+ToRow = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def beyond_store(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource without the elements the store owns (resourceType, id, meta, text): what a
+    mapping that keeps the whole resource stores next to the row (its ``extra``)."""
+    return {k: v for k, v in resource.items() if k not in _ALWAYS}
+
+
+def merged(to_row: ToRow, fresh: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
+    """``fresh`` (built from the row) with ``stored`` (what a FHIR client sent) wherever the row does
+    not contradict it.
+
+    A stored element, or list item, is kept when adding it leaves ``to_row`` unchanged: elements
+    we do not model survive, and a richer original form of a modelled item (a name with a period)
+    replaces the row's plain one. A stored item the row was read from and that no longer matches
+    it (an old phone number) is dropped. An element the row's rendering adds and the stored
+    version lacks (a default such as ``active`` or an organization type) is left out when the row
+    reads the same without it, so a resource comes back as it was sent until the row changes.
+    """
+    if not stored:
+        return fresh
+    target = to_row(fresh)
+    out = copy.deepcopy(fresh)
+
+    def same() -> bool:
+        return to_row(out) == target
+
+    for key, old in stored.items():
+        if key in _ALWAYS or out.get(key) == old:
+            continue
+        if isinstance(old, list) and isinstance(out.get(key), list):
+            _merge_list(to_row, stored, out, key, old, same)
+            continue
+        previous = out.get(key)
+        out[key] = old
+        if not same():
+            if previous is None:
+                del out[key]
+            else:
+                out[key] = previous
+    for key in [k for k in out if k not in stored and k not in _ALWAYS]:
+        value = out.pop(key)
+        if not same():
+            out[key] = value
+    return out
+
+
+def _merge_list(
+    to_row: ToRow,
+    stored: dict[str, Any],
+    out: dict[str, Any],
+    key: str,
+    old: list[Any],
+    same: Callable[[], bool],
+) -> None:
+    """Merge the stored items of list element ``key`` into ``out[key]`` (see `merged`)."""
+    before = to_row(stored)
+    replaceable = [i for i, item in enumerate(out[key]) if item not in old]
+    for item in old:
+        if item in out[key]:
+            continue
+        for i in replaceable:
+            previous = out[key][i]
+            out[key][i] = item
+            if same():
+                replaceable.remove(i)
+                break
+            out[key][i] = previous
+        else:
+            read_from = to_row({**stored, key: [o for o in old if o is not item]}) != before
+            if read_from:
+                continue
+            out[key].append(item)
+            if not same():
+                out[key].pop()

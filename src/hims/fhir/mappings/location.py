@@ -1,11 +1,15 @@
-"""Location ↔ ``departments`` row (managingOrganization = the facility)."""
+"""Location ↔ ``departments`` row (managingOrganization = the facility).
+
+The row keeps the whole resource a FHIR client sent (`extra`); `to_resource` renders the row over
+it (`_common.merged`), so what the row does not model survives a change made through REST.
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from hims.fhir.mappings._common import HIMS, drop_empty
+from hims.fhir.mappings._common import HIMS, beyond_store, drop_empty, merged
 
 DEPARTMENT_CODE_SYSTEM = f"{HIMS}/sid/department-code"
 
@@ -35,9 +39,9 @@ def to_row(resource: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def to_resource(row: dict[str, Any]) -> dict[str, Any]:
-    """A FHIR Location from a ``departments`` row."""
-    return drop_empty(
+def to_resource(row: dict[str, Any], *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A FHIR Location from a ``departments`` row, over the resource a client sent (``extra``)."""
+    fresh = drop_empty(
         {
             "resourceType": "Location",
             "id": str(row["id"]) if row.get("id") else None,
@@ -52,3 +56,9 @@ def to_resource(row: dict[str, Any]) -> dict[str, Any]:
             else None,
         }
     )
+    return merged(to_row, fresh, extra)
+
+
+def extra(resource: dict[str, Any]) -> dict[str, Any]:
+    """What to keep next to the row: the resource beyond what the store owns."""
+    return beyond_store(resource)

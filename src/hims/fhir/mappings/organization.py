@@ -1,4 +1,8 @@
-"""Organization ↔ ``facilities`` row (the facility code is an identifier in our system)."""
+"""Organization ↔ ``facilities`` row (the facility code is an identifier in our system).
+
+The row keeps the whole resource a FHIR client sent (`extra`); `to_resource` renders the row over
+it (`_common.merged`), so what the row does not model survives a change made through REST.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ from hims.fhir.mappings._common import (
     HIMS,
     address,
     address_columns,
+    beyond_store,
     drop_empty,
     identifiers_in,
     identifiers_out,
+    merged,
     telecom,
     telecoms,
 )
@@ -34,11 +40,11 @@ def to_row(resource: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def to_resource(row: dict[str, Any]) -> dict[str, Any]:
-    """A FHIR Organization from a ``facilities`` row."""
+def to_resource(row: dict[str, Any], *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A FHIR Organization from a ``facilities`` row, over the resource a client sent (``extra``)."""
     identifiers = [{"system": FACILITY_CODE_SYSTEM, "value": row["code"]}] if row.get("code") else []
     identifiers.extend(identifiers_out(row.get("identifiers")))
-    return drop_empty(
+    fresh = drop_empty(
         {
             "resourceType": "Organization",
             "id": str(row["id"]) if row.get("id") else None,
@@ -56,3 +62,9 @@ def to_resource(row: dict[str, Any]) -> dict[str, Any]:
             "address": [a] if (a := address(row)) else [],
         }
     )
+    return merged(to_row, fresh, extra)
+
+
+def extra(resource: dict[str, Any]) -> dict[str, Any]:
+    """What to keep next to the row: the resource beyond what the store owns."""
+    return beyond_store(resource)
