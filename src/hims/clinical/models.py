@@ -67,7 +67,7 @@ class Condition(Timestamps, Base):
     patient_id: Mapped[uuid.UUID] = _patient_fk()
     consultation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     code_system: Mapped[str] = mapped_column(String(64), default=ICD10CM)
-    code: Mapped[str] = mapped_column(String(10))
+    code: Mapped[str] = mapped_column(String(20))  # ICD-10-CM, or a SNOMED CT id (up to 18 digits)
     display: Mapped[str] = mapped_column(String(300))
     onset_date: Mapped[date | None] = mapped_column(Date)
     abatement_date: Mapped[date | None] = mapped_column(Date)

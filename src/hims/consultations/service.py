@@ -175,12 +175,10 @@ async def open_consultations(
             await repo.insert(conn, actor, rows, [log_part(actor, "create", RESOURCE)])
         except repo.MissingPartition as exc:
             raise _missing_partition(str(exc)) from None
-    if actor.channel in STARTING_CHANNELS:
+    if actor.channel in STARTING_CHANNELS:  # an import of past visits starts none
         metrics.CONSULTATION_STARTED.inc(len(rows))
-    for row in rows:
-        log.info(
-            "consultation_opened", consultation_id=str(row["id"]), kind=row["kind"], channel=actor.channel
-        )
+        for row in rows:
+            log.info("consultation_started", consultation_id=str(row["id"]), kind=row["kind"])
     return rows
 
 

@@ -72,7 +72,7 @@ class Adapter:
     #: The column naming the record's patient (None: the record is no patient's, or is the
     #: patient). A resource whose patient is not a record of ours (a reference to a client-chosen
     #: id such as ``Patient/example``, or none) stays in the FHIR store with that patient's data.
-    patient_column: str | None = "patient_id"
+    patient_column: str | None = None
 
     def screen(self, resource: dict[str, Any]) -> str | None:
         """Why this resource is not a domain record (kept in the FHIR store only), or None."""
@@ -102,6 +102,10 @@ class Adapter:
     def row_sql(self, number: int) -> str:
         """A scalar subquery: the composite domain row whose id is parameter ``$number``."""
         return f"(SELECT t FROM {self.table} t WHERE id = ${number}::uuid)"  # noqa: S608 (our table name)
+
+    async def prepare(self, conn: asyncpg.Connection, items: Sequence[Item]) -> None:
+        """Adjust the items' values with what the mapping alone cannot know (a lookup), before the
+        domain is called; by default nothing."""
 
     async def load(
         self, conn: asyncpg.Connection, ids: Sequence[uuid.UUID], *, lock: bool

@@ -200,6 +200,7 @@ class DomainStorage(JsonbStorage):
         written: set[tuple[str, str]] = set()
         if store:
             written |= await repo.write(conn, store, log=actor)
+        await adapter.prepare(conn, [item for _, item in creates] + [item for _, _, item in updates])
         try:
             if creates:
                 rows = await adapter.create(conn, actor, [item for _, item in creates])

@@ -36,6 +36,7 @@ class EncounterAdapter(Adapter):
     resource_type = "Encounter"
     table = "consultations"
     rank = 70
+    patient_column = "patient_id"
 
     def screen(self, resource: dict[str, Any]) -> str | None:
         """Only an ambulatory encounter in progress or finished is a consultation."""
@@ -95,6 +96,7 @@ class _ClinicalAdapter(Adapter):
     """A clinical record type of `hims.clinical.service` (create, revise and remove functions)."""
 
     mapping: Any = None
+    patient_column = "patient_id"
 
     def values(self, resource: dict[str, Any]) -> Row:
         """The row's columns (the mapping's ``to_row``)."""
@@ -119,6 +121,24 @@ class _ClinicalAdapter(Adapter):
 
     def _new(self, items: Sequence[Item]) -> list[clinical.New]:
         return [clinical.New(i.values, id=i.id, version=i.version, extra=i.extra) for i in items]
+
+    async def _link(self, conn: asyncpg.Connection, items: Sequence[Item]) -> None:
+        """A record links to a consultation only when its Encounter is one (an emergency or
+        inpatient Encounter lives in the FHIR store only): the reference to any other Encounter is
+        kept with the elements the row does not hold. A consultation of another patient stays
+        linked, for the domain to refuse."""
+        linked = [i for i in items if i.values.get("consultation_id") is not None]
+        if not linked:
+            return
+        owners = await consultations.consultation_owners(conn=conn, ids=[i.values["consultation_id"] for i in linked])
+        for item in linked:
+            if item.values["consultation_id"] not in owners:
+                item.values["consultation_id"] = None
+                item.extra = {**(item.extra or {}), "encounter": item.resource["encounter"]}
+
+    async def prepare(self, conn: asyncpg.Connection, items: Sequence[Item]) -> None:
+        """Resolve what the mapping alone cannot: the consultation links."""
+        await self._link(conn, items)
 
 
 def _is_vital_sign(resource: dict[str, Any]) -> bool:

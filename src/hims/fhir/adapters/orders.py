@@ -129,6 +129,7 @@ class DocumentReferenceAdapter(Adapter):
     rank = 90
     #: A document comes to exist only by an upload of its file.
     creates = False
+    patient_column = "patient_id"
 
     def values(self, resource: dict[str, Any]) -> Row:
         """The document's columns; a file element the resource leaves out is None (kept)."""

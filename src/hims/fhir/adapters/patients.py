@@ -22,7 +22,6 @@ class PatientAdapter(Adapter):
     resource_type = "Patient"
     table = "patients"
     rank = 50
-    patient_column = None
 
     def values(self, resource: dict[str, Any]) -> Row:
         """The patients row's columns."""

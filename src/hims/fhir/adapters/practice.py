@@ -183,6 +183,7 @@ class AppointmentAdapter(_Retired):
     resource_type = "Appointment"
     table = "appointments"
     rank = 60
+    patient_column = "patient_id"
 
     def screen(self, resource: dict[str, Any]) -> str | None:
         """Appointments of patients or practitioners that are no records of ours are not bookings."""

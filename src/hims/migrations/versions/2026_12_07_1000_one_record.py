@@ -12,6 +12,8 @@ now keeps
 * ``deleted_at`` where a delete is a retirement (facilities, departments, practitioners,
   appointments, prescriptions, lab orders): the row stays, and its rendering is a tombstone.
 
+A condition's code widens to 20 characters (SNOMED CT ids have up to 18 digits).
+
 The data step copies, for rows that have a FHIR version, the extra elements of the stored version,
 its version number when it is ahead of the row's, and the delete when the stored version is one.
 It reads each mapped type's FHIR versions once, in id order.
@@ -101,6 +103,8 @@ def upgrade() -> None:
         op.add_column(table, sa.Column("version", sa.Integer(), server_default="1", nullable=False))
     for table in NEW_DELETED_AT:
         op.add_column(table, sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
+    # A SNOMED CT concept id has up to 18 digits (a problem from a FHIR client is one of those).
+    op.alter_column("conditions", "code", type_=sa.String(20), existing_type=sa.String(10))
     bind = op.get_bind()
     for table, resource_type in RECORDS.items():
         key = "t.id::text"
@@ -128,6 +132,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.alter_column("conditions", "code", type_=sa.String(10), existing_type=sa.String(20))
     for table in NEW_DELETED_AT:
         op.drop_column(table, "deleted_at")
     for table in NEW_VERSION:
