@@ -41,7 +41,6 @@ from rich.table import Table
 
 from _fhir_common import cleaning_up, fresh_database, pct
 from hims.core.db import Database
-from hims.core.security import Actor
 from hims.patients import matching, repository, service
 from hims.patients.mrn import format_mrn
 from hims.patients.schemas import PatientCreate
@@ -770,7 +769,6 @@ async def run(args: argparse.Namespace) -> None:
     trigram = bool(await conn.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'"))
     old_sql = BASELINE_SQL.format(name_score=TRIGRAM_SCORE if trigram else EXACT_SCORE)
     db = Database(url, pool_size=2)
-    actor = Actor.system("bench", channel="job")
     old, new = Tally(), Tally()
     try:
         with Progress(console=console, transient=True) as progress:
@@ -782,9 +780,9 @@ async def run(args: argparse.Namespace) -> None:
                 old.seconds.append(time.perf_counter() - started)
                 old.add(probe, flagged_old)
                 started = time.perf_counter()
-                async with db.sessionmaker() as session:
-                    candidates = await service.find_duplicates(session=session, actor=actor, data=body)
-                    await session.rollback()
+                async with db.driver_transaction() as tx:
+                    values = {**body.model_dump(), "identifiers": [i.model_dump() for i in body.identifiers]}
+                    candidates = await service.find_duplicates(conn=tx, values=values)
                 new.seconds.append(time.perf_counter() - started)
                 new.add(probe, {c.id for c in candidates})
                 progress.advance(task)

@@ -18,6 +18,7 @@ from hims.core.security import Actor
 from hims.fhir import bundles
 from hims.fhir.importer import deduplicate, ensure_partitions, import_paths
 from hims.patients.mrn import is_valid_mrn
+from tests.fhir.conftest import patient
 
 DATA = Path(__file__).parents[1] / "data" / "fhir" / "synthea"
 
@@ -150,7 +151,7 @@ async def test_transaction_resolves_references_and_conditionals(fhir: AsyncClien
         "entry": [
             {
                 "fullUrl": "urn:uuid:22222222-2222-2222-2222-222222222222",
-                "resource": {"resourceType": "Patient", "name": [{"family": "Beta"}]},
+                "resource": patient(family="Beta", given="Bola"),
                 "request": {"method": "POST", "url": "Patient"},
             },
             {
@@ -161,6 +162,7 @@ async def test_transaction_resolves_references_and_conditionals(fhir: AsyncClien
                     "class": {"code": "AMB"},
                     "subject": {"reference": "urn:uuid:22222222-2222-2222-2222-222222222222"},
                     "participant": [{"individual": {"reference": f"Practitioner?identifier={npi}"}}],
+                    "period": {"start": "2025-05-01T09:00:00Z", "end": "2025-05-01T09:20:00Z"},
                 },
                 "request": {"method": "POST", "url": "Encounter"},
             },
@@ -188,7 +190,7 @@ async def test_batch_entries_are_independent(fhir: AsyncClient) -> None:
         "type": "batch",
         "entry": [
             {
-                "resource": {"resourceType": "Patient", "name": [{"family": "Gamma"}]},
+                "resource": patient(family="Gamma", given="Gina"),
                 "request": {"method": "POST", "url": "Patient"},
             },
             {
@@ -221,7 +223,7 @@ def test_cli_imports_bulk_ndjson_in_dependency_order(database_url: str, tmp_path
 
 
 async def test_everything_pages_and_filters_by_type(fhir: AsyncClient) -> None:
-    created = await fhir.post("/Patient", json={"resourceType": "Patient", "name": [{"family": "Pager"}]})
+    created = await fhir.post("/Patient", json=patient(family="Pager", given="Pat"))
     pid = created.json()["id"]
     for n in range(5):
         await fhir.post(
@@ -267,8 +269,11 @@ async def test_concurrent_imports_store_shared_resources_once_and_never_fail(dat
     first, second = Database(database_url, pool_size=2), Database(database_url, pool_size=2)
     actor = Actor.system("test-import", channel="cli")
     try:
+        # The same patients twice: registered twice on purpose (duplicate detection aside here).
+        twice = {"allow_duplicate": True}
         stats = await asyncio.gather(
-            import_paths(first, files, actor=actor), import_paths(second, files, actor=actor)
+            import_paths(first, files, actor=actor, create_options=twice),
+            import_paths(second, files, actor=actor, create_options=twice),
         )
     finally:
         await first.dispose()

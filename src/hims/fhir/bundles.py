@@ -143,6 +143,7 @@ async def transaction(
     get_handler: SearchFn | None = None,
     check_references: bool = True,
     consume: bool = False,
+    create_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Process a transaction: every entry or none. Raises on the first bad entry.
 
@@ -174,10 +175,10 @@ async def transaction(
                 raise type(exc)(
                     f"Bundle.entry[{index}]: {exc.detail}", code=exc.code, headers=exc.headers
                 ) from None
-        plan = Plan(index, method, rtype, rid, query=query)
+        plan = Plan(index, method, rtype, rid, query=query, options=dict(create_options or {}))
         if method == "POST" and query:
             try:
-                plan.options = service.create_options(query)
+                plan.options |= service.create_options(query)
             except HimsError as exc:
                 raise _entry_error(index, exc.detail, exc.code) from None
         full_url = entry.get("fullUrl")
@@ -395,6 +396,7 @@ async def batch(
     entries: list[dict[str, Any]],
     base_url: str,
     get_handler: SearchFn | None = None,
+    create_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Process entries independently, each in its own savepoint; failures become OperationOutcomes."""
     plans: list[Plan] = []
@@ -403,7 +405,12 @@ async def batch(
         try:
             async with session.begin_nested():
                 result = await transaction(
-                    session=session, actor=actor, entries=[entry], base_url=base_url, get_handler=get_handler
+                    session=session,
+                    actor=actor,
+                    entries=[entry],
+                    base_url=base_url,
+                    get_handler=get_handler,
+                    create_options=create_options,
                 )
             item = result["entry"][0]
             plan.response = dict(item["response"])

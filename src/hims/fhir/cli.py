@@ -36,6 +36,14 @@ def import_command(
             "another's database work).",
         ),
     ] = 2,
+    allow_duplicates: Annotated[
+        bool,
+        typer.Option(
+            "--allow-duplicates",
+            help="Register every Patient even when it looks like a registered one (otherwise its bundle "
+            "fails with possible_duplicates, as a second import of the same file would).",
+        ),
+    ] = False,
 ) -> None:
     """Load transaction Bundles and Bulk NDJSON files (Synthea Organizations/Practitioners stored once)."""
     settings = load_settings()
@@ -78,7 +86,10 @@ def import_command(
                     elif error:
                         progress.console.print(f"[red]failed[/red] {path.name}: {error}")
 
-                stats = await import_paths(db, files, actor=actor, on_file=on_file, jobs=jobs)
+                options = {"allow_duplicate": True} if allow_duplicates else None
+                stats = await import_paths(
+                    db, files, actor=actor, on_file=on_file, jobs=jobs, create_options=options
+                )
         finally:
             await db.dispose()
         elapsed = time.perf_counter() - started

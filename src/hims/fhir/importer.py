@@ -180,12 +180,18 @@ async def ensure_file_partitions(db: Database, files: list[Path], known: set[int
 
 
 async def import_file(
-    db: Database, path: Path, *, actor: Actor, partition_years: set[int] | None = None
+    db: Database,
+    path: Path,
+    *,
+    actor: Actor,
+    partition_years: set[int] | None = None,
+    create_options: dict[str, Any] | None = None,
 ) -> tuple[int, dict[str, Any] | None]:
     """Import one file, each bundle / NDJSON batch in its own transaction; (resources, last response).
 
     Consultation partitions for the years of its Encounters are created first (``partition_years``
-    remembers the years already checked across files)."""
+    remembers the years already checked across files). ``create_options`` apply to every create
+    (``allow_duplicate``: register patients even when they look like registered ones)."""
     known = set() if partition_years is None else partition_years
     data = _read(path)
     if _kind(path) == "ndjson":
@@ -205,12 +211,15 @@ async def import_file(
                 batch,
                 functools.partial(_ndjson_entries, lines),
                 check_references=False,
+                create_options=create_options,
             )
             total += len(batch)
         return total, None
     kind, entries = _bundle_entries(data)
     await ensure_partitions(db, entries, known)
-    return len(entries), await _in_transaction(db, actor, kind, entries, lambda: _bundle_entries(data)[1])
+    return len(entries), await _in_transaction(
+        db, actor, kind, entries, lambda: _bundle_entries(data)[1], create_options=create_options
+    )
 
 
 #: Attempts of a transaction that collided with a concurrent import (a deadlock PostgreSQL broke).
@@ -240,6 +249,7 @@ async def _in_transaction(
     parse_again: Callable[[], list[dict[str, Any]]],
     *,
     check_references: bool = True,
+    create_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One bundle in its own transaction (retried after a collision).
 
@@ -258,8 +268,11 @@ async def _in_transaction(
                     base_url="",
                     check_references=check_references,
                     consume=True,
+                    create_options=create_options,
                 )
-            return await bundles.batch(session=session, actor=actor, entries=todo, base_url="")
+            return await bundles.batch(
+                session=session, actor=actor, entries=todo, base_url="", create_options=create_options
+            )
 
     return await _retrying(run)
 
@@ -271,6 +284,7 @@ async def import_paths(
     actor: Actor,
     on_file: Callable[[Path, int, str | None], None] | None = None,
     jobs: int = 1,
+    create_options: dict[str, Any] | None = None,
 ) -> ImportStats:
     """Import every file; a failing file is reported and skipped (its transaction rolled back).
 
@@ -289,7 +303,9 @@ async def import_paths(
 
     async def one(path: Path) -> None:
         try:
-            count, _ = await import_file(db, path, actor=actor, partition_years=partition_years)
+            count, _ = await import_file(
+                db, path, actor=actor, partition_years=partition_years, create_options=create_options
+            )
         except NotFhir as exc:
             stats.skipped += 1
             if on_file:

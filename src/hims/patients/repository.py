@@ -315,6 +315,16 @@ LIMIT $8
 """
 
 
+async def lock_keys(conn: asyncpg.Connection, keys: Sequence[str]) -> None:
+    """Transaction-level advisory locks on ``keys``, taken in one order (no deadlock between two
+    callers locking overlapping keys); held until the caller's transaction ends."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h "
+        "FROM unnest($1::text[]) AS k ORDER BY 1) AS s",
+        list(keys),
+    )
+
+
 async def duplicate_candidate_rows(
     conn: asyncpg.Connection,
     *,

@@ -202,8 +202,9 @@ def _person(values: Row) -> matching.Person:
     )
 
 
-async def find_duplicates(*, conn: asyncpg.Connection, actor: Actor, values: Row) -> list[DuplicateCandidate]:
-    """Live patients that may be the same person as ``values``, best first (each disclosure logged).
+async def find_duplicates(*, conn: asyncpg.Connection, values: Row) -> list[DuplicateCandidate]:
+    """Live patients that may be the same person as ``values``, best first (the caller logs the
+    disclosure of those it shows).
 
     The repository fetches the patients sharing a blocking key; `hims.patients.matching` decides.
     """
@@ -217,7 +218,7 @@ async def find_duplicates(*, conn: asyncpg.Connection, actor: Actor, values: Row
         mistyped_birth_dates=matching.birth_date_variants(born),
         phone_digits=matching.phone_digits(values.get("phone")) or None,
         email=values.get("email"),
-        national_id_keys=sorted({matching.national_id_key(v) for v in new.national_ids} - {""}),
+        national_id_keys=_national_keys(values),
     )
     found = matching.duplicates(new, ((row, _person(dict(row))) for row in rows))
     candidates = [
@@ -232,13 +233,6 @@ async def find_duplicates(*, conn: asyncpg.Connection, actor: Actor, values: Row
         for row, match in found
     ]
     candidates.sort(key=lambda c: (-c.score, str(c.id)))
-    await record(
-        conn,
-        actor=actor,
-        action="duplicate_check",
-        resource_type=RESOURCE,
-        accesses=[(c.id, str(c.id)) for c in candidates],
-    )
     return candidates
 
 
@@ -281,35 +275,84 @@ async def register(
             row[name] = default
     _raise_if(patient_errors(row, today=datetime.now(UTC).date()))
     candidates: list[DuplicateCandidate] = []
-    if check_duplicates:
-        candidates = await find_duplicates(conn=conn, actor=actor, values=row)
-        if candidates and not allow_duplicate:
-            raise PossibleDuplicates(candidates)
-    now = datetime.now(UTC)
-    row.update(
-        id=id_ or uuid.uuid4(),
-        mrn=await _assign_mrn(conn, values.get("mrn")),
-        version=version,
-        created_at=now,
-        updated_at=now,
-        extra=extra,
-    )
-    also = [_log(actor, "create")]
-    if candidates:
-        also.append(
-            log_part(
-                actor,
-                "duplicate_override",
-                RESOURCE,
-                source="w, unnest({0}::uuid[]) AS c(id)",
-                patient_id="c.id",
-                name="overridden",
-                source_args=[[c.id for c in candidates]],
+    async with records.atomic(conn):
+        if check_duplicates:
+            # Two registrations of one person at the same moment must not both pass the check:
+            # each holds, until it commits, a lock on every key a duplicate could be found by.
+            await repository.lock_keys(conn, _registration_keys(row))
+            candidates = await find_duplicates(conn=conn, values=row)
+        if not candidates or allow_duplicate:
+            now = datetime.now(UTC)
+            row.update(
+                id=id_ or uuid.uuid4(),
+                mrn=await _assign_mrn(conn, values.get("mrn")),
+                version=version,
+                created_at=now,
+                updated_at=now,
+                extra=extra,
             )
-        )
-        log.info("patient_created_over_duplicates", patient_id=str(row["id"]), candidates=len(candidates))
-    await repository.insert(conn, actor, [row], also)
-    return row
+            also = [_log(actor, "create")]
+            if candidates:
+                also += [_disclosed(actor, candidates), _overridden(actor, candidates)]
+                log.info(
+                    "patient_created_over_duplicates", patient_id=str(row["id"]), candidates=len(candidates)
+                )
+            await repository.insert(conn, actor, [row], also)
+            return row
+    # Refused: the candidates the answer discloses are logged after the (empty) transaction, so
+    # the log keeps them whatever the caller does next.
+    await record(
+        conn,
+        actor=actor,
+        action="duplicate_check",
+        resource_type=RESOURCE,
+        accesses=[(c.id, str(c.id)) for c in candidates],
+    )
+    raise PossibleDuplicates(candidates)
+
+
+def _registration_keys(row: Row) -> list[str]:
+    """Every key a duplicate of ``row`` could be found by (the blocking of `find_duplicates`)."""
+    born: date = row["date_of_birth"]
+    keys = [f"born:{d.isoformat()}" for d in (born, *matching.day_month_swapped(born))]
+    keys.append(f"name:{matching.name_key(row['family_name'])}|{matching.name_key(row['given_name'])}")
+    if digits := matching.phone_digits(row.get("phone")):
+        keys.append(f"phone:{digits}")
+    if row.get("email"):
+        keys.append(f"email:{str(row['email']).lower()}")
+    keys += [f"national:{k}" for k in _national_keys(row)]
+    return keys
+
+
+def _national_keys(values: Row) -> list[str]:
+    return sorted({matching.national_id_key(v) for v in _person(values).national_ids} - {""})
+
+
+def _disclosed(actor: Actor, candidates: list[DuplicateCandidate]) -> records.Part:
+    """The candidates' ``duplicate_check`` rows, written with the patient registered over them."""
+    return log_part(
+        actor,
+        "duplicate_check",
+        RESOURCE,
+        source="unnest({0}::uuid[]) AS c(id)",
+        patient_id="c.id",
+        resource_id="c.id::text",
+        name="disclosed",
+        source_args=[[c.id for c in candidates]],
+    )
+
+
+def _overridden(actor: Actor, candidates: list[DuplicateCandidate]) -> records.Part:
+    """One ``duplicate_override`` row per candidate, naming the patient registered over it."""
+    return log_part(
+        actor,
+        "duplicate_override",
+        RESOURCE,
+        source="w, unnest({0}::uuid[]) AS c(id)",
+        patient_id="c.id",
+        name="overridden",
+        source_args=[[c.id for c in candidates]],
+    )
 
 
 async def create_patient(

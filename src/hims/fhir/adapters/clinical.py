@@ -130,7 +130,9 @@ class _ClinicalAdapter(Adapter):
         linked = [i for i in items if i.values.get("consultation_id") is not None]
         if not linked:
             return
-        owners = await consultations.consultation_owners(conn=conn, ids=[i.values["consultation_id"] for i in linked])
+        owners = await consultations.consultation_owners(
+            conn=conn, ids=[i.values["consultation_id"] for i in linked]
+        )
         for item in linked:
             if item.values["consultation_id"] not in owners:
                 item.values["consultation_id"] = None
