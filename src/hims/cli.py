@@ -8,6 +8,7 @@ import sys
 import typer
 from sqlalchemy.exc import DBAPIError
 
+from hims.audit import cli as audit_cli
 from hims.consultations import cli as consultations_cli
 from hims.core.errors import is_connection_error
 from hims.fhir import cli as fhir_cli
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 ops_cli.register(app)
 app.add_typer(fhir_cli.app, name="fhir")
+app.add_typer(audit_cli.app, name="audit")
 ops_cli.db_app.add_typer(consultations_cli.partitions_app, name="partitions")
 app.add_typer(benchgen.bench_app, name="bench")
 identity_cli.register(app)
