@@ -129,14 +129,14 @@ def _print(report: VerifyReport, low: datetime | None, high: datetime | None) ->
         last = high.isoformat() if high else "…"
         scope = f" with occurred_at in [{first}, {last}]"
     typer.echo(
-        f"checked {report.rows:,} rows{scope} in {len(report.chains):,} chains in {report.seconds:.1f} s "
-        f"({report.rows_per_second:,.0f} rows/s)"
+        f"checked {_count(report.rows, 'row')}{scope} in {_count(len(report.chains), 'chain')} "
+        f"in {report.seconds:.1f} s ({report.rows_per_second:,.0f} rows/s)"
     )
     if report.intact:
         typer.echo("intact: every link and every hash checks out")
         return
-    rows = "1 row fails its checks" if report.broken == 1 else f"{report.broken:,} rows fail their checks"
-    typer.echo(f"BROKEN: {rows}")
+    verb = "fails its checks" if report.broken == 1 else "fail their checks"
+    typer.echo(f"BROKEN: {_count(report.broken, 'row')} {verb}")
     broken = report.first_broken
     if broken is None:
         return
@@ -146,3 +146,7 @@ def _print(report: VerifyReport, low: datetime | None, high: datetime | None) ->
         if problem.expected is not None or problem.found is not None:
             typer.echo(f"    expected {problem.expected or '(unknown: no such row)'}")
             typer.echo(f"    found    {problem.found or '(none)'}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
