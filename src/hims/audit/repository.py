@@ -141,40 +141,42 @@ ZERO_HASH = bytes(32)
 # hash at seq 0), its row_hash is what its content gives. The predecessor is the previous row of
 # the chain within the range when that one has seq - 1 (a window over the range); else, and only
 # then, the row (chain, seq - 1) of the whole log, through the unique index: the first row of each
-# chain in the range is checked against its real predecessor. The hash is computed below the
-# window's sort (OFFSET 0), which then sorts narrow rows. Counts come back, never rows.
+# chain in the range is checked against its real predecessor. Counts come back, never rows.
+# Each OFFSET 0 keeps a level from being flattened into the next: the hash is computed below the
+# window's sort (which then sorts narrow rows), and each expression once per row (flattened, the
+# planner copies it into every reference, and the copies' costs pushed it over jit_above_cost).
 _CHECK_RANGE = f"""
-WITH w AS (
-  SELECT b.id, b.chain, b.seq, b.prev_hash, b.row_hash, b.computed,
-         lag(b.seq) OVER win AS lag_seq, lag(b.row_hash) OVER win AS lag_hash
-  FROM (
-    SELECT l.id, l.chain, l.seq, l.prev_hash, l.row_hash,
-           sha256(l.prev_hash || convert_to({CANONICAL_TEXT}, 'UTF8')) AS computed
-    FROM phi_access_log l
-    WHERE l.id >= $1::bigint AND l.id <= $2::bigint
-      AND ($3::timestamptz IS NULL OR l.occurred_at >= $3::timestamptz)
-      AND ($4::timestamptz IS NULL OR l.occurred_at <= $4::timestamptz)
-    OFFSET 0
-  ) b
-  WINDOW win AS (PARTITION BY b.chain ORDER BY b.seq)
-), c AS (
-  SELECT w.id, w.chain, w.seq, w.lag_seq, w.prev_hash, w.row_hash, w.computed,
-         CASE WHEN w.seq = 0 THEN $5::bytea
-              WHEN w.lag_seq = w.seq - 1 THEN w.lag_hash
-              ELSE (SELECT q.row_hash FROM phi_access_log q WHERE q.chain = w.chain AND q.seq = w.seq - 1)
-         END AS expected_prev
-  FROM w
-), checked AS (
-  SELECT c.id, c.chain, c.lag_seq,
-         c.seq < 0 OR c.expected_prev IS NULL OR c.prev_hash IS DISTINCT FROM c.expected_prev
-           OR c.row_hash IS DISTINCT FROM c.computed AS broken
-  FROM c
-)
 SELECT count(*) AS rows,
        coalesce(array_agg(chain) FILTER (WHERE lag_seq IS NULL), '{{}}') AS chains,
        count(*) FILTER (WHERE broken) AS broken,
        min(id) FILTER (WHERE broken) AS first_broken
-FROM checked
+FROM (
+  SELECT e.id, e.chain, e.lag_seq,
+         e.seq < 0 OR e.expected_prev IS NULL OR e.prev_hash IS DISTINCT FROM e.expected_prev
+           OR e.row_hash IS DISTINCT FROM e.computed AS broken
+  FROM (
+    SELECT w.*,
+           CASE WHEN w.seq = 0 THEN $5::bytea
+                WHEN w.lag_seq = w.seq - 1 THEN w.lag_hash
+                ELSE (SELECT q.row_hash FROM phi_access_log q WHERE q.chain = w.chain AND q.seq = w.seq - 1)
+           END AS expected_prev
+    FROM (
+      SELECT b.*, lag(b.seq) OVER win AS lag_seq, lag(b.row_hash) OVER win AS lag_hash
+      FROM (
+        SELECT l.id, l.chain, l.seq, l.prev_hash, l.row_hash,
+               sha256(l.prev_hash || convert_to({CANONICAL_TEXT}, 'UTF8')) AS computed
+        FROM phi_access_log l
+        WHERE l.id >= $1::bigint AND l.id <= $2::bigint
+          AND ($3::timestamptz IS NULL OR l.occurred_at >= $3::timestamptz)
+          AND ($4::timestamptz IS NULL OR l.occurred_at <= $4::timestamptz)
+        OFFSET 0
+      ) b
+      WINDOW win AS (PARTITION BY b.chain ORDER BY b.seq)
+    ) w
+    OFFSET 0
+  ) e
+  OFFSET 0
+) checked
 """
 
 # One row with what it is checked against, for the report: the hash its content gives and the
