@@ -79,7 +79,12 @@ def _chain_function(schema: str) -> str:
           head text := current_setting('hims.audit_chain', true);
         BEGIN
           IF head IS NULL OR head = '' THEN
-            NEW.chain := nextval('{schema}.phi_access_log_chain_seq'::regclass);
+            -- Once per session. A log restored without its sequence has chain numbers ahead of
+            -- it: skip them rather than fail every insert of this session on the unique index.
+            LOOP
+              NEW.chain := nextval('{schema}.phi_access_log_chain_seq'::regclass);
+              EXIT WHEN NOT EXISTS (SELECT FROM {schema}.phi_access_log WHERE chain = NEW.chain);
+            END LOOP;
             NEW.seq := 0;
             NEW.prev_hash := {ZERO_HASH};
           ELSE
