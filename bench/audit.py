@@ -17,7 +17,8 @@ Creates its own database on `HIMS_BENCH_SERVER_URL` (see bench/README.md), migra
    bench, the (chain, seq) index stays). Modes alternate, best of 3 rounds each. Prints reads/s,
    the on/off and chain-off/off ratios (goal: on/off ≥ 0.87), and PostgreSQL CPU per read.
 
-.venv/bin/python bench/audit.py [--rows N] [--connections N] [--seconds S]
+.venv/bin/python bench/audit.py [--rows N] [--connections N] [--seconds S] [--async-commit]
+                                [--parts insert,reads,verify]
 """
 
 from __future__ import annotations
@@ -199,7 +200,9 @@ async def seed_resources(url: str, count: int) -> list[str]:
         await conn.close()
 
 
-async def bench_reads(url: str, connections: int, seconds: float, resources: int, rounds: int = 3) -> None:
+async def bench_reads(
+    url: str, connections: int, seconds: float, resources: int, *, async_commit: bool, rounds: int = 3
+) -> None:
     ids = await seed_resources(url, resources)
     actor = Actor(
         user_id=uuid.uuid4(),
@@ -208,7 +211,8 @@ async def bench_reads(url: str, connections: int, seconds: float, resources: int
         request_id=uuid.uuid4().hex,
         channel="fhir",
     )
-    conns = [await asyncpg.connect(url) for _ in range(connections)]
+    settings = {"synchronous_commit": "off"} if async_commit else {}
+    conns = [await asyncpg.connect(url, server_settings=settings) for _ in range(connections)]
     backends = [psutil.Process(await c.fetchval("SELECT pg_backend_pid()")) for c in conns]
     admin = await asyncpg.connect(url)
     try:
@@ -257,6 +261,7 @@ async def bench_reads(url: str, connections: int, seconds: float, resources: int
     print(
         f"reads: log on / log off = {on / off:.3f} (goal ≥ 0.87); chain off / log off = {bare / off:.3f}; "
         f"{connections} connections, {len(ids):,} resources, best of {rounds} rounds of {seconds:g} s"
+        + (", synchronous_commit off" if async_commit else "")
     )
 
 
@@ -269,15 +274,27 @@ async def main() -> None:
     parser.add_argument("--connections", type=int, default=16, help="concurrent readers")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one read round")
     parser.add_argument("--resources", type=int, default=5_000, help="stored resources read")
+    parser.add_argument(
+        "--async-commit",
+        action="store_true",
+        help="readers commit without waiting for the WAL flush (shows what the log row's fsync costs)",
+    )
+    parser.add_argument(
+        "--parts", default="insert,reads,verify", help="comma-separated: insert, reads, verify"
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
 
     url = await fresh_database("hims_bench_audit")
     await chain_columns_nullable(url, True)
-    await bench_insert(url)
-    await bench_reads(url, args.connections, args.seconds, args.resources)
+    if "insert" in parts:
+        await bench_insert(url)
+    if "reads" in parts:
+        await bench_reads(url, args.connections, args.seconds, args.resources, async_commit=args.async_commit)
     await chain_columns_nullable(url, False)
-    await generate_log(url, args.rows, args.writers)
-    await asyncio.to_thread(bench_verify, url)
+    if "verify" in parts:
+        await generate_log(url, args.rows, args.writers)
+        await asyncio.to_thread(bench_verify, url)
 
 
 if __name__ == "__main__":
