@@ -142,6 +142,19 @@ async def test_rolled_back_transactions_and_savepoints_leave_no_hole(writer, ver
     assert result.exit_code == 0, result.output
 
 
+async def test_a_session_whose_first_rows_rolled_back_starts_its_chain_at_zero(writer):
+    tx = writer.transaction()
+    await tx.start()
+    await log_reads(writer, 2)
+    await tx.rollback()
+    # The setting now exists in the session, empty: that too means "no chain yet".
+    assert await writer.fetchval("SELECT current_setting('hims.audit_chain', true)") == ""
+    await log_reads(writer, 2)
+    logged = await rows(writer)
+    assert [r["seq"] for r in logged] == [0, 1]
+    assert_one_valid_chain(logged)
+
+
 async def test_a_replaced_trigger_function_is_caught_by_the_verifier(writer):
     # The verifier hashes with its own copy of the canonical text, not the database function,
     # so a trigger function changed to hash something else (here: without the username) gives
