@@ -79,6 +79,22 @@ async def test_writes_with_the_actor_setting_are_left_to_the_application(tx):
     assert await rows(tx, "channel = 'db'") == []
 
 
+async def test_one_statement_writes_unlogged_when_its_source_reads_the_actor_setting(tx):
+    # The WHEN clause is checked as each row is written: within one statement, hims.actor must be
+    # set by something the write itself reads first (here its source), outside any transaction too.
+    await tx.execute(outside_write_trigger_ddl("patients", *PHI_TABLES["patients"]))
+    await tx.fetch(
+        "WITH actor AS MATERIALIZED (SELECT set_config('hims.actor', $1::text, true) AS who), "
+        "w AS (INSERT INTO patients (id, mrn, given_name, family_name, date_of_birth, sex_at_birth, "
+        "identifiers, deceased, active, version) SELECT $2, $3, 'Ama', 'Mensah', '1980-02-03', "
+        "'female', '[]', false, true, 1 FROM actor RETURNING id) SELECT w.id FROM w",
+        "system:test",
+        uuid.uuid4(),
+        f"T{uuid.uuid4().hex[:10]}",
+    )
+    assert await rows(tx, "channel = 'db'") == []
+
+
 async def test_a_setting_left_empty_by_an_earlier_transaction_counts_as_unset(writer):
     # SET LOCAL leaves the placeholder behind: after the transaction current_setting() is ''.
     async with writer.transaction():
