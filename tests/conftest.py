@@ -129,6 +129,9 @@ async def _clean_state(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         if tables:
             conn = await asyncpg.connect(url)
             try:
+                # phi_access_log refuses TRUNCATE (it is append-only) except in replica mode, the
+                # mode of a superuser restoring a backup; tests run as the superuser.
+                await conn.execute("SET session_replication_role = replica")
                 await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
             finally:
                 await conn.close()

@@ -9,6 +9,7 @@ import typer
 from sqlalchemy.exc import DBAPIError
 
 from hims import composition
+from hims.audit import cli as audit_cli
 from hims.core.errors import is_connection_error
 from hims.fhir import cli as fhir_cli
 from hims.identity import cli as identity_cli
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 ops_cli.register(app)
 app.add_typer(fhir_cli.app, name="fhir")
+app.add_typer(audit_cli.app, name="audit")
 identity_cli.register(app)
 
 

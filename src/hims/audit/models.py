@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, String, func
+from sqlalchemy import BigInteger, DateTime, Index, LargeBinary, String, func
 from sqlalchemy.dialects.postgresql import INET, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -18,6 +18,10 @@ class PhiAccessLog(Base):
     ``user_id`` and ``patient_id`` carry no foreign keys on purpose: an audit trail must outlive
     the rows it talks about (a merged or purged patient, a removed account), and a foreign key
     would either block those operations or cascade the evidence away.
+
+    The table is append-only and hash-chained (migration 0015_audit_chain, docs/audit.md): the
+    database fills ``chain``, ``seq``, ``prev_hash`` and ``row_hash`` on insert, whatever the
+    inserter sends, and refuses UPDATE, DELETE and TRUNCATE.
     """
 
     __tablename__ = "phi_access_log"
@@ -34,6 +38,11 @@ class PhiAccessLog(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(16))  # api, fhir, web, cli, job
     outcome: Mapped[str] = mapped_column(String(16), default="success")  # success, denied, error
+    # Filled by the BEFORE INSERT trigger phi_access_log_chain (one chain per database session).
+    chain: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    row_hash: Mapped[bytes] = mapped_column(LargeBinary)
 
     __table_args__ = (
         Index("ix_phi_access_log_patient_time", "patient_id", "occurred_at"),
@@ -41,4 +50,6 @@ class PhiAccessLog(Base):
         # Time-bounded reads of the whole log (compliance "between T1 and T2", AuditEvent `date`
         # and unfiltered searches) page in (occurred_at, id) order: migration 0008_audit_time.
         Index("ix_phi_access_log_time", "occurred_at", "id"),
+        # A chain has one row per seq: a forked chain fails the insert (migration 0015_audit_chain).
+        Index("uq_phi_access_log_chain_seq", "chain", "seq", unique=True),
     )
