@@ -1,7 +1,6 @@
-"""hims_log_outside_write(): writes to patient data made without ``hims.actor`` (psql, a migration)
-are logged by the database. The triggers are attached inside a transaction each test rolls back
-(DDL is transactional): the application does not set ``hims.actor`` yet, so no migration attaches
-them."""
+"""Writes to patient data made without ``hims.actor`` (psql, a migration) are logged by the
+database (migration 0016 attaches ``hims_log_outside_write()`` to every PHI table); the
+application's own writes set it and are not logged twice."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ import asyncpg
 import pytest
 
 from hims.audit import repository
-from hims.audit.outside_writes import PHI_TABLES, outside_write_trigger_ddl, outside_write_triggers_ddl
+from hims.audit.outside_writes import PHI_TABLES, outside_write_trigger_ddl
 from tests.audit.conftest import rows
 
 
@@ -40,8 +39,6 @@ async def _new_patient(conn: asyncpg.Connection) -> uuid.UUID:
 
 
 async def test_writes_without_the_actor_setting_are_logged(tx):
-    await tx.execute(outside_write_trigger_ddl("patients", *PHI_TABLES["patients"]))
-    await tx.execute(outside_write_trigger_ddl("allergies", *PHI_TABLES["allergies"]))
     patient_id = await _new_patient(tx)
     allergy_id = await tx.fetchval(
         "INSERT INTO allergies (id, patient_id, substance, severity, status, version) "
@@ -70,7 +67,6 @@ async def test_writes_without_the_actor_setting_are_logged(tx):
 
 
 async def test_writes_with_the_actor_setting_are_left_to_the_application(tx):
-    await tx.execute(outside_write_trigger_ddl("patients", *PHI_TABLES["patients"]))
     await tx.execute("SELECT set_config('hims.actor', $1, true)", str(uuid.uuid4()))
     patient_id = await _new_patient(tx)
     await tx.execute("UPDATE patients SET given_name = 'Abena' WHERE id = $1", patient_id)
@@ -82,7 +78,6 @@ async def test_writes_with_the_actor_setting_are_left_to_the_application(tx):
 async def test_one_statement_writes_unlogged_when_its_source_reads_the_actor_setting(tx):
     # The WHEN clause is checked as each row is written: within one statement, hims.actor must be
     # set by something the write itself reads first (here its source), outside any transaction too.
-    await tx.execute(outside_write_trigger_ddl("patients", *PHI_TABLES["patients"]))
     await tx.fetch(
         "WITH actor AS MATERIALIZED (SELECT set_config('hims.actor', $1::text, true) AS who), "
         "w AS (INSERT INTO patients (id, mrn, given_name, family_name, date_of_birth, sex_at_birth, "
@@ -103,16 +98,13 @@ async def test_a_setting_left_empty_by_an_earlier_transaction_counts_as_unset(wr
     transaction = writer.transaction()
     await transaction.start()
     try:
-        await writer.execute(outside_write_trigger_ddl("patients", *PHI_TABLES["patients"]))
         patient_id = await _new_patient(writer)
         assert [r["patient_id"] for r in await rows(writer, "channel = 'db'")] == [patient_id]
     finally:
         await transaction.rollback()
 
 
-async def test_the_helper_attaches_to_every_phi_table(tx):
-    for ddl in outside_write_triggers_ddl():
-        await tx.execute(ddl)
+async def test_every_phi_table_has_the_trigger(tx):
     attached = await tx.fetch(
         "SELECT c.relname, t.tgargs FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
         "WHERE t.tgname = c.relname || '_outside_write' AND c.relname = ANY($1::text[])",
@@ -143,3 +135,21 @@ async def test_the_helper_attaches_to_every_phi_table(tx):
 def test_the_helper_refuses_names_that_are_not_plain(table, resource_type, column):
     with pytest.raises(ValueError, match="not a"):
         outside_write_trigger_ddl(table, resource_type, column)
+
+
+async def test_the_applications_own_writes_are_not_logged_twice(client, settings, database_url):
+    """A registration through the API, then an edit from psql: the API's write has its own log row
+    (channel rest), the psql edit one from the database (channel db), nothing else."""
+    from tests.patients.factories import make_patient
+
+    patient = await make_patient(client, settings)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("UPDATE patients SET city = 'Kumasi' WHERE id = $1::uuid", patient["id"])
+        logged = await conn.fetch(
+            "SELECT action, channel FROM phi_access_log WHERE patient_id = $1::uuid ORDER BY id",
+            patient["id"],
+        )
+    finally:
+        await conn.close()
+    assert [(r["action"], r["channel"]) for r in logged] == [("create", "rest"), ("update", "db")]

@@ -54,8 +54,3 @@ def outside_write_trigger_ddl(table: str, resource_type: str, patient_column: st
         f"FOR EACH ROW WHEN ({ACTOR_UNSET}) "
         f"EXECUTE FUNCTION hims_log_outside_write('{resource_type}', '{patient_column}')"
     )
-
-
-def outside_write_triggers_ddl() -> list[str]:
-    """The CREATE TRIGGER statements for every table of `PHI_TABLES`."""
-    return [outside_write_trigger_ddl(t, rt, col) for t, (rt, col) in PHI_TABLES.items()]

@@ -160,7 +160,7 @@ async def move_overrides(
         "w",
         lambda first: (
             f"UPDATE allergy_overrides t SET patient_id = ${first + 1}::uuid "
-            f"WHERE patient_id = ${first}::uuid RETURNING t.id, t.patient_id"
+            f"FROM {records.ACTOR} WHERE patient_id = ${first}::uuid RETURNING t.id, t.patient_id"
         ),
         [from_id, into_id],
         "move_overrides",

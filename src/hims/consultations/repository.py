@@ -186,7 +186,7 @@ async def move_amendments(
         "w",
         lambda first: (
             f"UPDATE consultation_amendments t SET patient_id = ${first + 1}::uuid "
-            f"WHERE patient_id = ${first}::uuid RETURNING t.id, t.patient_id"
+            f"FROM {records.ACTOR} WHERE patient_id = ${first}::uuid RETURNING t.id, t.patient_id"
         ),
         [from_id, into_id],
         "move_amendments",

@@ -88,14 +88,21 @@ def view_of(table: str) -> RecordView | None:
     return _views.get(table)
 
 
+#: The CTE setting ``hims.actor``. A domain write reads it (a join with its one row) so the setting
+#: is in place before the first row is written: the outside-write trigger's WHEN clause is checked
+#: row by row as they are written, not at the end of the statement.
+ACTOR = "hims_actor"
+
+
 def actor_part(actor: Actor) -> Part:
     """``hims.actor`` for the rest of the transaction (of the statement, outside one)."""
     who = str(actor.user_id) if actor.user_id else f"system:{actor.username}"
     return Part(
-        "hims_actor",
+        ACTOR,
         lambda first: f"SELECT set_config('hims.actor', ${first}::text, true) AS who",
         [who],
         "actor",
+        materialized=True,
     )
 
 
@@ -143,10 +150,9 @@ async def write(
         raise ValueError("the main part of a record write is the CTE named w")
     view = view_of(table)
     derived = view.parts(rows, deleting=deleting) if view is not None and rows else []
-    # The actor is joined into w's source only by reference below; a MATERIALIZED CTE that nobody
-    # reads would not run, so the tail reads it.
+    # ``w`` reads the actor CTE (see ACTOR), which so runs first.
     parts = [actor_part(actor), main, *also, *derived]
-    sql, args = compose(parts, "SELECT w.* FROM w, hims_actor")
+    sql, args = compose(parts, "SELECT w.* FROM w")
     return list(await conn.fetch(sql, *args))
 
 
@@ -236,7 +242,8 @@ def insert_part(
     def sql(first: int) -> str:
         return (
             f"INSERT INTO {table.name} AS t ({', '.join(columns)}) "
-            f"SELECT {select} FROM {_unnest(casts, columns, first)} {on_conflict} RETURNING {returning}"
+            f"SELECT {select} FROM {_unnest(casts, columns, first)}, {ACTOR} {on_conflict} "
+            f"RETURNING {returning}"
         )
 
     return Part("w", sql, arrays, ("insert", table.name, returning, on_conflict))
@@ -280,7 +287,7 @@ def update_part(
 
     def sql(first: int) -> str:
         return (
-            f"UPDATE {table.name} AS t SET {sets} FROM {_unnest(casts, names, first)} "
+            f"UPDATE {table.name} AS t SET {sets} FROM {_unnest(casts, names, first)}, {ACTOR} "
             f"WHERE {match} RETURNING {returning}"
         )
 
@@ -313,7 +320,7 @@ def delete_part(
 
     def sql(first: int) -> str:
         using = _unnest(casts, names, first)
-        return f"DELETE FROM {table.name} AS t USING {using} WHERE {match} RETURNING {returning}"
+        return f"DELETE FROM {table.name} AS t USING {using}, {ACTOR} WHERE {match} RETURNING {returning}"
 
     return Part("w", sql, arrays, ("delete", table.name, returning, tuple(key), version_column))
 
