@@ -38,9 +38,9 @@ def physician(settings: Settings) -> dict[str, str]:
 @pytest.fixture
 async def patient_id(db: Database, partitions: str) -> uuid.UUID:
     """A patient, committed."""
-    async with db.transaction() as session:
-        patient = await make_patient(session)
-    return patient.id
+    async with db.driver_transaction() as conn:
+        patient = await make_patient(conn)
+    return patient["id"]
 
 
 @pytest.fixture

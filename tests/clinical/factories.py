@@ -1,171 +1,166 @@
-"""Plain keyword-only factories inserting rows directly (the patients API is another branch's)."""
+"""Keyword-only factories writing through the domain services (so through every rule and the PHI
+log, as a script run by an operator would), on a driver connection the caller holds.
+
+Rows come back as dicts (column → value).
+"""
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
 
-from hims.clinical.models import Allergy, Condition, LabOrder, Observation, Prescription
-from hims.consultations.models import Consultation
-from hims.patients.models import Patient
-from hims.practitioners.models import Practitioner
-from hims.scheduling.models import Appointment
+from hims.clinical import service as clinical
+from hims.consultations import service as consultations
+from hims.core.security import Actor
+from hims.patients import service as patients
+from hims.practitioners import service as practitioners
+from hims.scheduling import service as scheduling
 
-_mrn = itertools.count(1)
+Row = dict[str, Any]
+
+#: Who the factories write as: a script, so logged with channel ``cli``.
+ACTOR = Actor.system("test-factory", channel="cli")
 
 
 async def make_patient(
-    session: AsyncSession, *, given_name: str = "Ada", family_name: str = "Okafor", **fields: Any
-) -> Patient:
-    """A patient row with every NOT NULL column filled."""
-    patient = Patient(
-        id=uuid.uuid4(),
-        mrn=fields.pop("mrn", f"T{next(_mrn):08d}{uuid.uuid4().hex[:6]}"),
-        given_name=given_name,
-        family_name=family_name,
-        date_of_birth=fields.pop("date_of_birth", date(1980, 5, 17)),
-        sex_at_birth=fields.pop("sex_at_birth", "female"),
-        identifiers=[],
+    conn: asyncpg.Connection, *, given_name: str = "Ada", family_name: str = "Okafor", **fields: Any
+) -> Row:
+    """A registered patient (no duplicate check: tests make many people of one name)."""
+    values = {
+        "given_name": given_name,
+        "family_name": family_name,
+        "date_of_birth": date(1980, 5, 17),
+        "sex_at_birth": "female",
         **fields,
-    )
-    session.add(patient)
-    await session.flush()
-    return patient
+    }
+    return await patients.register(conn=conn, actor=ACTOR, values=values, check_duplicates=False)
 
 
-async def make_practitioner(
-    session: AsyncSession, *, family_name: str = "House", **fields: Any
-) -> Practitioner:
-    """A practitioner row."""
-    practitioner = Practitioner(
-        id=uuid.uuid4(),
-        given_name=fields.pop("given_name", "Gregory"),
-        family_name=family_name,
-        profession=fields.pop("profession", "physician"),
-        identifiers=[],
-        **fields,
+async def make_practitioner(conn: asyncpg.Connection, *, family_name: str = "House", **fields: Any) -> Row:
+    """A registered physician."""
+    values = {"given_name": "Gregory", "family_name": family_name, "profession": "physician", **fields}
+    (row,) = await practitioners.register_practitioners(
+        conn=conn, actor=ACTOR, news=[practitioners.New(values)]
     )
-    session.add(practitioner)
-    await session.flush()
-    return practitioner
+    return row
 
 
 async def make_consultation(
-    session: AsyncSession, *, patient_id: uuid.UUID, started_at: datetime | None = None, **fields: Any
-) -> Consultation:
-    """A consultation row (the year's partition must exist)."""
-    consultation = Consultation(
-        id=uuid.uuid4(),
-        patient_id=patient_id,
-        started_at=started_at or datetime.now(UTC),
-        kind=fields.pop("kind", "walk_in"),
-        status=fields.pop("status", "in_progress"),
+    conn: asyncpg.Connection, *, patient_id: uuid.UUID, started_at: datetime | None = None, **fields: Any
+) -> Row:
+    """An open walk-in consultation (the year's partition must exist)."""
+    values = {
+        "patient_id": patient_id,
+        "started_at": started_at or datetime.now(UTC),
+        "kind": "walk_in",
+        "status": "in_progress",
         **fields,
+    }
+    (row,) = await consultations.open_consultations(
+        conn=conn, actor=ACTOR, openings=[consultations.Opening(values)]
     )
-    session.add(consultation)
-    await session.flush()
-    return consultation
+    return row
 
 
-async def make_clinical_history(session: AsyncSession, *, patient_id: uuid.UUID, count: int) -> None:
-    """``count`` records of every kind (problems, allergies, prescriptions, vitals, labs, visits)."""
-    now = datetime.now(UTC)
-    rows: list[Any] = []
+async def make_clinical_history(conn: asyncpg.Connection, *, patient_id: uuid.UUID, count: int) -> None:
+    """``count`` records of every kind (problems, allergies, prescriptions, vitals, labs, visits),
+    and ``count`` upcoming appointments."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    visits, problems, allergies, drugs, vitals, labs = [], [], [], [], [], []
     for i in range(count):
-        when = now.replace(microsecond=0) - timedelta(days=i)
-        rows.append(
-            Consultation(
-                id=uuid.uuid4(), patient_id=patient_id, started_at=when, kind="walk_in", status="signed"
+        when = now - timedelta(days=i)
+        visits.append(
+            consultations.Opening(
+                {"patient_id": patient_id, "started_at": when, "kind": "walk_in", "status": "signed"}
             )
         )
-        rows.append(
-            Condition(
-                id=uuid.uuid4(),
-                patient_id=patient_id,
-                code="E11.9",
-                display="Type 2 diabetes mellitus without complications",
-                clinical_status="active",
-                verification_status="confirmed",
+        problems.append(
+            clinical.New(
+                {
+                    "patient_id": patient_id,
+                    "code": "E11.9",
+                    "code_system": clinical.ICD10CM,
+                    "display": "Type 2 diabetes mellitus without complications",
+                    "clinical_status": "active",
+                    "verification_status": "confirmed",
+                }
             )
         )
-        rows.append(
-            Allergy(
-                id=uuid.uuid4(),
-                patient_id=patient_id,
-                substance=f"Substance {i}",
-                severity="mild",
-                status="active",
+        allergies.append(
+            clinical.New(
+                {"patient_id": patient_id, "substance": f"Substance {i}", "severity": "mild", "status": "active"}
             )
         )
-        rows.append(
-            Prescription(
-                id=uuid.uuid4(),
-                patient_id=patient_id,
-                drug_name=f"Drug {i}",
-                dose_value=Decimal(5),
-                dose_unit="mg",
-                status="active",
-                prescribed_at=when,
+        drugs.append(
+            clinical.New(
+                {
+                    "patient_id": patient_id,
+                    "drug_name": f"Drug {i}",
+                    "dose_value": Decimal(5),
+                    "dose_unit": "mg",
+                    "status": "active",
+                    "prescribed_at": when,
+                }
             )
         )
-        rows.append(
-            Observation(
-                id=uuid.uuid4(),
-                patient_id=patient_id,
-                group_id=uuid.uuid4(),
-                code="8867-4",
-                display="Heart rate",
-                value=Decimal(60 + i % 40),
-                unit="/min",
-                effective_at=when,
+        vitals.append(
+            clinical.New(
+                {
+                    "patient_id": patient_id,
+                    "group_id": uuid.uuid4(),
+                    "code": "8867-4",
+                    "display": "Heart rate",
+                    "value": Decimal(60 + i % 40),
+                    "unit": "/min",
+                    "effective_at": when,
+                }
             )
         )
-        rows.append(
-            LabOrder(
-                id=uuid.uuid4(),
-                patient_id=patient_id,
-                code="2345-7",
-                display="Glucose",
-                status="ordered",
-                ordered_at=when,
+        labs.append(
+            clinical.New(
+                {
+                    "patient_id": patient_id,
+                    "code": "2345-7",
+                    "display": "Glucose",
+                    "status": "ordered",
+                    "ordered_at": when,
+                }
             )
         )
-    session.add_all(rows)
-    await session.flush()
-    practitioner = await make_practitioner(session)
+    await consultations.open_consultations(conn=conn, actor=ACTOR, openings=visits)
+    await clinical.add_conditions(conn=conn, actor=ACTOR, items=problems)
+    await clinical.add_allergies(conn=conn, actor=ACTOR, items=allergies)
+    await clinical.prescribe_many(conn=conn, actor=ACTOR, items=drugs)
+    await clinical.record_observations(conn=conn, actor=ACTOR, items=vitals)
+    await clinical.order_labs(conn=conn, actor=ACTOR, items=labs)
+    practitioner = await make_practitioner(conn)
     for i in range(count):
         await make_appointment(
-            session,
-            patient_id=patient_id,
-            practitioner_id=practitioner.id,
-            starts_at=now + timedelta(days=i + 1),
+            conn, patient_id=patient_id, practitioner_id=practitioner["id"], starts_at=now + timedelta(days=i + 1)
         )
 
 
 async def make_appointment(
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     *,
     patient_id: uuid.UUID,
     practitioner_id: uuid.UUID,
     starts_at: datetime | None = None,
     status: str = "booked",
-) -> Appointment:
-    """An appointment row (30 minutes, in person)."""
+) -> Row:
+    """A booked appointment (30 minutes, in person)."""
     start = starts_at or datetime.now(UTC) + timedelta(days=1)
-    appointment = Appointment(
-        id=uuid.uuid4(),
-        patient_id=patient_id,
-        practitioner_id=practitioner_id,
-        starts_at=start,
-        ends_at=start + timedelta(minutes=30),
-        type="in_person",
-        status=status,
-    )
-    session.add(appointment)
-    await session.flush()
-    return appointment
+    values = {
+        "patient_id": patient_id,
+        "practitioner_id": practitioner_id,
+        "starts_at": start,
+        "ends_at": start + timedelta(minutes=30),
+        "type": "in_person",
+        "status": status,
+    }
+    (row,) = await scheduling.book(conn=conn, actor=ACTOR, news=[scheduling.New(values)])
+    return row

@@ -62,36 +62,36 @@ async def test_chart_has_every_section(client: AsyncClient, physician, patient_i
 
 
 async def test_chart_lists_upcoming_appointments(client: AsyncClient, physician, patient_id, db):
-    async with db.transaction() as session:
-        doctor = await make_practitioner(session)
-        soon = await make_appointment(session, patient_id=patient_id, practitioner_id=doctor.id)
+    async with db.driver_transaction() as conn:
+        doctor = await make_practitioner(conn)
+        soon = await make_appointment(conn, patient_id=patient_id, practitioner_id=doctor["id"])
         await make_appointment(
-            session,
+            conn,
             patient_id=patient_id,
-            practitioner_id=doctor.id,
+            practitioner_id=doctor["id"],
             starts_at=datetime.now(UTC) - timedelta(days=2),
         )
     body = (await client.get(f"/api/v1/patients/{patient_id}/chart", headers=physician)).json()
-    assert [(a["id"], a["status"]) for a in body["upcoming_appointments"]] == [(str(soon.id), "booked")]
+    assert [(a["id"], a["status"]) for a in body["upcoming_appointments"]] == [(str(soon["id"]), "booked")]
 
 
 async def test_chart_runs_the_same_number_of_queries_for_1_and_50_records(
     app: FastAPI, client, physician, db, partitions
 ):
-    async with db.transaction() as session:
-        small = await make_patient(session, family_name="Small")
-        large = await make_patient(session, family_name="Large")
-        await make_clinical_history(session, patient_id=small.id, count=1)
-        await make_clinical_history(session, patient_id=large.id, count=50)
+    async with db.driver_transaction() as conn:
+        small = await make_patient(conn, family_name="Small")
+        large = await make_patient(conn, family_name="Large")
+        await make_clinical_history(conn, patient_id=small["id"], count=1)
+        await make_clinical_history(conn, patient_id=large["id"], count=50)
     # The first authenticated request loads the caller's account status into the cache; warm it
     # so only the chart's own statements are counted.
     assert (await client.get("/api/v1/auth/me", headers=physician)).status_code == 200
     counts = {}
     for patient in (small, large):
         with count_statements(app) as statements:
-            response = await client.get(f"/api/v1/patients/{patient.id}/chart", headers=physician)
+            response = await client.get(f"/api/v1/patients/{patient['id']}/chart", headers=physician)
         assert response.status_code == 200
-        counts[patient.family_name] = len(statements)
+        counts[patient["family_name"]] = len(statements)
         body = response.json()
     assert counts["Small"] == counts["Large"] <= 10, counts
     assert len(body["recent_consultations"]) == 10

@@ -65,10 +65,10 @@ async def test_condition_of_another_patient_is_404(client: AsyncClient, physicia
     created = await client.post(
         f"/api/v1/patients/{patient_id}/conditions", json={"code": "I10"}, headers=physician
     )
-    async with db.transaction() as session:
-        other = await make_patient(session, family_name="Other")
+    async with db.driver_transaction() as conn:
+        other = await make_patient(conn, family_name="Other")
     response = await client.get(
-        f"/api/v1/patients/{other.id}/conditions/{created.json()['id']}", headers=physician
+        f"/api/v1/patients/{other['id']}/conditions/{created.json()['id']}", headers=physician
     )
     assert response.status_code == 404
 

@@ -33,20 +33,20 @@ async def test_walk_in_start_counts_metric_and_logs(client: AsyncClient, physici
 
 
 async def test_start_from_appointment_keeps_its_id(client: AsyncClient, physician, patient_id, db):
-    async with db.transaction() as session:
-        doctor = await make_practitioner(session)
-        appointment = await make_appointment(session, patient_id=patient_id, practitioner_id=doctor.id)
+    async with db.driver_transaction() as conn:
+        doctor = await make_practitioner(conn)
+        appointment = await make_appointment(conn, patient_id=patient_id, practitioner_id=doctor["id"])
     response = await client.post(
         f"/api/v1/patients/{patient_id}/consultations",
-        json={"appointment_id": str(appointment.id)},
+        json={"appointment_id": str(appointment["id"])},
         headers=physician,
     )
     assert response.status_code == 201, response.text
     assert response.json()["kind"] == "appointment"
-    assert response.json()["appointment_id"] == str(appointment.id)
+    assert response.json()["appointment_id"] == str(appointment["id"])
     again = await client.post(
         f"/api/v1/patients/{patient_id}/consultations",
-        json={"appointment_id": str(appointment.id)},
+        json={"appointment_id": str(appointment["id"])},
         headers=physician,
     )
     assert again.status_code == 409
@@ -57,14 +57,14 @@ async def test_start_from_appointment_keeps_its_id(client: AsyncClient, physicia
 async def test_concurrent_starts_from_one_appointment_make_one_consultation(
     client: AsyncClient, physician, patient_id, db, database_url
 ):
-    async with db.transaction() as session:
-        doctor = await make_practitioner(session)
-        appointment = await make_appointment(session, patient_id=patient_id, practitioner_id=doctor.id)
+    async with db.driver_transaction() as conn:
+        doctor = await make_practitioner(conn)
+        appointment = await make_appointment(conn, patient_id=patient_id, practitioner_id=doctor["id"])
     responses = await asyncio.gather(
         *(
             client.post(
                 f"/api/v1/patients/{patient_id}/consultations",
-                json={"appointment_id": str(appointment.id)},
+                json={"appointment_id": str(appointment["id"])},
                 headers=physician,
             )
             for _ in range(5)
@@ -78,23 +78,23 @@ async def test_concurrent_starts_from_one_appointment_make_one_consultation(
 async def test_appointment_must_be_the_patients_and_live(
     client: AsyncClient, physician, patient_id, db, database_url
 ):
-    async with db.transaction() as session:
-        doctor = await make_practitioner(session)
-        other = await make_patient(session, family_name="Other")
-        theirs = await make_appointment(session, patient_id=other.id, practitioner_id=doctor.id)
+    async with db.driver_transaction() as conn:
+        doctor = await make_practitioner(conn)
+        other = await make_patient(conn, family_name="Other")
+        theirs = await make_appointment(conn, patient_id=other["id"], practitioner_id=doctor["id"])
         cancelled = await make_appointment(
-            session,
+            conn,
             patient_id=patient_id,
-            practitioner_id=doctor.id,
+            practitioner_id=doctor["id"],
             starts_at=datetime.now(UTC) + timedelta(days=3),
             status="cancelled",
         )
     url = f"/api/v1/patients/{patient_id}/consultations"
-    for appointment_id in (uuid.uuid4(), theirs.id):
+    for appointment_id in (uuid.uuid4(), theirs["id"]):
         refused = await client.post(url, json={"appointment_id": str(appointment_id)}, headers=physician)
         assert refused.status_code == 422
         assert refused.json()["errors"][0]["field"] == "appointment_id"
-    late = await client.post(url, json={"appointment_id": str(cancelled.id)}, headers=physician)
+    late = await client.post(url, json={"appointment_id": str(cancelled["id"])}, headers=physician)
     assert late.status_code == 409
     assert late.json()["code"] == "appointment_not_startable"
     assert await count_rows(database_url, "consultations") == 0

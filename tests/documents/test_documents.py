@@ -6,7 +6,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy.exc import DBAPIError
 
 from hims.core.security import Actor
 from hims.core.storage import LocalStorage, check_key
@@ -29,7 +28,12 @@ def _files(tmp_path: Path) -> list[Path]:
 async def test_upload_list_download_delete(client, settings, database_url, tmp_path) -> None:
     headers = auth_headers(settings, "nurse")
     patient = await make_patient(client, settings)
-    consultation_id = str(uuid.uuid4())
+    consultation = await client.post(
+        f"/api/v1/patients/{patient['id']}/consultations",
+        json={"reason": "follow-up"},
+        headers=auth_headers(settings, "physician"),
+    )
+    consultation_id = consultation.json()["id"]
     upload = await client.post(
         f"/api/v1/patients/{patient['id']}/documents",
         files={"file": ("../../etc/scan.pdf", PDF, "application/pdf")},
@@ -168,26 +172,24 @@ async def test_file_is_removed_when_the_transaction_fails(
     patient = await make_patient(client, settings)
     storage = LocalStorage(tmp_path / "files")
     actor = Actor.system("test")
-    with pytest.raises(RuntimeError, match="after the upload"):  # noqa: PT012 - the failure is the point
-        async with db.transaction() as session:
-            await service.upload_document(
-                session=session,
-                actor=actor,
-                storage=storage,
-                patient_id=uuid.UUID(patient["id"]),
-                filename="a.txt",
-                declared_type="text/plain",
-                content=b"hello",
-                max_bytes=1024,
-            )
-            assert len(_files(tmp_path)) == 1
-            raise RuntimeError("something failed after the upload")
+    upload = {
+        "actor": actor,
+        "storage": storage,
+        "patient_id": uuid.UUID(patient["id"]),
+        "filename": "a.txt",
+        "declared_type": "text/plain",
+        "content": b"hello",
+        "max_bytes": 1024,
+    }
+    # The row commits on its own: inside a transaction that could still fail, nothing is stored.
+    with pytest.raises(RuntimeError, match="outside a transaction"):
+        async with db.driver_transaction() as conn:
+            await service.upload_document(conn=conn, **upload)
     assert _files(tmp_path) == []
-    assert await count(database_url, "documents") == 0
 
-    # A failure inside the database (a trigger refusing the row) also leaves no file.
-    conn = await asyncpg.connect(database_url)
-    await conn.execute(
+    # A failure inside the database (a trigger refusing the row) leaves no file either.
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(
         """
         CREATE FUNCTION test_refuse_documents() RETURNS trigger LANGUAGE plpgsql AS
         $$ BEGIN RAISE EXCEPTION 'refused by test'; END $$;
@@ -196,21 +198,12 @@ async def test_file_is_removed_when_the_transaction_fails(
         """
     )
     try:
-        with pytest.raises(DBAPIError):
-            async with db.transaction() as session:
-                await service.upload_document(
-                    session=session,
-                    actor=actor,
-                    storage=storage,
-                    patient_id=uuid.UUID(patient["id"]),
-                    filename="a.txt",
-                    declared_type="text/plain",
-                    content=b"hello",
-                    max_bytes=1024,
-                )
+        with pytest.raises(asyncpg.RaiseError):
+            async with db.statement_connection() as conn:
+                await service.upload_document(conn=conn, **upload)
     finally:
-        await conn.execute("DROP TRIGGER test_refuse ON documents; DROP FUNCTION test_refuse_documents();")
-        await conn.close()
+        await admin.execute("DROP TRIGGER test_refuse ON documents; DROP FUNCTION test_refuse_documents();")
+        await admin.close()
     assert _files(tmp_path) == []
 
 

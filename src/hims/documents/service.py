@@ -90,7 +90,13 @@ async def upload_document(
     consultation_id: uuid.UUID | None = None,
 ) -> Row:
     """Check and store a file for a patient (the only way a document comes to exist); the file is
-    removed again when the row cannot be written."""
+    removed again when the row cannot be written.
+
+    The row is committed by its own statement, so ``conn`` must not be in a transaction: a later
+    failure of an enclosing transaction would leave the stored file without its row.
+    """
+    if conn.is_in_transaction():
+        raise RuntimeError("upload_document commits its own row; call it outside a transaction")
     if len(content) > max_bytes:
         raise PayloadTooLarge(
             f"The file is larger than the limit of {max_bytes} bytes.",
