@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,13 +101,36 @@ def checkout(ref: str) -> Iterator[Tree]:
         tree = Tree(ref, tmp, commit[:7])
         if not (tree.src / "hims" / "__init__.py").is_file():
             raise SystemExit(f"--compare {ref}: that revision has no src/hims package")
+        differ = dependency_changes(ROOT / "pyproject.toml", tmp / "pyproject.toml")
+        if differ:
+            print(
+                f"note: {ref} declares other dependencies than this checkout ({'; '.join(differ)}); it runs "
+                "with this virtual environment's packages",
+                file=sys.stderr,
+            )
         yield tree
     finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
+        try:
             _git("worktree", "remove", "--force", str(tmp))
-        shutil.rmtree(tmp, ignore_errors=True)
-        with contextlib.suppress(subprocess.CalledProcessError):
-            _git("worktree", "prune")
+        except subprocess.CalledProcessError:
+            # Not registered (the add failed) or not removable: delete the directory, then let git
+            # forget worktrees whose directory is gone.
+            shutil.rmtree(tmp, ignore_errors=True)
+            with contextlib.suppress(subprocess.CalledProcessError):
+                _git("worktree", "prune")
+
+
+def dependency_changes(ours: Path, theirs: Path) -> list[str]:
+    """The requirements (``[project]`` dependencies and extras) one pyproject.toml has and the other
+    lacks, as "+req" (only theirs) and "-req" (only ours)."""
+
+    def requirements(path: Path) -> set[str]:
+        project = tomllib.loads(path.read_text(encoding="utf-8")).get("project", {})
+        extras = project.get("optional-dependencies", {})
+        return {*project.get("dependencies", []), *(f"[{k}] {r}" for k, v in extras.items() for r in v)}
+
+    mine, other = requirements(ours), requirements(theirs)
+    return [f"+{r}" for r in sorted(other - mine)] + [f"-{r}" for r in sorted(mine - other)]
 
 
 async def in_tree(tree: Tree, *args: str, env: dict[str, str] | None = None) -> str:
@@ -138,6 +162,17 @@ async def verify_tree(tree: Tree) -> str:
     if not where.startswith(str(tree.src.resolve()) + os.sep):
         raise RuntimeError(f"{tree.label}: hims imported from {where}, not {tree.src}")
     return where
+
+
+async def import_in_tree(
+    tree: Tree, url: str, paths: list[Path], *, jobs: int = 2, mode: str = "shipped"
+) -> dict[str, Any]:
+    """Import FHIR bundles into ``url`` with ``tree``'s importer (`_in_tree.py import`): resources,
+    files, errors, seconds (of `import_paths` alone) and ``failures`` (reason -> files)."""
+    out = await in_tree(tree, "import", "--jobs", str(jobs), "--mode", mode, url, *map(str, paths))
+    # The result is the last line: what the tree logs on its way goes before it.
+    result: dict[str, Any] = orjson.loads(out.strip().splitlines()[-1])
+    return result
 
 
 async def tree_token(tree: Tree, url: str, role: str = "physician") -> str:
@@ -293,7 +328,7 @@ async def wait_workers(server_pid: int, port: int, workers: int, timeout: float 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         listening = 0
-        for child in server.children(recursive=True):
+        for child in [server, *server.children(recursive=True)]:  # --workers 1 serves in the process
             try:
                 sockets = child.net_connections(kind="tcp")
             except psutil.Error:

@@ -4,7 +4,7 @@ Each virtual user loops: create Patient, Location, Organization, Practitioner, E
 Observation, MedicationRequest (with references between them), read each, update each, delete
 each in reverse order. Each iteration registers a different person (`_people.person`, from the
 user and iteration numbers): registration refuses a Patient who looks like a registered one. The
-Encounter is a consultation of today, whose partition `hims db migrate` prepares.
+Encounter is a consultation that ended in the last hours (`consultation_window`).
 
 Prints req/s and p50/p95/p99 per operation. ``--compare REF`` runs the same scenario, in the same
 run, against the code of git revision REF (checked out aside, its own database migrated and
@@ -28,7 +28,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from time import monotonic, perf_counter
 from typing import Any
@@ -52,7 +52,7 @@ from _fhir_common import (
     describe_cpu,
     free_port,
     fresh_database,
-    in_tree,
+    import_in_tree,
     pct,
     postmaster_pid,
     serving,
@@ -142,15 +142,23 @@ class VirtualUser:
     number: int
     first_key: int
     iterations: Iterator[int] = field(default_factory=itertools.count)
-    day: datetime = field(default_factory=lambda: datetime.combine(datetime.now(UTC).date(), time(8), UTC))
+    window: tuple[datetime, int] = field(default_factory=lambda: consultation_window(datetime.now(UTC)))
 
     def iteration(self) -> tuple[dict[str, Any], datetime]:
-        """The next iteration's Patient (a person of its own) and the start of its consultation
-        (today, 08:00 to 18:00)."""
+        """The next iteration's Patient (a person of its own) and the start of its consultation."""
         n = next(self.iterations)
-        return person(self.first_key + n).fhir(), self.day + timedelta(
-            minutes=(self.number * 37 + n * 11) % 600
-        )
+        since, minutes = self.window
+        start = since + timedelta(minutes=(self.number * 37 + n * 11) % minutes)
+        return person(self.first_key + n).fhir(), start
+
+
+def consultation_window(now: datetime) -> tuple[datetime, int]:
+    """When the scenario's consultations may start: (earliest, minutes after it). Over the ten
+    hours before the last hour (a consultation cannot start in the future, and these have ended),
+    and in this year, whose partition `hims db migrate` prepares."""
+    latest = now.replace(second=0, microsecond=0) - timedelta(hours=1)
+    since = max(latest - timedelta(hours=10), datetime(now.year, 1, 1, tzinfo=UTC))
+    return since, max(int((latest - since).total_seconds() // 60), 1)
 
 
 async def user(vu: VirtualUser, stop: float, lat: dict[str, list[float]], errors: list[str]) -> None:
@@ -353,9 +361,7 @@ async def prepare(tree: Tree, args: argparse.Namespace, stack: contextlib.AsyncE
     if args.seed:
         with console.status(f"{tree.label}: importing the seed bundles with its own importer…"):
             started = perf_counter()
-            stats = orjson.loads(
-                await in_tree(tree, "import", "--jobs", "2", url, *(str(p) for p in args.seed))
-            )
+            stats = await import_in_tree(tree, url, args.seed)
             await analyze(url)
         why = "".join(f"; {n} x {reason!r}" for reason, n in stats["failures"].items())
         console.print(

@@ -32,10 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
 from rich.console import Console
 
-from _fhir_common import ROOT, Tree, checkout, cleaning_up, current_tree, fresh_database, in_tree, verify_tree
+from _fhir_common import (
+    ROOT,
+    Tree,
+    checkout,
+    cleaning_up,
+    current_tree,
+    fresh_database,
+    import_in_tree,
+    verify_tree,
+)
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -80,8 +88,7 @@ ORDER BY 1
 async def run(mode: Mode, paths: list[Path], jobs: int) -> None:
     """Import into a fresh database with the mode's tree; record its time, stats and domain rows."""
     url = await fresh_database(f"hims_bench_fhir_import_{mode.mode}_{mode.tree.slug}", mode.tree)
-    out = await in_tree(mode.tree, "import", "--jobs", str(jobs), "--mode", mode.mode, url, *map(str, paths))
-    stats = orjson.loads(out)
+    stats = await import_in_tree(mode.tree, url, paths, jobs=jobs, mode=mode.mode)
     mode.seconds.append(stats["seconds"])
     mode.stats = stats
     conn = await asyncpg.connect(url)

@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 import orjson
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from _fhir_common import (
     Conn,
@@ -124,7 +124,7 @@ async def register(target: Target, count: int, clients: int) -> None:
     reg = target.registered
     remaining = count
 
-    async def client(conn: Conn, progress: Progress, task: int) -> None:
+    async def client(conn: Conn, progress: Progress, task: TaskID) -> None:
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
