@@ -345,6 +345,7 @@ class Target:
     server: Server
     token: str
     postmaster: int | None
+    seeded: int
     rounds: list[Measured] = field(default_factory=list)
 
     def best(self) -> Measured:
@@ -358,10 +359,12 @@ async def prepare(tree: Tree, args: argparse.Namespace, stack: contextlib.AsyncE
     where = await verify_tree(tree)
     console.print(f"[bold]{tree.label}[/bold] ({tree.commit}): hims from {where}")
     url = await fresh_database(f"hims_bench_fhir_crud_{tree.slug}", tree)
+    seeded = 0
     if args.seed:
         with console.status(f"{tree.label}: importing the seed bundles with its own importer…"):
             started = perf_counter()
             stats = await import_in_tree(tree, url, args.seed)
+            seeded = int(stats["resources"])
             await analyze(url)
         why = "".join(f"; {n} x {reason!r}" for reason, n in stats["failures"].items())
         console.print(
@@ -378,7 +381,7 @@ async def prepare(tree: Tree, args: argparse.Namespace, stack: contextlib.AsyncE
         await conn.close()
     server = await stack.enter_async_context(serving(tree, url, workers=args.workers, pool=args.pool))
     token = await tree_token(tree, url)
-    return Target(tree, url, server, token, await postmaster_pid(url))
+    return Target(tree, url, server, token, await postmaster_pid(url), seeded)
 
 
 async def main() -> None:
@@ -467,15 +470,21 @@ async def main() -> None:
     if len(targets) == 2:
         ours, theirs = targets[0].best(), targets[1].best()
         ratio = ours.rate / theirs.rate
+        verdict = "met" if ratio >= 0.9 else "not met"
+        if ours.errors or theirs.errors or targets[0].seeded != targets[1].seeded:
+            verdict = "not comparable, see below"
         print(
-            f"  ratio current/{targets[1].tree.label}: {ratio:.2f} req/s (goal >= 0.9: "
-            f"{'met' if ratio >= 0.9 else 'not met'}), p99 {ours.p99:.1f} vs {theirs.p99:.1f} ms, "
+            f"  ratio current/{targets[1].tree.label}: {ratio:.2f} req/s (goal >= 0.9: {verdict}), "
+            f"p99 {ours.p99:.1f} vs {theirs.p99:.1f} ms, "
             f"server CPU per request {ours.cpu['server_ms']:.2f} vs {theirs.cpu['server_ms']:.2f} ms, "
             f"PostgreSQL {ours.cpu['postgres_ms']:.2f} vs {theirs.cpu['postgres_ms']:.2f} ms"
         )
     if any(t.best().errors for t in targets):
         print("  requests failed (see the errors above): a failed create ends its iteration early, so")
-        print("  the trees did not do the same work and their req/s do not compare")
+        print("  a run with errors did not do the same work as one without")
+    if len({t.seeded for t in targets}) > 1:
+        seeded = ", ".join(f"{t.tree.label} {t.seeded:,}" for t in targets)
+        print(f"  the trees' databases were not seeded alike (resources imported: {seeded})")
     if args.no_floor:
         return
     ours_rate = targets[0].best().rate
