@@ -443,6 +443,10 @@ class CpuMeter:
     under "other" with everything else. Without them it is every postgres process. On a 2-core
     machine the client competes with the server; the split says how much of the machine the figures
     measure the server on.
+
+    Each process counts from its first sighting (zero for one started in the window) to its last:
+    the meter looks every second while the event loop runs, so a backend or autovacuum worker that
+    ends in the window keeps what it used until the last look.
     """
 
     def __init__(self, server_pid: int, database: str | None = None, postmaster: int | None = None) -> None:
@@ -450,8 +454,15 @@ class CpuMeter:
         self.database = database
         self.postmaster = postmaster
         self.client = psutil.Process()
-        self.start = self._sample()
+        self.since = time.time()
+        self.base: dict[tuple[str, int, float], float] = {}
+        self.last: dict[tuple[str, int, float], float] = {}
         self.started = time.monotonic()
+        self.busy = self._busy()
+        self._observe()
+        self._poller: asyncio.Task[None] | None = None
+        with contextlib.suppress(RuntimeError):  # no running loop: two looks, start and stop
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
 
     def _postgres(self) -> list[psutil.Process]:
         if self.postmaster is None or self.database is None:
@@ -471,32 +482,44 @@ class CpuMeter:
                 ours.append(child)
         return ours
 
-    def _sample(self) -> dict[str, float]:
-        def cpu(procs: list[psutil.Process]) -> float:
-            total = 0.0
+    @staticmethod
+    def _busy() -> float:
+        machine = psutil.cpu_times()
+        return float(sum(machine) - machine.idle - getattr(machine, "iowait", 0.0))
+
+    def _observe(self) -> None:
+        parties = {
+            "client": [self.client],
+            "server": [self.server, *self.server.children(recursive=True)],
+            "postgres": self._postgres(),
+        }
+        for party, procs in parties.items():
             for proc in procs:
                 try:
-                    times = proc.cpu_times()
-                except psutil.NoSuchProcess:
+                    with proc.oneshot():
+                        times, born = proc.cpu_times(), proc.create_time()
+                except psutil.Error:
                     continue
-                total += times.user + times.system
-            return total
+                key, used = (party, proc.pid, born), times.user + times.system
+                if key not in self.base:
+                    self.base[key] = 0.0 if born >= self.since else used
+                self.last[key] = used
 
-        postgres = self._postgres()
-        machine = psutil.cpu_times()
-        return {
-            "client": cpu([self.client]),
-            "server": cpu([self.server, *self.server.children(recursive=True)]),
-            "postgres": cpu(postgres),
-            "busy": sum(machine) - machine.idle - getattr(machine, "iowait", 0.0),
-        }
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            self._observe()
 
     def stop(self, operations: int) -> dict[str, float]:
         """End the window: cores used by each party (``<party>_cores``) and CPU ms per operation
         (``<party>_ms``); "other" is everything else on the machine."""
-        end = self._sample()
+        if self._poller is not None:
+            self._poller.cancel()
+        self._observe()
         wall = time.monotonic() - self.started
-        used = {k: (end[k] - self.start[k]) for k in end}
+        used = {"client": 0.0, "server": 0.0, "postgres": 0.0, "busy": self._busy() - self.busy}
+        for key, last in self.last.items():
+            used[key[0]] += last - self.base[key]
         used["other"] = max(used["busy"] - used["client"] - used["server"] - used["postgres"], 0.0)
         out = {f"{k}_cores": v / wall for k, v in used.items()}
         out.update({f"{k}_ms": 1000 * v / max(operations, 1) for k, v in used.items()})

@@ -9,7 +9,8 @@ then ANALYZE. Then, for each client count of ``--clients`` (8 and 32), three pha
 - **search**: `GET /api/v1/patients?family=<first 3 letters of a registered family name>` (the
   default page: at most 20 rows);
 - **read**: `GET /api/v1/patients/{id}` of random registered patients;
-- **create**: `POST /api/v1/patients` of new people, each unlike every registered one.
+- **create**: `POST /api/v1/patients` of new people, each unlike every registered one (deleted
+  again after the phase's clock, so every phase and round works on the same registered patients).
 
 Each client is one keep-alive connection (`_fhir_common.Conn`) looping one request after the
 other. Prints per phase and client count ops/s, p50/p95/p99, errors, and the CPU milliseconds per
@@ -133,7 +134,7 @@ async def register(target: Target, count: int, clients: int) -> None:
                 status, payload = await conn.request("POST", "", who.rest())
                 if status == 201:
                     break
-                if status == 409:
+                if status == 409 and reg.refused < count:
                     reg.refused += 1
                     continue
                 raise RuntimeError(f"{target.tree.label}: registering failed: {_error(status, payload)}")
@@ -184,11 +185,15 @@ async def run_phase(
     errors: Counter[str] = Counter()
     rows = 0
 
+    created: list[str] = []
+
     async def client(conn: Conn, rng: random.Random, stop: float, measure: bool) -> None:
         nonlocal rows
         while monotonic() < stop:
             started = perf_counter()
             status, payload = await op(conn, rng)
+            if phase == "create" and status == 201:
+                created.append(orjson.loads(payload)["id"])
             if not measure:
                 continue
             lat.append(perf_counter() - started)
@@ -198,7 +203,8 @@ async def run_phase(
                 rows += len(orjson.loads(payload)["items"])
 
     conns = [_conn(target) for _ in range(clients)]
-    # The same random draws in every tree and round of a phase (seeded by phase, clients, client).
+    # The same random draws in every tree and round of a phase (seeded by phase, clients, client,
+    # round).
     rngs = [random.Random(f"{phase}:{clients}:{n}:{round_no}") for n in range(clients)]
     try:
         if warmup > 0:
@@ -209,10 +215,28 @@ async def run_phase(
         stop = started + duration
         await asyncio.gather(*(client(c, r, stop, True) for c, r in zip(conns, rngs, strict=True)))
         elapsed = monotonic() - started
-        return Measured(lat, errors, elapsed, meter.stop(len(lat)), rows)
+        measured = Measured(lat, errors, elapsed, meter.stop(len(lat)), rows)
+        if created:
+            await remove(conns, created)
+        return measured
     finally:
         for conn in conns:
             await conn.close()
+
+
+async def remove(conns: list[Conn], ids: list[str]) -> None:
+    """Delete (soft) the patients a create phase registered, after its clock: every phase and round
+    then searches and reads the same registered population, in either tree, however many patients
+    its creates added."""
+    queue = list(ids)
+
+    async def client(conn: Conn) -> None:
+        while queue:
+            status, payload = await conn.request("DELETE", f"/{queue.pop()}")
+            if status != 204:
+                raise RuntimeError(f"removing a created patient failed: {_error(status, payload)}")
+
+    await asyncio.gather(*(client(c) for c in conns))
 
 
 def header() -> str:
@@ -288,7 +312,11 @@ async def main() -> None:
                 print(header())
                 for clients in args.clients:
                     for phase in PHASES:
-                        with console.status(f"{phase}, {clients} clients…"):
+                        with console.status(
+                            f"{phase}, {clients} clients (then removing what it created)…"
+                            if phase == "create"
+                            else f"{phase}, {clients} clients…"
+                        ):
                             measured = await run_phase(
                                 target, phase, clients, args.duration, args.warmup, round_no
                             )
