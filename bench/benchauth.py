@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+# Every table on the metadata, as each entry point has it: a users row refers to practitioners.
+import hims.models  # noqa: F401
 from hims.core.db import Database
 from hims.core.permissions import Role
 from hims.core.security import Actor
