@@ -28,6 +28,7 @@ from hims.app import create_app
 from hims.core.db import Database
 from hims.models import metadata
 from hims.ops import migrate
+from hims.ops.partitions import ensure
 from hims.settings import Settings
 
 SERVER_URL = os.environ.get("HIMS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -117,6 +118,13 @@ async def db(database_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.dispose()
+
+
+@pytest.fixture(scope="session")
+async def partitions(database_url: str) -> str:
+    """Consultation partitions from 2024 to next year + 2 (the migration only makes this year on)."""
+    await ensure(database_url, from_year=2024)
+    return database_url
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Shared fixtures for the clinical and consultations tests: tokens, partitions, a patient."""
+"""Shared fixtures for the clinical and consultations tests: tokens, a patient."""
 
 from __future__ import annotations
 
@@ -9,24 +9,14 @@ import asyncpg
 import pytest
 
 from hims.core.db import Database
-from hims.ops.partitions import ensure
 from hims.settings import Settings
 from tests.clinical.factories import make_patient
 from tests.identity.factories import role_headers
-
-PARTITIONS_FROM = 2024
 
 
 def auth_headers(settings: Settings, role: str = "physician") -> dict[str, str]:
     """The ONE place a token for a role is made: a real, active user holding ``role``."""
     return role_headers(settings, role)
-
-
-@pytest.fixture(scope="session")
-async def partitions(database_url: str) -> str:
-    """Consultation partitions from 2024 to next year + 2 (the migration only makes this year on)."""
-    await ensure(database_url, from_year=PARTITIONS_FROM)
-    return database_url
 
 
 @pytest.fixture

@@ -92,7 +92,12 @@ async def make_clinical_history(conn: asyncpg.Connection, *, patient_id: uuid.UU
         )
         allergies.append(
             clinical.New(
-                {"patient_id": patient_id, "substance": f"Substance {i}", "severity": "mild", "status": "active"}
+                {
+                    "patient_id": patient_id,
+                    "substance": f"Substance {i}",
+                    "severity": "mild",
+                    "status": "active",
+                }
             )
         )
         drugs.append(
@@ -140,7 +145,10 @@ async def make_clinical_history(conn: asyncpg.Connection, *, patient_id: uuid.UU
     practitioner = await make_practitioner(conn)
     for i in range(count):
         await make_appointment(
-            conn, patient_id=patient_id, practitioner_id=practitioner["id"], starts_at=now + timedelta(days=i + 1)
+            conn,
+            patient_id=patient_id,
+            practitioner_id=practitioner["id"],
+            starts_at=now + timedelta(days=i + 1),
         )
 
 

@@ -21,7 +21,7 @@ async def test_repoint_patient_moves_every_record(db, partitions, sql):
     assert await count_rows(partitions, "consultations") == 3
     merged = await sql.fetch("SELECT resource_type, patient_id FROM phi_access_log WHERE action = 'merge'")
     assert len(merged) == 3 * 6
-    assert {r["patient_id"] for r in merged} == {survivor['id']}
+    assert {r["patient_id"] for r in merged} == {survivor["id"]}
 
 
 async def test_patient_merge_moves_clinical_records(client, settings, db, partitions, sql):
@@ -38,6 +38,6 @@ async def test_patient_merge_moves_clinical_records(client, settings, db, partit
     )
     assert response.status_code < 300, response.text
     for table in ("consultations", "observations", "conditions", "allergies", "prescriptions", "lab_orders"):
-        assert await sql.fetchval(f"SELECT count(*) FROM {table} WHERE patient_id = $1", survivor["id"]) == 2, (
-            table
-        )
+        assert (
+            await sql.fetchval(f"SELECT count(*) FROM {table} WHERE patient_id = $1", survivor["id"]) == 2
+        ), table

@@ -11,7 +11,7 @@ CLINICAL = ("consultations", "observations", "conditions", "prescriptions", "lab
 async def test_seeder_gives_only_demo_patients_a_history_once(db, settings, partitions, database_url, sql):
     async with db.driver_transaction() as conn:
         demo = await make_patient(conn, family_name="Mensah")
-        real = await make_patient(conn, family_name="Larsen")
+        await make_patient(conn, family_name="Larsen")
     report = SeedReport(demo_patients=[demo["id"]])
     async with db.transaction() as session:
         await seed_clinical_history(session, settings, report)

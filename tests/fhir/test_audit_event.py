@@ -43,7 +43,7 @@ async def test_api_calls_become_audit_events_for_compliance(
     body = await create(fhir, patient())
     pid = body["id"]
     assert (await fhir.get(f"/Patient/{pid}", headers=doctor)).status_code == 200
-    other = await create(fhir, patient(name=[{"family": "Other"}]))
+    other = await create(fhir, patient(family="Other", given="Kofi"))
 
     compliance = auth(settings, "compliance")
     data = await _events(fhir, compliance, patient=f"Patient/{pid}")
@@ -155,7 +155,11 @@ async def test_writes_are_refused_and_change_nothing(
     # nothing changed in the log: the event reads back the same, no rows were added by the writes
     assert (await fhir.get(f"/AuditEvent/{event['id']}", headers=compliance)).json() == event
     # in a batch the AuditEvent entry fails on its own (batch semantics) and writes nothing
-    batch = {**transaction, "type": "batch"}
+    someone_else = {
+        "request": {"method": "POST", "url": "Patient"},
+        "resource": patient(family="Batch", given="Kofi"),
+    }
+    batch = {**transaction, "type": "batch", "entry": [someone_else, transaction["entry"][1]]}
     result = (await fhir.post("", json=batch)).json()
     assert result["entry"][0]["response"]["status"].startswith("201")
     assert result["entry"][1]["response"]["status"].startswith("405")

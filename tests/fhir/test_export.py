@@ -33,6 +33,7 @@ from hims.ops.worker import HimsWorker, worker_settings
 from hims.settings import Settings
 from tests.conftest import make_settings, serve_in_process
 from tests.fhir.conftest import FHIR_JSON, auth, create, patient
+from tests.support import phi_rows
 
 
 @asynccontextmanager
@@ -142,11 +143,20 @@ async def test_worker_runs_system_patient_and_group_exports(
             "Organization": 1,
             "Patient": 1,
         }
-        files = sorted(p.name for p in (export.export_root(settings) / job_id).iterdir())
+        files = sorted(p.name for p in (export.export_root(settings) / job_id).glob("*.ndjson"))
         assert files == ["Observation.ndjson", "Organization.ndjson", "Patient.ndjson"]
+        # The job logged, per type, the patients whose data it wrote (the Organization is nobody's).
+        exported = await phi_rows(database_url, action="export")
+        assert sorted((r["resource_type"], str(r["patient_id"])) for r in exported) == [
+            ("Observation", p["id"]),
+            ("Patient", p["id"]),
+        ]
         url = next(o["url"] for o in manifest["output"] if o["type"] == "Patient").split("/fhir/R4", 1)[1]
         download = await fhir.get(url)
         assert download.status_code == 200
+        # Each download discloses the file again.
+        downloaded = await phi_rows(database_url, action="export_download")
+        assert [(r["resource_type"], str(r["patient_id"])) for r in downloaded] == [("Patient", p["id"])]
         lines = download.content.decode().strip().split("\n")
         assert orjson.loads(lines[0])["id"] == p["id"]
         anonymous = await fhir.get(url, headers={"Authorization": ""})

@@ -136,7 +136,7 @@ async def test_transaction_with_one_bad_entry_writes_nothing(fhir: AsyncClient) 
     assert count["total"] == 0
 
 
-async def test_transaction_resolves_references_and_conditionals(fhir: AsyncClient) -> None:
+async def test_transaction_resolves_references_and_conditionals(fhir: AsyncClient, partitions: str) -> None:
     npi = "http://hl7.org/fhir/sid/us-npi|999"
     practitioner = {
         "resourceType": "Practitioner",

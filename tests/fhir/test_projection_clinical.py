@@ -303,9 +303,11 @@ async def test_overridden_allergy_cannot_be_deleted(
 
 async def test_what_is_no_domain_record_stays_fhir_only(fhir: AsyncClient, database_url: str) -> None:
     ref = f"Patient/{(await create(fhir, patient()))['id']}"
-    no_birth_date = patient()
-    del no_birth_date["birthDate"]
-    unregistered = f"Patient/{(await create(fhir, no_birth_date))['id']}"  # FHIR-only itself
+    # A Patient whose id is not one of ours is no registered patient: FHIR-only, with its records.
+    assert (
+        await fhir.put("/Patient/elsewhere-1", json={**patient(), "id": "elsewhere-1"})
+    ).status_code == 201
+    unregistered = "Patient/elsewhere-1"
     panel = heart_rate(ref, code={"coding": [{"system": LOINC, "code": "85354-9"}]})
     del panel["valueQuantity"]
     panel["component"] = [
@@ -317,14 +319,11 @@ async def test_what_is_no_domain_record_stays_fhir_only(fhir: AsyncClient, datab
     ]
     lab = heart_rate(ref, category=[{"coding": [{"code": "laboratory"}]}])
     inpatient = encounter(ref, **{"class": {"code": "IMP"}})
-    # A year no test creates a partition for (the Synthea import creates the years it meets).
-    long_ago = encounter(ref, period={"start": "1801-05-01T10:00:00Z"})
     for body, table in (
         (panel, "observations"),
         (lab, "observations"),
         (heart_rate(unregistered), "observations"),
         (inpatient, "consultations"),
-        (long_ago, "consultations"),
         (encounter(ref, status="planned"), "consultations"),
         (condition(ref, code={"text": "no coding"}), "conditions"),
         (allergy(unregistered), "allergies"),
@@ -333,19 +332,43 @@ async def test_what_is_no_domain_record_stays_fhir_only(fhir: AsyncClient, datab
         assert await _row(database_url, table, stored["id"]) is None, body
 
 
+async def test_what_breaks_a_domain_rule_is_refused_not_kept_aside(
+    fhir: AsyncClient, database_url: str
+) -> None:
+    """A resource that is a domain record by its kind but breaks one of its rules is refused as
+    REST refuses it; it is not stored FHIR-only instead."""
+    ref = f"Patient/{(await create(fhir, patient()))['id']}"
+    no_birth_date = patient(family="Mensah", given="Kofi")
+    del no_birth_date["birthDate"]
+    # A year no test creates a partition for (the Synthea import creates the years it meets).
+    long_ago = encounter(ref, period={"start": "1801-05-01T10:00:00Z"})
+    for body, field, code in (
+        (no_birth_date, "date_of_birth", "required"),
+        (long_ago, "started_at", "partition_missing"),
+    ):
+        refused = await fhir.post(f"/{body['resourceType']}", json=body)
+        assert refused.status_code == 422, refused.text
+        issues = refused.json()["issue"]
+        assert (issues[1]["expression"], issues[1]["details"]["coding"][0]["code"]) == ([field], code)
+    assert await count_rows(database_url, "patients") == 1
+    assert await count_rows(database_url, "consultations") == 0
+    assert await count_rows(database_url, "fhir_resources") == 1
+
+
 async def test_update_that_breaks_a_row_is_refused(fhir: AsyncClient, database_url: str) -> None:
     ref = f"Patient/{(await create(fhir, patient()))['id']}"
     cond = await create(fhir, condition(ref))
     enc = await create(fhir, encounter(ref))
     before = await count_rows(database_url, "conditions")
-    for resource_type, broken in (
-        ("Condition", {**cond, "code": {"text": "no coding"}}),
-        ("Encounter", {**enc, "period": {"start": _ago(30)}}),
-        ("Encounter", {**enc, "status": "cancelled"}),
+    for resource_type, broken, code in (
+        ("Condition", {**cond, "code": {"text": "no coding"}}, "domain_constraint"),
+        # The consultations domain's own rule, as REST gives it.
+        ("Encounter", {**enc, "period": {"start": _ago(30)}}, "validation_failed"),
+        ("Encounter", {**enc, "status": "cancelled"}, "domain_constraint"),
     ):
         refused = await fhir.put(f"/{resource_type}/{broken['id']}", json=broken)
         assert refused.status_code == 422, refused.text
-        assert refused.json()["issue"][0]["details"]["coding"][0]["code"] == "domain_constraint"
+        assert refused.json()["issue"][0]["details"]["coding"][0]["code"] == code
         assert (await fhir.get(f"/{resource_type}/{broken['id']}")).json()["meta"]["versionId"] == "1"
     row = await _row(database_url, "conditions", cond["id"])
     assert row is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from httpx import AsyncClient
@@ -180,8 +181,9 @@ async def test_update_breaking_a_prescription_is_refused(
     body = await create(fhir, medication_request(patient["id"], status="cancelled"))
     revived = {**body, "status": "active"}
     refused = await fhir.put(f"/MedicationRequest/{body['id']}", json=revived)
-    assert refused.status_code == 422, refused.text
-    assert refused.json()["issue"][0]["details"]["coding"][0]["code"] == "domain_constraint"
+    # The prescriptions domain's transition rule, with REST's status and code.
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["issue"][0]["details"]["coding"][0]["code"] == "invalid_transition"
     no_dose = {**body, "dosageInstruction": []}
     assert (await fhir.put(f"/MedicationRequest/{body['id']}", json=no_dose)).status_code == 422
     again = (await fhir.get(f"/MedicationRequest/{body['id']}")).json()
@@ -264,7 +266,8 @@ async def test_lab_status_cannot_go_back(fhir: AsyncClient, client: AsyncClient,
     patient = await make_patient(client, settings)
     body = await create(fhir, service_request(patient["id"], status="completed"))
     refused = await fhir.put(f"/ServiceRequest/{body['id']}", json={**body, "status": "active"})
-    assert refused.status_code == 422, refused.text
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["issue"][0]["details"]["coding"][0]["code"] == "invalid_transition"
     assert (await _lab(client, settings, patient["id"], body["id"])).json()["status"] == "resulted"
 
 
@@ -366,6 +369,7 @@ async def test_transaction_creates_patient_and_orders_linked(
         "status": "finished",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
         "subject": {"reference": patient_urn},
+        "period": {"start": (datetime.now(UTC) - timedelta(hours=2)).isoformat()},
     }
     orders = [
         medication_request("x", subject={"reference": patient_urn}, encounter={"reference": encounter_urn}),

@@ -10,6 +10,9 @@ from httpx import AsyncClient
 
 from tests.fhir.conftest import create, patient
 
+#: Distinct given names for patients made in a loop (the same person twice is a duplicate).
+GIVEN = ("Ama", "Kwesi", "Yaa", "Esi", "Kwame", "Abena", "Fiifi")
+
 
 def ids(bundle: dict[str, Any], mode: str = "match") -> list[str]:
     return [e["resource"]["id"] for e in bundle.get("entry", []) if e.get("search", {}).get("mode") == mode]
@@ -68,7 +71,7 @@ async def test_birthdate_prefixes(fhir: AsyncClient) -> None:
     assert bad.json()["issue"][0]["details"]["coding"][0]["code"] == "invalid_date"
 
 
-async def test_token_reference_chain_quantity_include(fhir: AsyncClient) -> None:
+async def test_token_reference_chain_quantity_include(fhir: AsyncClient, partitions: str) -> None:
     p = await _people(fhir)
     assert ids((await fhir.get("/Patient", params={"identifier": "urn:mrn|Bob"})).json()) == [p["Bob"]]
     assert ids((await fhir.get("/Patient", params={"identifier": "Bob"})).json()) == [p["Bob"]]
@@ -166,7 +169,9 @@ async def test_token_reference_chain_quantity_include(fhir: AsyncClient) -> None
     assert "entry" not in count or count["entry"] == []
 
 
-async def test_has_deep_chains_iterate_includes_and_multi_key_sort(fhir: AsyncClient) -> None:
+async def test_has_deep_chains_iterate_includes_and_multi_key_sort(
+    fhir: AsyncClient, partitions: str
+) -> None:
     p = await _people(fhir)
     org = await create(fhir, {"resourceType": "Organization", "name": "St Elsewhere"})
     for who in ("Anna", "Bob"):
@@ -180,6 +185,7 @@ async def test_has_deep_chains_iterate_includes_and_multi_key_sort(fhir: AsyncCl
             "status": "finished",
             "class": {"code": "AMB"},
             "subject": {"reference": f"Patient/{p['Bob']}"},
+            "period": {"start": "2024-03-01T10:00:00Z"},
         },
     )
     heart_rate = {
@@ -230,7 +236,7 @@ async def test_has_deep_chains_iterate_includes_and_multi_key_sort(fhir: AsyncCl
 
 
 async def test_paging_is_stable_under_concurrent_writes(fhir: AsyncClient) -> None:
-    made = [(await create(fhir, patient(name=[{"family": f"Page{i:02d}"}])))["id"] for i in range(7)]
+    made = [(await create(fhir, patient(family=f"Page{i:02d}", given=GIVEN[i])))["id"] for i in range(7)]
     seen: list[str] = []
     response = (await fhir.get("/Patient", params={"_count": "3"})).json()
     first = True
@@ -238,8 +244,10 @@ async def test_paging_is_stable_under_concurrent_writes(fhir: AsyncClient) -> No
         seen.extend(ids(response))
         if first:
             # A write between pages neither duplicates nor skips anything already there.
-            await create(fhir, patient(name=[{"family": "Late"}]))
-            await fhir.put(f"/Patient/{made[5]}", json={**patient(name=[{"family": "Moved"}]), "id": made[5]})
+            await create(fhir, patient(family="Late", given="Kojo"))
+            await fhir.put(
+                f"/Patient/{made[5]}", json={**patient(family="Moved", given=GIVEN[5]), "id": made[5]}
+            )
             first = False
         nxt = [link["url"] for link in response["link"] if link["relation"] == "next"]
         if not nxt:
@@ -261,8 +269,8 @@ async def test_unknown_parameter_warns_or_fails_strict(fhir: AsyncClient) -> Non
 
 
 async def test_id_last_updated_post_search_and_histories(fhir: AsyncClient) -> None:
-    a = await create(fhir, patient(name=[{"family": "First"}]))
-    b = await create(fhir, patient(name=[{"family": "Second"}]))
+    a = await create(fhir, patient(family="First", given="Ama"))
+    b = await create(fhir, patient(family="Second", given="Kofi"))
     assert set(ids((await fhir.get("/Patient", params={"_id": f"{a['id']},{b['id']}"})).json())) == {
         a["id"],
         b["id"],
@@ -340,7 +348,7 @@ async def test_meta_tag_profile_and_security_on_every_type(fhir: AsyncClient) ->
             }
         ),
     )
-    plain = await create(fhir, patient())
+    plain = await create(fhir, patient(family="Plain", given="Kofi"))
     observation = {
         "resourceType": "Observation",
         "status": "final",

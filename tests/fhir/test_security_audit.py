@@ -26,7 +26,7 @@ async def test_every_interaction_writes_the_phi_access_log(fhir: AsyncClient, da
     rows = await _log(database_url)
     assert [r["action"] for r in rows] == ["create", "read", "search", "delete"]
     assert all(str(r["patient_id"]) == pid for r in rows)
-    assert rows[0]["resource_id"] == f"Patient/{pid}"
+    assert {(r["resource_type"], r["resource_id"]) for r in rows} == {("Patient", pid)}
     assert {r["channel"] for r in rows} == {"fhir"}
     assert rows[0]["username"].startswith("test-")  # the account name (from identity), not the token
 
@@ -35,7 +35,7 @@ async def test_client_chosen_ids_are_logged_by_reference(fhir: AsyncClient, data
     await fhir.put("/Patient/example-1", json={**patient(), "id": "example-1"})
     rows = await _log(database_url)
     assert rows[0]["patient_id"] is None
-    assert rows[0]["resource_id"] == "Patient/example-1"
+    assert (rows[0]["resource_type"], rows[0]["resource_id"]) == ("Patient", "example-1")
 
 
 async def test_roles_and_scopes_limit_access(fhir: AsyncClient, settings: Settings) -> None:
@@ -80,7 +80,7 @@ async def test_a_read_logs_the_patient_as_writes_do(fhir: AsyncClient, database_
     rows = await _log(database_url)
     by_action: dict[str, dict[str, object]] = {"create": {}, "read": {}}
     for row in rows:
-        by_action[row["action"]][row["resource_id"]] = row["patient_id"]
+        by_action[row["action"]][f"{row['resource_type']}/{row['resource_id']}"] = row["patient_id"]
     # Reads and single writes log in SQL, bundle entries in Python: the same patient every time.
     assert by_action["read"] == by_action["create"]
     assert by_action["read"]["Patient/example-1"] is None

@@ -34,10 +34,10 @@ class CountingStorage(storage.JsonbStorage):
         return await super().read_logged(conn, resource_type, id_, actor)
 
     async def write(
-        self, conn: asyncpg.Connection, writes: Sequence[repo.Write], *, log: repo.AccessLog | None = None
+        self, conn: asyncpg.Connection, writes: Sequence[repo.Write], *, actor: Actor
     ) -> set[tuple[str, str]]:
         self.writes += 1
-        return await super().write(conn, writes, log=log)
+        return await super().write(conn, writes, actor=actor)
 
 
 @pytest.fixture

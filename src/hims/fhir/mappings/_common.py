@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from hims.fhir.versions import SERVER_META
+
 HIMS = "https://hims.arocord.com/fhir"
 MR_TYPE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}
 
@@ -238,6 +240,12 @@ def unmapped(
     element (``references``: element → target type) whose target is not one of our UUIDs.
     """
     out = {k: v for k, v in resource.items() if k not in modelled and k not in _ALWAYS}
+    # Profiles, tags and security labels are the client's; version and time are the server's.
+    meta = resource.get("meta")
+    if isinstance(meta, dict):
+        kept = {k: v for k, v in meta.items() if k not in SERVER_META}
+        if kept:
+            out["meta"] = kept
     for key, target in (references or {}).items():
         if isinstance(resource.get(key), dict) and ref_id(resource[key], target) is None:
             out[key] = resource[key]

@@ -55,6 +55,23 @@ def _mrn(resource: dict[str, Any]) -> str | None:
     return None
 
 
+def _birth_date(value: Any) -> date | None:
+    """The row's birth date: a partial FHIR date (``1970``, ``1970-05``: the year or month is all
+    that is known) is registered as the first day of that period, as registration desks do."""
+    if not isinstance(value, str):
+        return None
+    if len(value) == 4:
+        value += "-01-01"
+    elif len(value) == 7:
+        value += "-01"
+    return date.fromisoformat(value[:10]) if len(value) >= 10 else None
+
+
+def _partial_birth_date(resource: dict[str, Any]) -> str | None:
+    value = resource.get("birthDate")
+    return value if isinstance(value, str) and len(value) in (4, 7) else None
+
+
 def to_row(resource: dict[str, Any]) -> dict[str, Any]:
     """Column values for ``patients`` (``mrn`` is None when the resource carries no MRN of ours)."""
     name = _official_name(resource)
@@ -95,9 +112,7 @@ def to_row(resource: dict[str, Any]) -> dict[str, Any]:
         "given_name": given[0] if given else "",
         "middle_name": " ".join(given[1:]) or None,
         "family_name": name.get("family") or "",
-        "date_of_birth": date.fromisoformat(resource["birthDate"])
-        if len(resource.get("birthDate", "")) == 10
-        else None,
+        "date_of_birth": _birth_date(resource.get("birthDate")),
         "sex_at_birth": _SEX.get(gender, "unknown"),
         "gender_identity": gender if gender == "other" else None,
         "phone": telecom(resource, "phone"),
@@ -138,6 +153,11 @@ def to_resource(row: dict[str, Any], *, extra: dict[str, Any] | None = None) -> 
         "birthDate": row["date_of_birth"].isoformat() if row.get("date_of_birth") else None,
         "address": [a] if (a := address(row)) else [],
     }
+    partial = (extra or {}).get("birthDate")
+    if isinstance(partial, str) and resource["birthDate"] and resource["birthDate"].startswith(partial):
+        # Known only to the year or month (the row holds the period's first day); once the date is
+        # corrected elsewhere the prefix no longer matches and the full date shows.
+        resource["birthDate"] = partial
     if row.get("deceased_at"):
         resource["deceasedDateTime"] = row["deceased_at"].astimezone(UTC).isoformat().replace("+00:00", "Z")
     elif row.get("deceased"):
@@ -194,6 +214,8 @@ def extra(resource: dict[str, Any]) -> dict[str, Any]:
         "link": [link for link in resource.get("link") or [] if link.get("type") != "replaced-by"],
     }
     out.update({k: v for k, v in lists.items() if v})
+    if partial := _partial_birth_date(resource):
+        out["birthDate"] = partial
     return out
 
 
