@@ -14,8 +14,7 @@ from fastapi import Depends, FastAPI
 from httpx import AsyncClient
 
 from hims.core.permissions import ROLE_PERMISSIONS, Role
-from hims.core.routes import dependency_calls, iter_routes
-from hims.core.security import route_policy
+from hims.core.routes import iter_routes
 from hims.settings import Settings
 from tests.identity.factories import app_of, create_user_in, token_headers
 
@@ -47,7 +46,7 @@ def policy_problems(app: FastAPI) -> list[str]:
     problems = []
     for route in iter_routes(app):
         if route.kind == "api":
-            policy = route_policy(dependency_calls(route.dependant))
+            policy = route.policy
             for method in route.methods:
                 if policy is None:
                     problems.append(f"{method} {route.path}: no require(...) or require_public()")
@@ -103,7 +102,7 @@ def _matrix_routes(app: FastAPI) -> list[tuple[str, str, str]]:
     found = []
     for route in iter_routes(app):
         if route.kind == "api" and route.path.startswith(MATRIX_PREFIXES):
-            policy = route_policy(dependency_calls(route.dependant))
+            policy = route.policy
             assert policy is not None
             if policy.permission is not None:
                 found.extend((method, route.path, policy.permission) for method in route.methods)

@@ -9,8 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from hims.core.permissions import PERMISSIONS, ROLE_PERMISSIONS, Role
-from hims.core.routes import dependency_calls, iter_routes
-from hims.core.security import route_policy
+from hims.core.routes import iter_routes
 
 START = "<!-- generated:matrix:start (scripts/render_security_doc.py) -->"
 END = "<!-- generated:matrix:end -->"
@@ -21,7 +20,7 @@ def public_routes(app: FastAPI) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for route in iter_routes(app):
         if route.kind == "api":
-            policy = route_policy(dependency_calls(route.dependant))
+            policy = route.policy
             if policy is not None and policy.permission is None:
                 found.extend((method, route.path) for method in route.methods)
     return sorted(found, key=lambda item: (item[1], item[0]))

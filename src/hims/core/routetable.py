@@ -1,0 +1,135 @@
+"""An API served from an explicit route table (method, path, permission, endpoint) by Starlette alone.
+
+FastAPI matches a request against the routes of every included router in turn and solves the
+chosen route's dependencies on every request: for the FHIR API that was about a third of a CRUD
+request's CPU. A `RouteTable` is served instead by a plain Starlette `Router` mounted under the
+table's prefix, put first among the app's routes by `install`: a request under the prefix is
+matched against the table alone, in the table's order, and the entry's wrapper authenticates and
+checks the entry's permission itself (`hims.core.security.authorize`, what ``require(...)`` runs).
+The app's middleware and exception handlers apply as to any route, and ``scope["route"]`` is the
+table's route, so metrics and the access log label a request by its path template.
+
+An endpoint takes, by name, each of its path's parameters and any of: ``request``; ``actor``
+(the authenticated caller; a public entry has none); ``database``; ``settings``; ``session``
+(the request's transaction, committed after the endpoint returns and before the response is
+sent, as `hims.core.deps.SessionDep`). The names are checked when the table is built, not per
+request.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.types import Scope
+
+from hims.core.security import authorize, check_permission_name
+
+Endpoint = Callable[..., Awaitable[Response]]
+
+#: The permission of an entry anyone may call without logging in.
+PUBLIC: Final = None
+
+#: What an endpoint may ask for by parameter name, besides its path parameters.
+RESOURCES = frozenset({"request", "actor", "database", "settings", "session"})
+
+_PATH_PARAMETER = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of a route table; ``path`` is below the table's prefix ("" is the prefix itself)."""
+
+    method: str
+    path: str
+    permission: str | None
+    endpoint: Endpoint
+
+
+class TableRoute(Route):
+    """An entry as a Starlette route: matches its one method and path, declares its permission."""
+
+    def __init__(self, path: str, entry: Entry) -> None:
+        super().__init__(
+            path, _serve(entry, path), methods=[entry.method], name=entry.endpoint.__name__
+        )
+        # Starlette lets a GET route answer HEAD too; an entry answers exactly its method (a HEAD
+        # of a read would log a PHI access for a response without the resource).
+        self.methods = {entry.method}
+        self.permission = entry.permission
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """Starlette's match, recording this route in ``scope["route"]`` (Starlette's router does
+        that, FastAPI's does not for a route of its own list, where the prefix's own route sits)."""
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
+
+
+def _serve(entry: Entry, path: str) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette endpoint of ``entry``: authorize, gather the arguments, call the endpoint."""
+    names = tuple(inspect.signature(entry.endpoint).parameters)
+    in_path = tuple(_PATH_PARAMETER.findall(path))
+    unknown = set(names) - set(in_path) - RESOURCES
+    missing = set(in_path) - set(names)
+    if unknown or missing or ("actor" in names and entry.permission is None):
+        raise TypeError(
+            f"{entry.endpoint.__qualname__} ({entry.method} {path}): parameters must be its path's"
+            f" ({', '.join(in_path) or 'none'}) and any of {', '.join(sorted(RESOURCES))};"
+            " a public entry has no actor"
+        )
+    permission = None if entry.permission is None else check_permission_name(entry.permission)
+    endpoint = entry.endpoint
+    wants_request, wants_actor = "request" in names, "actor" in names
+    wants_database, wants_settings = "database" in names, "settings" in names
+    wants_session = "session" in names
+
+    async def serve(request: Request) -> Response:
+        params = request.path_params
+        arguments: dict[str, Any] = {name: params[name] for name in in_path}
+        if permission is not None:
+            actor = await authorize(request, permission)
+            if wants_actor:
+                arguments["actor"] = actor
+        if wants_request:
+            arguments["request"] = request
+        state = request.app.state
+        if wants_database:
+            arguments["database"] = state.db
+        if wants_settings:
+            arguments["settings"] = state.settings
+        if not wants_session:
+            return await endpoint(**arguments)
+        async with state.db.transaction() as session:
+            arguments["session"] = session
+            return await endpoint(**arguments)
+
+    return serve
+
+
+class RouteTable:
+    """The entries of one API under ``prefix``, in matching order: the first that matches serves."""
+
+    def __init__(self, prefix: str, entries: Sequence[Entry]) -> None:
+        self.prefix = prefix
+        self.entries = tuple(entries)
+        self.routes: list[BaseRoute] = [
+            # A Mount matches only below its path, so an entry at the prefix itself is a route
+            # of its own beside it.
+            Mount(prefix, routes=[TableRoute(e.path, e) for e in self.entries if e.path]),
+            *(TableRoute(prefix, e) for e in self.entries if not e.path),
+        ]
+
+
+def install(app: FastAPI, table: RouteTable) -> None:
+    """Put ``table``'s routes first among ``app``'s, so a request under its prefix matches at once
+    and one elsewhere is turned down by the prefix alone."""
+    app.router.routes[:0] = table.routes
