@@ -113,15 +113,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     register_renderer("/fhir", render_operation_outcome)
     app.add_middleware(RequestContextMiddleware)
-    # The FHIR API is a route table served by Starlette, matched before anything else.
+    # The FHIR API is a route table served by Starlette, matched before anything else. FastAPI
+    # then tries each included router's routes in turn, a few microseconds each, so the busiest
+    # come first; no path belongs to two routers (tests/core/test_routes.py), so the order
+    # changes what a request costs, never who answers it. Probes and scrapes come last.
     routetable.install(app, fhir_routes.TABLE)
-    app.include_router(ops_routes.router)
     app.include_router(patients_routes.router)
-    app.include_router(practitioners_routes.router)
+    app.include_router(clinical_routes.router)
+    app.include_router(consultation_routes.router)
     app.include_router(scheduling_routes.router)
     app.include_router(documents_routes.router)
-    app.include_router(consultation_routes.router)
-    app.include_router(clinical_routes.router)
+    app.include_router(practitioners_routes.router)
     identity_authn.install(app, settings)
+    app.include_router(ops_routes.router)
     init_observability(app, settings)
     return app

@@ -65,9 +65,13 @@ class TableRoute(Route):
         self.methods = {entry.method}
         self.permission = entry.permission
 
+
+class _PrefixRoute(TableRoute):
+    """An entry at the table's prefix itself, which sits among the app's own routes."""
+
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        """Starlette's match, recording this route in ``scope["route"]`` (Starlette's router does
-        that, FastAPI's does not for a route of its own list, where the prefix's own route sits)."""
+        """Starlette's match, recording this route in ``scope["route"]``: Starlette's router does
+        that for the routes it picks (the mounted table's), FastAPI's for its own routes only."""
         match, child_scope = super().matches(scope)
         if match is not Match.NONE:
             child_scope["route"] = self
@@ -93,8 +97,7 @@ def _serve(entry: Entry, path: str) -> Callable[[Request], Awaitable[Response]]:
     wants_session = "session" in names
 
     async def serve(request: Request) -> Response:
-        params = request.path_params
-        arguments: dict[str, Any] = {name: params[name] for name in in_path}
+        arguments: dict[str, Any] = dict(request.path_params)  # the prefix has none (RouteTable)
         if permission is not None:
             actor = await authorize(request, permission)
             if wants_actor:
@@ -119,13 +122,15 @@ class RouteTable:
     """The entries of one API under ``prefix``, in matching order: the first that matches serves."""
 
     def __init__(self, prefix: str, entries: Sequence[Entry]) -> None:
+        if _PATH_PARAMETER.search(prefix):
+            raise ValueError(f"a table's prefix is literal: {prefix!r}")
         self.prefix = prefix
         self.entries = tuple(entries)
         self.routes: list[BaseRoute] = [
             # A Mount matches only below its path, so an entry at the prefix itself is a route
             # of its own beside it.
             Mount(prefix, routes=[TableRoute(e.path, e) for e in self.entries if e.path]),
-            *(TableRoute(prefix, e) for e in self.entries if not e.path),
+            *(_PrefixRoute(prefix, e) for e in self.entries if not e.path),
         ]
 
 

@@ -449,13 +449,13 @@ async def vread(
 
 AUDIT_READ = type_def("AuditEvent").read_permission
 
-#: The FHIR API in matching order: the first entry whose method and path match serves. The
-#: convertors keep the generic type and instance paths off `metadata`, `_history` and
-#: `$operations`, so the most used interactions come first (each entry tried costs a path match).
+#: The FHIR API in matching order: the first entry whose method and path match serves, and a
+#: request whose path matches entries but not their methods gets 405 with the first one's method
+#: in `Allow`. Each entry tried costs a path match, so the most used come first; the convertors
+#: keep the generic type and instance paths off `metadata`, `_history` and `$operations`.
 #: AuditEvent's read and search come before the generic ones, which would take them: AuditEvent
 #: has its own read permission (hims.fhir.registry: audit:read, not fhir:read). Its writes fall
-#: through to the generic routes and the service refuses them (405). A request whose path matches
-#: an entry but not its method gets 405, with the first such entry's method in `Allow`.
+#: through to the generic routes and the service refuses them (405).
 TABLE = RouteTable(
     "/fhir/R4",
     [
@@ -464,15 +464,15 @@ TABLE = RouteTable(
         Entry("GET", "/AuditEvent/{id_}", AUDIT_READ, read_audit_event),
         Entry("GET", "/{resource_type:fhirtype}/{id_:fhirid}", "fhir:read", read),
         Entry("PUT", "/{resource_type:fhirtype}/{id_:fhirid}", "fhir:write", update),
-        Entry("PATCH", "/{resource_type:fhirtype}/{id_:fhirid}", "fhir:write", patch),
         Entry("DELETE", "/{resource_type:fhirtype}/{id_:fhirid}", "fhir:write", delete),
-        Entry("GET", "/{resource_type:fhirtype}/{id_:fhirid}/_history", "fhir:read", instance_history),
-        Entry("GET", "/{resource_type:fhirtype}/{id_:fhirid}/_history/{version_id}", "fhir:read", vread),
+        Entry("PATCH", "/{resource_type:fhirtype}/{id_:fhirid}", "fhir:write", patch),
         Entry("GET", "/{resource_type:fhirtype}", "fhir:read", search_type),
-        Entry("POST", "/{resource_type:fhirtype}/_search", "fhir:read", search_post),
-        Entry("GET", "/{resource_type:fhirtype}/_history", "fhir:read", type_history),
         Entry("POST", "/{resource_type:fhirtype}", "fhir:write", create),
         Entry("PUT", "/{resource_type:fhirtype}", "fhir:write", conditional_update),
+        Entry("GET", "/{resource_type:fhirtype}/{id_:fhirid}/_history", "fhir:read", instance_history),
+        Entry("GET", "/{resource_type:fhirtype}/{id_:fhirid}/_history/{version_id}", "fhir:read", vread),
+        Entry("POST", "/{resource_type:fhirtype}/_search", "fhir:read", search_post),
+        Entry("GET", "/{resource_type:fhirtype}/_history", "fhir:read", type_history),
         Entry("GET", "/metadata", PUBLIC, metadata),  # SMART clients fetch it before they log in
         Entry("POST", "", "fhir:write", bundle),
         Entry("POST", "/", "fhir:write", bundle),
