@@ -3,7 +3,8 @@
 `require("patient:read")` authenticates the request (bearer access token, or the identity
 domain's session cookie through the hook it installs), checks the permission and yields the
 `Actor` that services take as ``actor=``. `require_public()` marks a route that needs no login;
-both record the route's policy so a test can prove no route was forgotten.
+both record the route's policy so a test can prove no route was forgotten. Routes served outside
+FastAPI's dependencies (a route table, `hims.core.routetable`) call `authorize` themselves.
 """
 
 from __future__ import annotations

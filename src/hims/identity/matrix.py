@@ -16,7 +16,7 @@ END = "<!-- generated:matrix:end -->"
 
 
 def public_routes(app: FastAPI) -> list[tuple[str, str]]:
-    """(method, path) of every API route declared public with `require_public()`."""
+    """(method, path) of every API route declared public (`require_public()`, a table's `PUBLIC`)."""
     found: list[tuple[str, str]] = []
     for route in iter_routes(app):
         if route.kind == "api":
@@ -34,7 +34,7 @@ def render_matrix(app: FastAPI) -> str:
     for permission, text in PERMISSIONS.items():
         marks = ["✓" if permission in ROLE_PERMISSIONS[r] else "" for r in roles]
         lines.append(f"| `{permission}` | {text} | " + " | ".join(marks) + " |")
-    lines += ["", "Routes open without login (`require_public()`):", ""]
+    lines += ["", "Routes open without login (`require_public()`, or `PUBLIC` in a route table):", ""]
     lines += [f"- `{method} {path}`" for method, path in public_routes(app)]
     lines += ["", END]
     return "\n".join(lines)
