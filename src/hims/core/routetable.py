@@ -60,8 +60,8 @@ class TableRoute(Route):
         super().__init__(
             path, _serve(entry, path), methods=[entry.method], name=entry.endpoint.__name__
         )
-        # Starlette lets a GET route answer HEAD too; an entry answers exactly its method (a HEAD
-        # of a read would log a PHI access for a response without the resource).
+        # Starlette lets a GET route answer HEAD too; an entry answers exactly its method, as the
+        # FHIR API always has (a HEAD of a read would log a PHI access for a bodiless answer).
         self.methods = {entry.method}
         self.permission = entry.permission
 
