@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import io
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -103,14 +105,21 @@ class Caller:
         return status, b"".join(chunks)
 
 
-PATIENT = json.dumps(
-    {
+def person() -> dict[str, Any]:
+    """A Patient unlike any other: random names and birth date, so duplicate checks let it in."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    born = datetime.date(1920, 1, 1) + datetime.timedelta(days=random.randrange(36_000))
+    return {
         "resourceType": "Patient",
-        "name": [{"family": "Bench", "given": ["Mark"]}],
-        "gender": "male",
-        "birthDate": "1970-01-01",
+        "name": [
+            {
+                "family": "".join(random.choices(letters, k=10)).title(),
+                "given": ["".join(random.choices(letters, k=8)).title()],
+            }
+        ],
+        "gender": random.choice(["male", "female"]),
+        "birthDate": born.isoformat(),
     }
-).encode()
 
 
 class Operations:
@@ -119,7 +128,7 @@ class Operations:
     def __init__(self, call: Caller, pid: str) -> None:
         self.call = call
         self.pid = pid
-        self.created: list[str] = []
+        self.created: list[tuple[str, dict[str, Any]]] = []
         self.updated: list[str] = []
 
     async def measure(self, name: str, requests: int) -> float:
@@ -157,14 +166,17 @@ class Operations:
         return calls / requests
 
     async def _create(self) -> tuple[int, bytes]:
-        status, body = await self.call("POST", "/fhir/R4/Patient", PATIENT)
-        self.created.append(json.loads(body)["id"])
+        resource = person()
+        status, body = await self.call("POST", "/fhir/R4/Patient", json.dumps(resource).encode())
+        if status == 201:
+            self.created.append((json.loads(body)["id"], resource))
         return status, body
 
     async def _update(self) -> tuple[int, bytes]:
-        rid = self.created.pop()
+        rid, resource = self.created.pop()
         self.updated.append(rid)
-        body = json.dumps({**json.loads(PATIENT), "id": rid, "gender": "female"}).encode()
+        other = "female" if resource["gender"] == "male" else "male"
+        body = json.dumps({**resource, "id": rid, "gender": other}).encode()
         return await self.call("PUT", f"/fhir/R4/Patient/{rid}", body)
 
     async def _delete(self) -> tuple[int, bytes]:
@@ -193,7 +205,7 @@ async def _child(requests: int) -> None:
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             call = Caller(app, token)
-            status, body = await call("POST", "/fhir/R4/Patient", PATIENT)
+            status, body = await call("POST", "/fhir/R4/Patient", json.dumps(person()).encode())
             if status != 201:
                 raise RuntimeError(f"seed: {status} {body[:300]!r}")
             operations = Operations(call, json.loads(body)["id"])

@@ -52,9 +52,13 @@ async def test_crud_interactions_answer_with_their_status_code_and_headers(
     assert created.headers["last-modified"].endswith(" GMT")
     assert created.headers["x-request-id"]
 
-    minimal = await http.post(
-        "/fhir/R4/Patient", json=patient(), headers={**writer, "Prefer": "return=minimal"}
+    someone_else = patient(
+        name=[{"family": "Minimal", "given": ["Ngozi"]}],
+        birthDate="1993-11-02",
+        identifier=[{"system": "urn:mrn", "value": "MRN-2"}],
     )
+    quiet = {**writer, "Prefer": "return=minimal"}
+    minimal = await http.post("/fhir/R4/Patient", json=someone_else, headers=quiet)
     assert (minimal.status_code, minimal.content) == (201, b"")
     assert minimal.headers["location"].endswith("/_history/1")
 
@@ -84,7 +88,12 @@ async def test_crud_interactions_answer_with_their_status_code_and_headers(
     plain_json = await http.patch(f"/fhir/R4/Patient/{pid}", json=[], headers=writer)
     assert outcome(plain_json) == (415, "unsupported_media_type")
 
-    conditional = await http.put("/fhir/R4/Patient?identifier=urn:mrn|none", json=patient(), headers=writer)
+    a_third = patient(
+        name=[{"family": "Conditional", "given": ["Tunde"]}],
+        birthDate="1961-04-09",
+        identifier=[{"system": "urn:mrn", "value": "MRN-3"}],
+    )
+    conditional = await http.put("/fhir/R4/Patient?identifier=urn:mrn|none", json=a_third, headers=writer)
     assert conditional.status_code == 201
 
     assert outcome(await http.post("/fhir/R4/Patient", json=patient(), headers=nurse)) == (
