@@ -1,7 +1,8 @@
 """RBAC everywhere: every route of the app declares a policy, and the matrix holds over HTTP.
 
-The walk covers every route `create_app()` has, including those other domains add later: a new
-route without `require(...)` or `require_public()` fails here unless it is on the short list below.
+The walk covers every route `create_app()` has, including those other domains add later and the
+FHIR route table's: a new route without `require(...)` or `require_public()` (or a permission in
+its table) fails here unless it is on the short list below.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import uuid
 import pytest
 from fastapi import Depends, FastAPI
 from httpx import AsyncClient
+from starlette.responses import Response
 
+from hims.core import routetable
 from hims.core.permissions import ROLE_PERMISSIONS, Role
-from hims.core.routes import dependency_calls, iter_routes
-from hims.core.security import route_policy
+from hims.core.routes import iter_routes
+from hims.core.routetable import PUBLIC, Entry, RouteTable
 from hims.settings import Settings
 from tests.identity.factories import app_of, create_user_in, token_headers
 
@@ -47,7 +50,7 @@ def policy_problems(app: FastAPI) -> list[str]:
     problems = []
     for route in iter_routes(app):
         if route.kind == "api":
-            policy = route_policy(dependency_calls(route.dependant))
+            policy = route.policy
             for method in route.methods:
                 if policy is None:
                     problems.append(f"{method} {route.path}: no require(...) or require_public()")
@@ -92,18 +95,28 @@ def test_the_walk_catches_a_forgotten_route(app: FastAPI) -> None:
 
     extra.include_router(guarded, prefix="/api/v1")
 
+    # A route table's entries declare theirs; a public one must be on the list too.
+    async def hello() -> Response:
+        return Response()
+
+    entries = [Entry("GET", "/open", PUBLIC, hello), Entry("GET", "/shut", "audit:read", hello)]
+    routetable.install(extra, RouteTable("/tabled", entries))
+
     problems = policy_problems(extra)
     assert any("/api/v1/forgotten" in p for p in problems)
     assert any("/api/v1/other-dependency" in p for p in problems)
     assert not any("/api/v1/guarded" in p for p in problems)
     assert "/api/v1/guarded" in [r.path for r in iter_routes(extra)]
+    assert any("GET /tabled/open: public but not on the PUBLIC_ROUTES list" in p for p in problems)
+    assert not any("/tabled/shut" in p for p in problems)
+    assert "/tabled/shut" in [r.path for r in iter_routes(extra)]
 
 
 def _matrix_routes(app: FastAPI) -> list[tuple[str, str, str]]:
     found = []
     for route in iter_routes(app):
         if route.kind == "api" and route.path.startswith(MATRIX_PREFIXES):
-            policy = route_policy(dependency_calls(route.dependant))
+            policy = route.policy
             assert policy is not None
             if policy.permission is not None:
                 found.extend((method, route.path, policy.permission) for method in route.methods)

@@ -5,19 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import Depends, FastAPI
-from starlette.routing import Match
-from starlette.types import Scope
 
 from hims import __version__, composition
-from hims.core import metrics
+from hims.core import metrics, routetable
 from hims.core.db import Database
 from hims.core.errors import install_error_handlers, register_renderer
-from hims.core.fastroutes import install_fast_routes
 from hims.core.jobs import ArqQueue
 from hims.core.kv import make_store
 from hims.core.logging import RequestContextMiddleware, configure_logging
@@ -27,6 +24,7 @@ from hims.core.storage import make_storage
 from hims.fhir import routes as fhir_routes
 from hims.fhir.outcome import render_operation_outcome
 from hims.identity import authn as identity_authn
+from hims.ops import routes as ops_routes
 from hims.settings import Settings, SettingsError, load_settings
 
 log = structlog.get_logger("hims.app")
@@ -112,66 +110,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     composition.wire()
     app.state.merge_movers = composition.MERGE_MOVERS
+    # The FHIR API is a route table served by Starlette, matched before anything else. FastAPI
+    # then tries each included router's routes in turn, a few microseconds each, so the busiest
+    # come first; no path belongs to two routers (tests/core/test_routes.py), so the order
+    # changes what a request costs, never who answers it. Probes and scrapes come last.
+    routetable.install(app, fhir_routes.TABLE)
     for router in composition.routers():
         # The REST API refuses query parameters a route does not declare (hims.core.params).
         rest = router.prefix.startswith("/api/")
         app.include_router(router, dependencies=[Depends(refuse_unknown_query)] if rest else None)
     identity_authn.install(app, settings)
+    app.include_router(ops_routes.router)
     init_observability(app, settings)
-    skip_routers_by_prefix(app)
-    install_fast_routes(app, fhir_routes.router, fhir_routes.FAST_ENDPOINTS)
     return app
-
-
-def skip_routers_by_prefix(app: FastAPI) -> int:
-    """Let each included router turn down, by its path prefixes alone, a request it cannot match.
-
-    FastAPI matches a request against every route of every router included before the one that
-    serves it: a FHIR request was tried against the 42 routes before /fhir/R4 (about 0.2 ms of
-    CPU, 8% of a FHIR CRUD request). A router whose routes all start with a literal prefix
-    cannot match a path without one, so that check stands in front of its own matching. The
-    prefixes are one per first path segment (the ops router serves /health... and /metrics).
-    Returns how many routers got it (none when FastAPI's included routers change shape).
-    """
-    guarded = 0
-    for route in app.router.routes:
-        original = getattr(route, "original_router", None)
-        context = getattr(route, "include_context", None)
-        if original is None or context is None or not hasattr(route, "matches"):
-            continue
-        paths = [getattr(r, "path", None) for r in original.routes]
-        if not paths or not all(isinstance(p, str) for p in paths):
-            continue  # a nested router or a mount: leave its matching alone
-        groups: dict[str, list[str]] = {}
-        for path in paths:
-            full = context.prefix + str(path)
-            groups.setdefault(full.split("/", 2)[1], []).append(full)
-        prefixes = tuple(_common_prefix(group).split("{", 1)[0] for group in groups.values())
-        if any(len(prefix) <= 1 for prefix in prefixes):
-            continue
-        route.matches = _prefix_guard(prefixes, route.matches)  # type: ignore[method-assign,assignment]
-        guarded += 1
-    return guarded
-
-
-def _common_prefix(texts: list[str]) -> str:
-    """The longest string every one of ``texts`` starts with (characters, not path segments)."""
-    first, last = min(texts), max(texts)
-    size = 0
-    while size < len(first) and first[size] == last[size]:
-        size += 1
-    return first[:size]
-
-
-def _prefix_guard(
-    prefixes: tuple[str, ...], matches: Callable[[Scope], tuple[Match, Scope]]
-) -> Callable[[Scope], tuple[Match, Scope]]:
-    def guarded(scope: Scope) -> tuple[Match, Scope]:
-        # The path the routes see is scope["path"] less root_path: a path holding no prefix
-        # anywhere cannot start with one either (no root_path arithmetic to get wrong).
-        path = scope["path"]
-        if not any(prefix in path for prefix in prefixes):
-            return Match.NONE, {}
-        return matches(scope)
-
-    return guarded

@@ -88,25 +88,21 @@ SEEDERS: tuple[SeedStep, ...] = (
 
 
 def routers() -> Sequence[APIRouter]:
-    """The HTTP routers, in matching order."""
+    """The REST routers of the domains, busiest first (FastAPI tries them in this order)."""
     from hims.clinical import routes as clinical
     from hims.consultations import routes as consultations
     from hims.documents import routes as documents
-    from hims.fhir import routes as fhir
-    from hims.ops import routes as ops
     from hims.patients import routes as patients
     from hims.practitioners import routes as practitioners
     from hims.scheduling import routes as scheduling
 
     return (
-        ops.router,
         patients.router,
-        practitioners.router,
+        clinical.router,
+        consultations.router,
         scheduling.router,
         documents.router,
-        fhir.router,
-        consultations.router,
-        clinical.router,
+        practitioners.router,
     )
 
 

@@ -91,3 +91,48 @@ async def test_a_read_logs_the_patient_as_writes_do(fhir: AsyncClient, database_
     assert (await fhir.get(f"/Patient/{ids[0]}")).status_code == 410
     assert (await fhir.get("/Patient/never-was")).status_code == 404
     assert len(await _log(database_url)) == before
+
+
+async def test_denied_attempts_name_the_resource_and_its_patient(
+    fhir: AsyncClient, settings: Settings, database_url: str
+) -> None:
+    """Refused by role or by the token's scopes, on an instance or in a search: one row, outcome
+    denied, with the patient the attempt was about (for an Observation, read from the store)."""
+    pid = (await create(fhir, patient()))["id"]
+    oid = (
+        await create(
+            fhir,
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "pulse"},
+                "subject": {"reference": f"Patient/{pid}"},
+            },
+        )
+    )["id"]
+    before = len(await _log(database_url))
+    receptionist = auth(settings, "receptionist")  # no fhir:read
+    nurse = auth(settings, "nurse")  # fhir:read, not fhir:write
+    observations_only = auth(settings, "physician", scope="user/Observation.read")
+    attempts = [
+        fhir.get(f"/Patient/{pid}", headers=receptionist),
+        fhir.get(f"/Observation/{oid}", headers=receptionist),
+        fhir.get("/Observation", params={"patient": pid}, headers=receptionist),
+        fhir.get(f"/Patient/{pid}/$everything", headers=receptionist),
+        fhir.put(f"/Observation/{oid}", json={"resourceType": "Observation"}, headers=nurse),
+        fhir.get(f"/Patient/{pid}", headers=observations_only),
+    ]
+    for attempt in attempts:
+        assert (await attempt).status_code == 403
+    denied = (await _log(database_url))[before:]
+    assert [
+        (r["action"], r["resource_type"], r["resource_id"], str(r["patient_id"]), r["outcome"]) for r in denied
+    ] == [
+        ("read", "Patient", pid, pid, "denied"),
+        ("read", "Observation", oid, pid, "denied"),
+        ("search", "Observation", None, pid, "denied"),
+        ("read", "Patient", pid, pid, "denied"),
+        ("update", "Observation", oid, pid, "denied"),
+        ("read", "Patient", pid, pid, "denied"),
+    ]
+    assert {r["channel"] for r in denied} == {"fhir"}

@@ -3,7 +3,8 @@
 `require("patient:read")` authenticates the request (bearer access token, or the identity
 domain's session cookie through the hook it installs), checks the permission and yields the
 `Actor` that services take as ``actor=``. `require_public()` marks a route that needs no login;
-both record the route's policy so a test can prove no route was forgotten.
+both record the route's policy so a test can prove no route was forgotten. Routes served outside
+FastAPI's dependencies (a route table, `hims.core.routetable`) call `authorize` themselves.
 """
 
 from __future__ import annotations
@@ -197,19 +198,37 @@ class Policy:
         self.permission = permission
 
 
-def require(permission: str) -> Any:
-    """Dependency: authenticate, check ``permission``, return the Actor."""
+def check_permission_name(permission: str) -> str:
+    """``permission`` when it is one of core.permissions, else ValueError (at import, not per request)."""
     if permission not in PERMISSIONS:
         raise ValueError(f"unknown permission {permission!r}; add it to core.permissions")
+    return permission
+
+
+async def authorize(request: Request, permission: str) -> Actor:
+    """Authenticate the request and check ``permission``: the Actor, or Unauthorized / Forbidden."""
+    return await permit(request, await authenticate(request), permission)
+
+
+async def permit(request: Request, actor: Actor, permission: str) -> Actor:
+    """``actor`` when it holds ``permission``, else Forbidden.
+
+    A refusal goes to the app's ``on_forbidden`` hook (the identity domain's security event) first.
+    """
+    if not actor.can(permission):
+        hook = getattr(request.app.state, "on_forbidden", None)
+        if hook is not None:
+            await hook(request, actor, permission)
+        raise Forbidden(f"This action needs the {permission} permission.", code="permission_denied")
+    return actor
+
+
+def require(permission: str) -> Any:
+    """Dependency: authenticate, check ``permission``, return the Actor."""
+    check_permission_name(permission)
 
     async def dependency(request: Request) -> Actor:
-        actor = await authenticate(request)
-        if not actor.can(permission):
-            hook = getattr(request.app.state, "on_forbidden", None)
-            if hook is not None:
-                await hook(request, actor, permission)
-            raise Forbidden(f"This action needs the {permission} permission.", code="permission_denied")
-        return actor
+        return await authorize(request, permission)
 
     dependency.hims_policy = Policy(permission)  # type: ignore[attr-defined]
     return Depends(dependency)

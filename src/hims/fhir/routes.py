@@ -1,24 +1,30 @@
-"""The FHIR R4 REST API under /fhir/R4 (thin: parse HTTP, call the service, shape the response)."""
+"""The FHIR R4 REST API under /fhir/R4 (thin: parse HTTP, call the service, shape the response).
+
+`TABLE`, at the end, lists every interaction with its method, path and permission in matching
+order; `hims.core.routetable` serves it without FastAPI's routing and dependency solving.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.convertors import Convertor, register_url_convertor
+from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from hims.core.deps import DatabaseDep, SessionDep, SettingsDep
+from hims.core.db import Database
 from hims.core.errors import BadRequest, Gone, UnsupportedMediaType
-from hims.core.security import Actor, require, require_public
+from hims.core.routetable import PUBLIC, Entry, RouteTable
+from hims.core.security import Actor
 from hims.fhir import bundles, export, searchset, service
 from hims.fhir.capability import capability_statement
 from hims.fhir.outcome import FHIR_JSON
 from hims.fhir.registry import type_def
 from hims.fhir.scopes import check_scope
+from hims.settings import Settings
 
 
 class _TypeSegment(Convertor[str]):
@@ -43,15 +49,6 @@ class _IdSegment(_TypeSegment):
 
 register_url_convertor("fhirtype", _TypeSegment())
 register_url_convertor("fhirid", _IdSegment())
-
-router = APIRouter(prefix="/fhir/R4", tags=["fhir"])
-Reader = Annotated[Actor, require("fhir:read")]
-Writer = Annotated[Actor, require("fhir:write")]
-Exporter = Annotated[Actor, require("fhir:export")]
-#: AuditEvent has its own read permission (hims.fhir.registry: audit:read, not fhir:read), so its
-#: read and search routes come before the generic ones; writes fall through to the generic routes
-#: and the service refuses them (405).
-AuditReader = Annotated[Actor, require(type_def("AuditEvent").read_permission)]
 
 
 def base_url(request: Request) -> str:
@@ -107,7 +104,6 @@ def _stored(stored: service.Stored, request: Request, status: int) -> Response:
     return fhir(stored.text, status, headers)
 
 
-@router.get("/metadata", dependencies=[require_public()])
 async def metadata(request: Request) -> Response:
     """The CapabilityStatement (public, as SMART clients fetch it before login)."""
     base = base_url(request)
@@ -117,9 +113,7 @@ async def metadata(request: Request) -> Response:
     return fhir(cached[base])
 
 
-@router.post("")
-@router.post("/", include_in_schema=False)
-async def bundle(request: Request, session: SessionDep, actor: Writer) -> Response:
+async def bundle(request: Request, session: AsyncSession, actor: Actor) -> Response:
     """Transaction or batch Bundle."""
     check_scope(request, "*", "write")
     data = await _body(request)
@@ -156,8 +150,7 @@ async def bundle(request: Request, session: SessionDep, actor: Writer) -> Respon
     return fhir(result)
 
 
-@router.get("/_history")
-async def system_history(request: Request, session: SessionDep, actor: Reader) -> Response:
+async def system_history(request: Request, session: AsyncSession, actor: Actor) -> Response:
     """History of every resource."""
     check_scope(request, "*", "read")
     return fhir(
@@ -176,9 +169,8 @@ async def system_history(request: Request, session: SessionDep, actor: Reader) -
 # ---------------------------------------------------------------- Bulk Data
 
 
-@router.get("/$export")
 async def export_system(
-    request: Request, session: SessionDep, actor: Exporter, settings: SettingsDep
+    request: Request, session: AsyncSession, actor: Actor, settings: Settings
 ) -> Response:
     """System-level $export kick-off."""
     return await export.kick_off(
@@ -186,9 +178,8 @@ async def export_system(
     )
 
 
-@router.get("/Patient/$export")
 async def export_patients(
-    request: Request, session: SessionDep, actor: Exporter, settings: SettingsDep
+    request: Request, session: AsyncSession, actor: Actor, settings: Settings
 ) -> Response:
     """Patient-level $export kick-off."""
     return await export.kick_off(
@@ -196,9 +187,8 @@ async def export_patients(
     )
 
 
-@router.get("/Group/{group_id}/$export")
 async def export_group(
-    group_id: str, request: Request, session: SessionDep, actor: Exporter, settings: SettingsDep
+    group_id: str, request: Request, session: AsyncSession, actor: Actor, settings: Settings
 ) -> Response:
     """Group-level $export kick-off."""
     return await export.kick_off(
@@ -206,8 +196,7 @@ async def export_group(
     )
 
 
-@router.get("/$export-status/{job_id}")
-async def export_status(job_id: str, request: Request, session: SessionDep, actor: Exporter) -> Response:
+async def export_status(job_id: str, request: Request, session: AsyncSession, actor: Actor) -> Response:
     """Poll a bulk export: 202 with X-Progress while running, 200 with the manifest when done."""
     job = await export.status(session=session, actor=actor, job_id=job_id)
     if job.status in ("queued", "running"):
@@ -224,16 +213,14 @@ async def export_status(job_id: str, request: Request, session: SessionDep, acto
     return Response(orjson.dumps(manifest), media_type="application/json")
 
 
-@router.delete("/$export-status/{job_id}")
-async def export_cancel(job_id: str, session: SessionDep, actor: Exporter, settings: SettingsDep) -> Response:
+async def export_cancel(job_id: str, session: AsyncSession, actor: Actor, settings: Settings) -> Response:
     """Cancel an export and delete its files."""
     await export.cancel(session=session, actor=actor, job_id=job_id, settings=settings)
     return Response(status_code=202)
 
 
-@router.get("/$export-file/{job_id}/{name}")
 async def export_file(
-    job_id: str, name: str, session: SessionDep, actor: Exporter, settings: SettingsDep
+    job_id: str, name: str, session: AsyncSession, actor: Actor, settings: Settings
 ) -> Response:
     """Download one NDJSON file of a completed export (authenticated)."""
     path = await export.file_path(session=session, actor=actor, job_id=job_id, name=name, settings=settings)
@@ -243,8 +230,7 @@ async def export_file(
 # ---------------------------------------------------------------- Patient/$everything
 
 
-@router.get("/Patient/{patient_id}/$everything")
-async def everything(patient_id: str, request: Request, session: SessionDep, actor: Reader) -> Response:
+async def everything(patient_id: str, request: Request, session: AsyncSession, actor: Actor) -> Response:
     """Everything in the patient's compartment (paged with _count and next links)."""
     check_scope(request, "Patient", "read")
     return fhir(
@@ -261,22 +247,19 @@ async def everything(patient_id: str, request: Request, session: SessionDep, act
 # ---------------------------------------------------------------- AuditEvent (read-only, audit:read)
 
 
-@router.get("/AuditEvent")
-async def search_audit_events(request: Request, session: SessionDep, actor: AuditReader) -> Response:
+async def search_audit_events(request: Request, session: AsyncSession, actor: Actor) -> Response:
     """Search the PHI access log as AuditEvents (newest first)."""
     return await _search("AuditEvent", request, session, actor, _params(request))
 
 
-@router.post("/AuditEvent/_search")
-async def search_audit_events_post(request: Request, session: SessionDep, actor: AuditReader) -> Response:
+async def search_audit_events_post(request: Request, session: AsyncSession, actor: Actor) -> Response:
     """Search the PHI access log (POST form)."""
     form = await request.form()
     params = _params(request) + [(k, str(v)) for k, v in form.multi_items()]
     return await _search("AuditEvent", request, session, actor, params)
 
 
-@router.get("/AuditEvent/{id_}")
-async def read_audit_event(id_: str, request: Request, session: SessionDep, actor: AuditReader) -> Response:
+async def read_audit_event(id_: str, request: Request, session: AsyncSession, actor: Actor) -> Response:
     """One PHI access log row as an AuditEvent."""
     if id_ == "_history":  # this route shadows the generic type history: AuditEvent has none
         service.check_interaction("AuditEvent", "history-type")
@@ -289,7 +272,7 @@ async def read_audit_event(id_: str, request: Request, session: SessionDep, acto
 
 
 async def _search(
-    resource_type: str, request: Request, session: SessionDep, actor: Actor, params: list[tuple[str, str]]
+    resource_type: str, request: Request, session: AsyncSession, actor: Actor, params: list[tuple[str, str]]
 ) -> Response:
     check_scope(request, resource_type, "read")
     return fhir(
@@ -304,14 +287,12 @@ async def _search(
     )
 
 
-@router.get("/{resource_type:fhirtype}")
-async def search_type(resource_type: str, request: Request, session: SessionDep, actor: Reader) -> Response:
+async def search_type(resource_type: str, request: Request, session: AsyncSession, actor: Actor) -> Response:
     """Search (GET)."""
     return await _search(resource_type, request, session, actor, _params(request))
 
 
-@router.post("/{resource_type:fhirtype}/_search")
-async def search_post(resource_type: str, request: Request, session: SessionDep, actor: Reader) -> Response:
+async def search_post(resource_type: str, request: Request, session: AsyncSession, actor: Actor) -> Response:
     """Search (POST form)."""
     form = await request.form()
     params = _params(request) + [(k, str(v)) for k, v in form.multi_items()]
@@ -319,7 +300,7 @@ async def search_post(resource_type: str, request: Request, session: SessionDep,
 
 
 async def _history(
-    resource_type: str, id_: str | None, request: Request, session: SessionDep, actor: Actor
+    resource_type: str, id_: str | None, request: Request, session: AsyncSession, actor: Actor
 ) -> Response:
     check_scope(request, resource_type, "read")
     path = f"/{resource_type}/{id_}/_history" if id_ else f"/{resource_type}/_history"
@@ -336,14 +317,12 @@ async def _history(
     )
 
 
-@router.get("/{resource_type:fhirtype}/_history")
-async def type_history(resource_type: str, request: Request, session: SessionDep, actor: Reader) -> Response:
+async def type_history(resource_type: str, request: Request, session: AsyncSession, actor: Actor) -> Response:
     """History of every resource of a type."""
     return await _history(resource_type, None, request, session, actor)
 
 
-@router.post("/{resource_type:fhirtype}")
-async def create(resource_type: str, request: Request, database: DatabaseDep, actor: Writer) -> Response:
+async def create(resource_type: str, request: Request, database: Database, actor: Actor) -> Response:
     """Create (If-None-Exist makes it conditional)."""
     resource = await _resource_to_write(request, resource_type)
     if_none_exist = request.headers.get("if-none-exist")
@@ -363,9 +342,8 @@ async def create(resource_type: str, request: Request, database: DatabaseDep, ac
     return _stored(stored, request, 201 if stored.created else 200)
 
 
-@router.put("/{resource_type:fhirtype}")
 async def conditional_update(
-    resource_type: str, request: Request, database: DatabaseDep, actor: Writer
+    resource_type: str, request: Request, database: Database, actor: Actor
 ) -> Response:
     """Conditional update: PUT Type?criteria."""
     resource = await _resource_to_write(request, resource_type)
@@ -391,19 +369,15 @@ def _read_response(stored: service.Stored, request: Request) -> Response:
     return _stored(stored, request, 200)
 
 
-@router.get("/{resource_type:fhirtype}/{id_:fhirid}")
-async def read(
-    resource_type: str, id_: str, request: Request, database: DatabaseDep, actor: Reader
-) -> Response:
+async def read(resource_type: str, id_: str, request: Request, database: Database, actor: Actor) -> Response:
     """Read the current version (one statement: the read and its PHI log row)."""
     check_scope(request, resource_type, "read")
     stored = await service.read_one(database=database, actor=actor, resource_type=resource_type, id_=id_)
     return _read_response(stored, request)
 
 
-@router.put("/{resource_type:fhirtype}/{id_:fhirid}")
 async def update(
-    resource_type: str, id_: str, request: Request, database: DatabaseDep, actor: Writer
+    resource_type: str, id_: str, request: Request, database: Database, actor: Actor
 ) -> Response:
     """Update (or create with this id); If-Match gives optimistic concurrency.
 
@@ -422,10 +396,7 @@ async def update(
     return _stored(stored, request, 201 if stored.created else 200)
 
 
-@router.patch("/{resource_type:fhirtype}/{id_:fhirid}")
-async def patch(
-    resource_type: str, id_: str, request: Request, database: DatabaseDep, actor: Writer
-) -> Response:
+async def patch(resource_type: str, id_: str, request: Request, database: Database, actor: Actor) -> Response:
     """JSON Patch (application/json-patch+json); If-Match gives optimistic concurrency."""
     check_scope(request, resource_type, "write")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -447,9 +418,8 @@ async def patch(
     return _stored(stored, request, 200)
 
 
-@router.delete("/{resource_type:fhirtype}/{id_:fhirid}")
 async def delete(
-    resource_type: str, id_: str, request: Request, database: DatabaseDep, actor: Writer
+    resource_type: str, id_: str, request: Request, database: Database, actor: Actor
 ) -> Response:
     """Delete (idempotent); reads then answer 410 Gone."""
     check_scope(request, resource_type, "write")
@@ -459,17 +429,15 @@ async def delete(
     return Response(status_code=204, headers=headers)
 
 
-@router.get("/{resource_type:fhirtype}/{id_:fhirid}/_history")
 async def instance_history(
-    resource_type: str, id_: str, request: Request, session: SessionDep, actor: Reader
+    resource_type: str, id_: str, request: Request, session: AsyncSession, actor: Actor
 ) -> Response:
     """Every version of one resource, newest first."""
     return await _history(resource_type, id_, request, session, actor)
 
 
-@router.get("/{resource_type:fhirtype}/{id_:fhirid}/_history/{version_id}")
 async def vread(
-    resource_type: str, id_: str, version_id: str, request: Request, session: SessionDep, actor: Reader
+    resource_type: str, id_: str, version_id: str, request: Request, session: AsyncSession, actor: Actor
 ) -> Response:
     """Read one version."""
     check_scope(request, resource_type, "read")
@@ -479,27 +447,71 @@ async def vread(
     return _stored(stored, request, 200)
 
 
-def _most_used_first() -> None:
-    """Put the instance and type interactions first in the route list.
-
-    FastAPI tries routes in order, twice per request (once to pick the router, once to pick the
-    route), at a few microseconds each: reaching `GET /{type}/{id}` past the metadata, history,
-    export and everything routes cost about a tenth of a read's CPU. The path convertors above
-    keep the generic routes off the special paths, so only the AuditEvent routes (whose
-    permission differs from the generic ones') must still come before them.
-    """
-    generic = [r for r in router.routes if getattr(r, "path", "").startswith("/fhir/R4/{resource_type")]
-    audit = [r for r in router.routes if getattr(r, "path", "").startswith("/fhir/R4/AuditEvent")]
-    generic.sort(key=lambda r: "{id_" not in getattr(r, "path", ""))  # instance level first (stable)
-    rest = [r for r in router.routes if r not in generic and r not in audit]
-    router.routes[:] = [*audit, *generic, *rest]
+AUDIT_READ = type_def("AuditEvent").read_permission
 
 
-_most_used_first()
+#: The FHIR API in matching order: the first entry whose method and path match serves, and a
+#: request whose path matches entries but not their methods gets 405 with the first one's method
+#: in `Allow`. Each entry tried costs a path match, so the most used come first; the convertors
+#: keep the generic type and instance paths off `metadata`, `_history` and `$operations`.
+#: AuditEvent's read and search come before the generic ones, which would take them: AuditEvent
+#: has its own read permission (hims.fhir.registry: audit:read, not fhir:read). Its writes fall
+#: through to the generic routes and the service refuses them (405).
+async def log_denied(request: Request, actor: Actor) -> None:
+    """A refused request on patient data goes into the PHI access log (outcome denied), naming
+    the resource, or the patients a search asked for."""
+    params = request.path_params
+    resource_type = params.get("resource_type") or ("Patient" if "patient_id" in params else None)
+    if resource_type is None:
+        return  # bundles, histories and exports name no one type: the security event records them
+    id_ = params.get("id_") or params.get("patient_id")
+    if id_ is not None:
+        action = _DENIED_INSTANCE.get(request.method, "read")
+    else:
+        searching = request.method == "GET" or request.url.path.endswith("/_search")
+        action = "search" if searching else "create"
+    asked = [
+        value if "/" in value else f"Patient/{value}"
+        for name in ("patient", "subject")
+        for value in request.query_params.getlist(name)
+        if value.startswith("Patient/") or name == "patient"
+    ]
+    await service.log_denied(
+        request.app.state.db, actor, action=action, resource_type=resource_type, id_=id_, patients=asked
+    )
 
-#: The interactions `hims.core.fastroutes` dispatches without FastAPI's routing and dependency
-#: solving (a CRUD request's CPU went a third to FastAPI): the same handlers, dependencies and
-#: error handling, chosen by the same path regexes.
-FAST_ENDPOINTS: frozenset[Callable[..., Any]] = frozenset(
-    {read, create, update, conditional_update, patch, delete}
+
+_DENIED_INSTANCE = {"GET": "read", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
+
+
+TABLE = RouteTable(
+    "/fhir/R4",
+    [
+        Entry("GET", "/AuditEvent", AUDIT_READ, search_audit_events),
+        Entry("POST", "/AuditEvent/_search", AUDIT_READ, search_audit_events_post),
+        Entry("GET", "/AuditEvent/{id_}", AUDIT_READ, read_audit_event),
+        Entry("GET", "/{resource_type:fhirtype}/{id_:fhirid}", "fhir:read", read),
+        Entry("PUT", "/{resource_type:fhirtype}/{id_:fhirid}", "fhir:write", update),
+        Entry("DELETE", "/{resource_type:fhirtype}/{id_:fhirid}", "fhir:write", delete),
+        Entry("PATCH", "/{resource_type:fhirtype}/{id_:fhirid}", "fhir:write", patch),
+        Entry("GET", "/{resource_type:fhirtype}", "fhir:read", search_type),
+        Entry("POST", "/{resource_type:fhirtype}", "fhir:write", create),
+        Entry("PUT", "/{resource_type:fhirtype}", "fhir:write", conditional_update),
+        Entry("GET", "/{resource_type:fhirtype}/{id_:fhirid}/_history", "fhir:read", instance_history),
+        Entry("GET", "/{resource_type:fhirtype}/{id_:fhirid}/_history/{version_id}", "fhir:read", vread),
+        Entry("POST", "/{resource_type:fhirtype}/_search", "fhir:read", search_post),
+        Entry("GET", "/{resource_type:fhirtype}/_history", "fhir:read", type_history),
+        Entry("GET", "/metadata", PUBLIC, metadata),  # SMART clients fetch it before they log in
+        Entry("POST", "", "fhir:write", bundle),
+        Entry("POST", "/", "fhir:write", bundle),
+        Entry("GET", "/_history", "fhir:read", system_history),
+        Entry("GET", "/$export", "fhir:export", export_system),
+        Entry("GET", "/Patient/$export", "fhir:export", export_patients),
+        Entry("GET", "/Group/{group_id}/$export", "fhir:export", export_group),
+        Entry("GET", "/$export-status/{job_id}", "fhir:export", export_status),
+        Entry("DELETE", "/$export-status/{job_id}", "fhir:export", export_cancel),
+        Entry("GET", "/$export-file/{job_id}/{name}", "fhir:export", export_file),
+        Entry("GET", "/Patient/{patient_id}/$everything", "fhir:read", everything),
+    ],
+    on_denied=log_denied,
 )

@@ -18,7 +18,7 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hims.audit.service import record
+from hims.audit.service import Outcome, record
 from hims.core.db import Database
 from hims.core.errors import (
     BadRequest,
@@ -299,6 +299,8 @@ async def audit(
     action: str,
     resource_type: str,
     items: Sequence[tuple[str | None, str | None]],
+    *,
+    outcome: Outcome = "success",
 ) -> None:
     """One PHI access row per (patient_ref, id) in ``items`` (dedup per patient for searches)."""
     await record(
@@ -307,7 +309,31 @@ async def audit(
         action=action,
         resource_type=resource_type,
         accesses=[(audit_patient(p), r) for p, r in items],
+        outcome=outcome,
     )
+
+
+async def log_denied(
+    database: Database,
+    actor: Actor,
+    *,
+    action: str,
+    resource_type: str,
+    id_: str | None,
+    patients: Sequence[str] = (),
+) -> None:
+    """Log a refused FHIR request on ``resource_type`` (outcome ``denied``), in its own
+    transaction: the resource's patient when it names one (read from the store: the caller may
+    not see it, compliance may), else each patient a search asked for (``patients``), else none."""
+    items: list[tuple[str | None, str | None]]
+    async with database.driver_transaction() as conn:
+        if id_ is not None:
+            current = await repo.read(conn, resource_type, id_)
+            patient = f"Patient/{id_}" if resource_type == "Patient" else None
+            items = [(current.patient_ref if current is not None else patient, id_)]
+        else:
+            items = [(p, None) for p in patients] or [(None, None)]
+        await audit(conn, actor, action, resource_type, items, outcome="denied")
 
 
 def parse_if_match(value: str | None) -> int | None:

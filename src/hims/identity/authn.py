@@ -110,10 +110,12 @@ async def authenticator(request: Request, claims: dict[str, Any] | None) -> Acto
 async def on_forbidden(request: Request, actor: Actor, permission: str) -> None:
     """Record a refused permission check as a security event (its own small transaction).
 
-    When the route names a patient, the attempt also goes into the PHI access log with outcome
-    ``denied``, where compliance reviews who tried to open which record.
+    When a REST route names a patient, the attempt also goes into the PHI access log with outcome
+    ``denied``, where compliance reviews who tried to open which record (the FHIR API logs its
+    own refusals, with the resource they were about: `hims.fhir.routes.log_denied`).
     """
-    patient_id = _patient_in_path(request)
+    rest = request.url.path.startswith(request.app.state.settings.api_prefix + "/")
+    patient_id = _patient_in_path(request) if rest else None
     async with request.app.state.db.transaction() as session:
         if patient_id is not None:
             await record_phi_access(

@@ -9,19 +9,18 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from hims.core.permissions import PERMISSIONS, ROLE_PERMISSIONS, Role
-from hims.core.routes import dependency_calls, iter_routes
-from hims.core.security import route_policy
+from hims.core.routes import iter_routes
 
 START = "<!-- generated:matrix:start (scripts/render_security_doc.py) -->"
 END = "<!-- generated:matrix:end -->"
 
 
 def public_routes(app: FastAPI) -> list[tuple[str, str]]:
-    """(method, path) of every API route declared public with `require_public()`."""
+    """(method, path) of every API route declared public (`require_public()`, a table's `PUBLIC`)."""
     found: list[tuple[str, str]] = []
     for route in iter_routes(app):
         if route.kind == "api":
-            policy = route_policy(dependency_calls(route.dependant))
+            policy = route.policy
             if policy is not None and policy.permission is None:
                 found.extend((method, route.path) for method in route.methods)
     return sorted(found, key=lambda item: (item[1], item[0]))
@@ -35,7 +34,7 @@ def render_matrix(app: FastAPI) -> str:
     for permission, text in PERMISSIONS.items():
         marks = ["✓" if permission in ROLE_PERMISSIONS[r] else "" for r in roles]
         lines.append(f"| `{permission}` | {text} | " + " | ".join(marks) + " |")
-    lines += ["", "Routes open without login (`require_public()`):", ""]
+    lines += ["", "Routes open without login (`require_public()`, or `PUBLIC` in a route table):", ""]
     lines += [f"- `{method} {path}`" for method, path in public_routes(app)]
     lines += ["", END]
     return "\n".join(lines)
