@@ -126,7 +126,8 @@ async def test_denied_attempts_name_the_resource_and_its_patient(
         assert (await attempt).status_code == 403
     denied = (await _log(database_url))[before:]
     assert [
-        (r["action"], r["resource_type"], r["resource_id"], str(r["patient_id"]), r["outcome"]) for r in denied
+        (r["action"], r["resource_type"], r["resource_id"], str(r["patient_id"]), r["outcome"])
+        for r in denied
     ] == [
         ("read", "Patient", pid, pid, "denied"),
         ("read", "Observation", oid, pid, "denied"),
