@@ -1,3 +1,3 @@
-"""Reuse the clinical fixtures (tokens, partitions, patient)."""
+"""Reuse the clinical fixtures (tokens, patient)."""
 
-from tests.clinical.conftest import partitions, patient_id, physician, sql  # noqa: F401
+from tests.clinical.conftest import patient_id, physician, sql  # noqa: F401

@@ -350,6 +350,7 @@ async def test_what_breaks_a_domain_rule_is_refused_not_kept_aside(
         assert refused.status_code == 422, refused.text
         issues = refused.json()["issue"]
         assert (issues[1]["expression"], issues[1]["details"]["coding"][0]["code"]) == ([field], code)
+    assert issues[1]["diagnostics"] == "Year 1801 is not prepared."
     assert await count_rows(database_url, "patients") == 1
     assert await count_rows(database_url, "consultations") == 0
     assert await count_rows(database_url, "fhir_resources") == 1

@@ -10,6 +10,7 @@ whole key ``(id, started_at)``.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 
@@ -110,15 +111,6 @@ async def started_for_appointments(
     return {r["appointment_id"]: r["id"] for r in rows}
 
 
-async def missing_years(conn: asyncpg.Connection, years: Sequence[int]) -> set[int]:
-    """The years among ``years`` that have no partition."""
-    names = {f"consultations_y{y}": y for y in set(years)}
-    found = await conn.fetch(
-        "SELECT relname FROM pg_class WHERE relname = ANY($1::text[]) AND relispartition", list(names)
-    )
-    return set(names.values()) - {names[r["relname"]] for r in found}
-
-
 async def _write(
     conn: asyncpg.Connection, actor: Actor, main: Part, rows: Sequence[Row], also: Sequence[Part], **kw: bool
 ) -> set[uuid.UUID]:
@@ -126,7 +118,9 @@ async def _write(
         written = await records.write(conn, actor, "consultations", main, rows, also=also, **kw)
     except asyncpg.CheckViolationError as exc:
         if "no partition" in str(exc):
-            raise MissingPartition(str(rows[0]["started_at"].year)) from None
+            # PostgreSQL names the failing row's key: "... contains (started_at) = (2019-05-01 ...)".
+            year = re.search(r"= \((\d{4})-", getattr(exc, "detail", None) or "")
+            raise MissingPartition(year.group(1) if year else str(rows[0]["started_at"].year)) from None
         raise
     return {r["id"] for r in written}
 

@@ -166,9 +166,6 @@ async def open_consultations(
         if errors:
             raise ValidationFailed("The consultation has invalid fields.", errors=errors)
         rows.append(row)
-    missing = await repo.missing_years(conn, [r["started_at"].year for r in rows])
-    if missing:
-        raise _missing_partition(min(missing))
     async with records.atomic(conn):
         await _check_references(conn, rows)
         try:

@@ -146,7 +146,12 @@ class DomainStorage(JsonbStorage):
         the JSONB store."""
         adapter = self.adapter
         keyed = [(w, as_uuid(w.id)) for w in writes]
-        wanted = [k for w, k in keyed if k is not None and not (w.prior is not None and w.prior.row_read)]
+        # A POST's id is new, made by the server: no row can have it yet.
+        wanted = [
+            k
+            for w, k in keyed
+            if k is not None and w.method != "POST" and not (w.prior is not None and w.prior.row_read)
+        ]
         loaded = await adapter.load(conn, wanted, lock=False) if wanted else {}
         store: list[repo.Write] = []
         creates: list[tuple[repo.Write, Item]] = []
