@@ -19,7 +19,7 @@ from hims.fhir import service, storage
 from hims.fhir.outcome import error_outcome
 from hims.fhir.registry import RESOURCE_TYPES
 from hims.fhir.search import criteria_key, find_ids, lock_criteria
-from hims.fhir.versions import iso, prepare
+from hims.fhir.versions import draft, iso
 
 METHODS = ("DELETE", "POST", "PUT", "GET")  # processing order for transactions (R4 3.1.0.11.2)
 _INTERACTION = {"DELETE": "delete", "POST": "create", "PUT": "update"}
@@ -305,7 +305,7 @@ async def transaction(
                     )
                 version = existing.version_id + 1 if existing else 1
                 plan.status = "200 OK" if existing and not existing.deleted else "201 Created"
-            write = prepare(
+            write = draft(
                 plan.resource,
                 resource_type=plan.resource_type,
                 id_=plan.id,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,7 @@ from hims.core.errors import HimsError, ValidationFailed, field_error
 from hims.core.records import Part, Row
 from hims.core.security import Actor
 from hims.fhir import repository as repo
+from hims.fhir.extract import compartment_patient
 from hims.fhir.versions import prepare
 
 
@@ -158,12 +160,9 @@ def rendered(adapter: Adapter, row: Row, *, deleting: bool) -> list[repo.Write]:
     resource = adapter.render(row)
     derived = adapter.derived(row)
     if deleting or adapter.is_deleted(row):
-        patient = prepare(
-            resource, resource_type=adapter.resource_type, id_=key, version_id=version, now=now, method=method
-        )
-        writes.append(
-            repo.Write(adapter.resource_type, key, version, now, "DELETE", None, patient.patient_ref, None)
-        )
+        patient = compartment_patient(resource)
+        patient_ref = f"Patient/{patient}" if patient else None
+        writes.append(repo.Write(adapter.resource_type, key, version, now, "DELETE", None, patient_ref, None))
         writes.extend(
             repo.Write(d["resourceType"], d["id"], version, now, "DELETE", None, None, None) for d in derived
         )
@@ -190,4 +189,15 @@ class FhirView:
     def parts(self, rows: Sequence[Row], *, deleting: bool) -> list[Part]:
         """The FHIR store's CTEs for ``rows``, gated on the rows the domain write wrote (``w``)."""
         writes = [w for row in rows for w in rendered(self.adapter, row, deleting=deleting)]
+        stash = RENDERED.get()
+        if stash is not None:
+            stash.update(((w.resource_type, w.id, w.version_id), w) for w in writes)
         return repo.write_parts(writes, prefix="fhir_", gate="SELECT id::text FROM w")
+
+
+#: The versions `FhirView` rendered during a FHIR write (`hims.fhir.storage.DomainStorage`), by
+#: (type, id, version): the FHIR API answers with the very version its statement stored, without
+#: rendering the row a second time. None outside such a write.
+RENDERED: ContextVar[dict[tuple[str, str, int], repo.Write] | None] = ContextVar(
+    "hims_fhir_rendered", default=None
+)

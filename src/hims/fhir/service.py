@@ -39,7 +39,7 @@ from hims.fhir.patch import apply
 from hims.fhir.registry import RESOURCE_TYPES, type_def
 from hims.fhir.search import find_ids
 from hims.fhir.storage import JsonbStorage, storage_for
-from hims.fhir.versions import prepare
+from hims.fhir.versions import draft
 
 log = structlog.get_logger("hims.fhir")
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -480,7 +480,7 @@ async def create(
             )
     await check_targets_exist(conn, local_targets(holders))
     now = datetime.now(UTC)
-    write = prepare(resource, resource_type=resource_type, id_=new_id(), version_id=1, now=now, method="POST")
+    write = draft(resource, resource_type=resource_type, id_=new_id(), version_id=1, now=now, method="POST")
     write.options = options or {}
     await storage_for(resource_type).write(conn, [write], actor=actor)
     assert write.resource is not None
@@ -551,7 +551,7 @@ async def _put_version(
     """Write ``resource`` as the version after ``current``; None when another write got there first."""
     version = 1 if current is None else current.version_id + 1
     now = datetime.now(UTC)
-    write = prepare(resource, resource_type=resource_type, id_=id_, version_id=version, now=now, method="PUT")
+    write = draft(resource, resource_type=resource_type, id_=id_, version_id=version, now=now, method="PUT")
     write.prior = current
     created = current is None or current.deleted
     if not await storage_for(resource_type).write(conn, [write], actor=actor):

@@ -23,8 +23,8 @@ from hims.core.records import Row
 from hims.core.security import Actor
 from hims.fhir import repository as repo
 from hims.fhir.audit_storage import PhiLogStorage
-from hims.fhir.domain import Adapter, Item, as_uuid, naming, refused
-from hims.fhir.versions import prepare
+from hims.fhir.domain import RENDERED, Adapter, Item, as_uuid, naming, refused
+from hims.fhir.versions import complete, prepare
 
 T = TypeVar("T")
 
@@ -105,7 +105,7 @@ class JsonbStorage:
         self, conn: asyncpg.Connection, writes: Sequence[repo.Write], *, actor: Actor
     ) -> set[tuple[str, str]]:
         """Resource, history, index and log rows in one statement."""
-        return await repo.write(conn, writes, log=actor)
+        return await repo.write(conn, [complete(w) for w in writes], log=actor)
 
 
 class DomainStorage(JsonbStorage):
@@ -204,8 +204,9 @@ class DomainStorage(JsonbStorage):
                 updates.append((w, prior, item))
         written: set[tuple[str, str]] = set()
         if store:
-            written |= await repo.write(conn, store, log=actor)
+            written |= await repo.write(conn, [complete(w) for w in store], log=actor)
         await adapter.prepare(conn, [item for _, item in creates] + [item for _, _, item in updates])
+        token = RENDERED.set({})
         try:
             if creates:
                 rows = await adapter.create(conn, actor, [item for _, item in creates])
@@ -225,15 +226,20 @@ class DomainStorage(JsonbStorage):
             if len(writes) == 1:
                 raise naming(error, writes[0].resource_type, writes[0].id) from None
             raise
+        finally:
+            RENDERED.reset(token)
         return written
 
     def _stored(self, w: repo.Write, row: Row, *, deleted: bool = False) -> tuple[str, str]:
         """Point ``w`` at the version as the domain wrote it; returns its key."""
         w.version_id, w.last_updated = int(row["version"]), row["updated_at"]
+        w.pending = False
         if deleted or self.adapter.is_deleted(row):
             w.resource = None
             return (w.resource_type, w.id)
-        version = prepare(
+        # The version the domain's statement wrote into the FHIR store, rendered for it (FhirView);
+        # rendered here only if that statement was not this one's.
+        version = (RENDERED.get() or {}).get((w.resource_type, w.id, w.version_id)) or prepare(
             self.adapter.render(row),
             resource_type=w.resource_type,
             id_=w.id,
@@ -242,6 +248,7 @@ class DomainStorage(JsonbStorage):
             method=w.method,
         )
         w.resource, w.patient_ref, w.document = version.resource, version.patient_ref, version.document
+        w.index = version.index
         return (w.resource_type, w.id)
 
 

@@ -27,10 +27,12 @@ def dumps(resource: dict[str, Any]) -> str:
     return orjson.dumps(resource, default=_json_default).decode()
 
 
-def prepare(
+def draft(
     resource: dict[str, Any], *, resource_type: str, id_: str, version_id: int, now: datetime, method: str
 ) -> Write:
-    """Set id and server meta, serialise, and extract the search index of one version."""
+    """Set id and server meta, find the compartment and extract the search index of one version
+    (which checks its dates and references); its JSON text waits for `complete` (a domain record
+    type renders its own version from its row)."""
     resource["id"] = id_
     meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
     assert isinstance(meta, dict)
@@ -43,10 +45,28 @@ def prepare(
         version_id=version_id,
         last_updated=now,
         method=method,
-        resource=dumps(resource),
+        resource="",
         patient_ref=f"Patient/{patient}" if patient else None,
         index=extract(resource),
         document=resource,
+        pending=True,
+    )
+
+
+def complete(write: Write) -> Write:
+    """Serialise a drafted version (no-op for one already complete)."""
+    if write.pending:
+        assert write.document is not None
+        write.resource, write.pending = dumps(write.document), False
+    return write
+
+
+def prepare(
+    resource: dict[str, Any], *, resource_type: str, id_: str, version_id: int, now: datetime, method: str
+) -> Write:
+    """Set id and server meta, serialise, and extract the search index of one version."""
+    return complete(
+        draft(resource, resource_type=resource_type, id_=id_, version_id=version_id, now=now, method=method)
     )
 
 
