@@ -9,6 +9,7 @@ statement with its PHI log rows and the Encounter rendering. No HTTP, no commit.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -166,7 +167,10 @@ async def open_consultations(
         if errors:
             raise ValidationFailed("The consultation has invalid fields.", errors=errors)
         rows.append(row)
-    async with records.atomic(conn):
+    # Starting from an appointment locks it until the insert commits (one start per appointment);
+    # a walk-in's checks only read, and its insert is one statement, so it needs no transaction.
+    locking = any(r["appointment_id"] for r in rows)
+    async with records.atomic(conn) if locking else contextlib.nullcontext():
         await _check_references(conn, rows)
         try:
             await repo.insert(conn, actor, rows, [log_part(actor, "create", RESOURCE)])

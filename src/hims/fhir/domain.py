@@ -97,6 +97,14 @@ class Adapter:
         """Whether the row reads as deleted in FHIR (its rendering is a tombstone)."""
         return False
 
+    def compartment(self, row: Row) -> str | None:
+        """The id of the patient whose compartment the row's resource is in (its tombstone keeps
+        it): the patient column's, else read from the rendering."""
+        if self.patient_column is not None:
+            value = row.get(self.patient_column)
+            return str(value) if value is not None else None
+        return compartment_patient(self.render(row))
+
     def derived(self, row: Row) -> list[dict[str, Any]]:
         """Resources of other types built from the row, with the row's id and version."""
         return []
@@ -157,10 +165,9 @@ def rendered(adapter: Adapter, row: Row, *, deleting: bool) -> list[repo.Write]:
     method = "POST" if version == 1 else "PUT"
     key = str(row["id"])
     writes: list[repo.Write] = []
-    resource = adapter.render(row)
     derived = adapter.derived(row)
     if deleting or adapter.is_deleted(row):
-        patient = compartment_patient(resource)
+        patient = adapter.compartment(row)
         patient_ref = f"Patient/{patient}" if patient else None
         writes.append(repo.Write(adapter.resource_type, key, version, now, "DELETE", None, patient_ref, None))
         writes.extend(
@@ -169,7 +176,12 @@ def rendered(adapter: Adapter, row: Row, *, deleting: bool) -> list[repo.Write]:
         return writes
     writes.append(
         prepare(
-            resource, resource_type=adapter.resource_type, id_=key, version_id=version, now=now, method=method
+            adapter.render(row),
+            resource_type=adapter.resource_type,
+            id_=key,
+            version_id=version,
+            now=now,
+            method=method,
         )
     )
     writes.extend(

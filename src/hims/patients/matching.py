@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cache
+from functools import cache, lru_cache
 from typing import TypeVar
 
 from hims.patients.nicknames import EXTRA_NICKNAMES, NICKNAMES
@@ -230,9 +230,11 @@ def day_month_swapped(value: date) -> list[date]:
     return [value.replace(month=value.day, day=value.month)]
 
 
-def birth_date_variants(value: date) -> list[date]:
+@lru_cache(maxsize=4096)
+def birth_date_variants(value: date) -> tuple[date, ...]:
     """Dates `compare` accepts as this birth date mistyped (day/month swapped, one digit wrong,
-    two neighbouring digits swapped), for the repository's blocking; ``value`` excluded."""
+    two neighbouring digits swapped), for the repository's blocking; ``value`` excluded (cached:
+    about a hundred candidate dates parsed)."""
     digits = _digits(value)
     strings = set()
     for i in range(8):
@@ -249,7 +251,7 @@ def birth_date_variants(value: date) -> list[date]:
             continue
         if candidate != value and 1900 <= candidate.year <= 2100:
             out.add(candidate)
-    return sorted(out)
+    return tuple(sorted(out))
 
 
 def _same_phone(a: str | None, b: str | None) -> bool:

@@ -315,14 +315,18 @@ LIMIT $8
 """
 
 
-async def lock_keys(conn: asyncpg.Connection, keys: Sequence[str]) -> None:
+async def lock_keys(conn: asyncpg.Connection, keys: Sequence[str], *, next_mrn: bool = False) -> int | None:
     """Transaction-level advisory locks on ``keys``, taken in one order (no deadlock between two
-    callers locking overlapping keys); held until the caller's transaction ends."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h "
-        "FROM unnest($1::text[]) AS k ORDER BY 1) AS s",
+    callers locking overlapping keys); held until the caller's transaction ends. With
+    ``next_mrn``, also the next value of ``patients_mrn_seq`` (taken after the locks)."""
+    value = await conn.fetchval(
+        "WITH locked AS MATERIALIZED (SELECT count(pg_advisory_xact_lock(h)) AS n FROM "
+        "(SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS s) "
+        "SELECT CASE WHEN $2::boolean THEN nextval('patients_mrn_seq') END FROM locked",
         list(keys),
+        next_mrn,
     )
+    return int(value) if value is not None else None
 
 
 async def duplicate_candidate_rows(
@@ -331,7 +335,7 @@ async def duplicate_candidate_rows(
     birth_dates: list[date],
     family_name: str,
     given_name: str,
-    mistyped_birth_dates: list[date],
+    mistyped_birth_dates: Sequence[date],
     phone_digits: str | None,
     email: str | None,
     national_id_keys: list[str],
@@ -344,7 +348,7 @@ async def duplicate_candidate_rows(
         birth_dates,
         family_name,
         given_name,
-        mistyped_birth_dates,
+        list(mistyped_birth_dates),
         phone_digits or None,
         email or None,
         national_id_keys,

@@ -275,17 +275,21 @@ async def register(
             row[name] = default
     _raise_if(patient_errors(row, today=datetime.now(UTC).date()))
     candidates: list[DuplicateCandidate] = []
+    asked = values.get("mrn")
     async with records.atomic(conn):
+        number = None
         if check_duplicates:
             # Two registrations of one person at the same moment must not both pass the check:
             # each holds, until it commits, a lock on every key a duplicate could be found by.
-            await repository.lock_keys(conn, _registration_keys(row))
+            # The MRN number comes in the same round trip (a refused registration leaves a gap,
+            # as a rolled-back one does).
+            number = await repository.lock_keys(conn, _registration_keys(row), next_mrn=asked is None)
             candidates = await find_duplicates(conn=conn, values=row)
         if not candidates or allow_duplicate:
             now = datetime.now(UTC)
             row.update(
                 id=id_ or uuid.uuid4(),
-                mrn=await _assign_mrn(conn, values.get("mrn")),
+                mrn=format_mrn(number) if number is not None else await _assign_mrn(conn, asked),
                 version=version,
                 created_at=now,
                 updated_at=now,

@@ -196,10 +196,13 @@ async def register_facilities(*, conn: asyncpg.Connection, actor: Actor, news: S
         row["code"] = row["code"] or _facility_code(row["id"])
         _raise_if(facility_errors(row), "facility", len(news), row["id"])
         rows.append(row)
-    holders = await repository.facility_code_holders(conn, [r["code"] for r in rows])
-    for row in rows:
-        if holders.setdefault(row["code"], row["id"]) != row["id"]:
-            raise _naming(_duplicate_facility_code(), len(rows), row["id"])
+    if len(rows) > 1:
+        # Which row of a batch holds a taken code; one row alone learns it from the unique
+        # constraint its insert meets (`repository.insert`), one round trip fewer.
+        holders = await repository.facility_code_holders(conn, [r["code"] for r in rows])
+        for row in rows:
+            if holders.setdefault(row["code"], row["id"]) != row["id"]:
+                raise _naming(_duplicate_facility_code(), len(rows), row["id"])
     await repository.insert(conn, actor, FACILITIES, rows)
     return rows
 

@@ -35,6 +35,10 @@ class PatientAdapter(Adapter):
         """The Patient of a row, with what FHIR clients sent beyond it."""
         return mapping.to_resource(row, extra=row.get("extra"))
 
+    def compartment(self, row: Row) -> str | None:
+        """A Patient is in its own compartment."""
+        return str(row["id"])
+
     def is_deleted(self, row: Row) -> bool:
         """A soft-deleted patient reads as deleted."""
         return row.get("deleted_at") is not None
