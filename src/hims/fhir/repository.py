@@ -70,8 +70,8 @@ class Write:
     action: str = ""
     #: Request options a domain honours (e.g. ``allow_duplicate``). Not written.
     options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    #: Drafted, not yet serialised (`hims.fhir.versions.draft`): ``resource`` is a placeholder
-    #: until a storage that keeps the version as it is completes it.
+    #: Drafted, not yet indexed and serialised (`hims.fhir.versions.draft`): ``resource`` is a
+    #: placeholder until a storage that keeps the version as it is completes it.
     pending: bool = field(default=False, repr=False, compare=False)
 
     def log_action(self) -> str:

@@ -24,6 +24,7 @@ from hims.core.security import Actor
 from hims.fhir import repository as repo
 from hims.fhir.audit_storage import PhiLogStorage
 from hims.fhir.domain import RENDERED, Adapter, Item, as_uuid, naming, refused
+from hims.fhir.extract import extract
 from hims.fhir.versions import complete, prepare
 
 T = TypeVar("T")
@@ -184,6 +185,9 @@ class DomainStorage(JsonbStorage):
             try:
                 values = adapter.values(resource)
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # A FHIR value the index cannot read (a date that is none) is named as such; the
+                # version's own index is otherwise its rendering's, which checks the rest.
+                extract(resource)
                 raise naming(
                     refused(w.resource_type, w.id, f"unreadable ({exc})"), w.resource_type, w.id
                 ) from None

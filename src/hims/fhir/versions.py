@@ -30,9 +30,9 @@ def dumps(resource: dict[str, Any]) -> str:
 def draft(
     resource: dict[str, Any], *, resource_type: str, id_: str, version_id: int, now: datetime, method: str
 ) -> Write:
-    """Set id and server meta, find the compartment and extract the search index of one version
-    (which checks its dates and references); its JSON text waits for `complete` (a domain record
-    type renders its own version from its row)."""
+    """Set id and server meta and find the compartment of one version; its JSON text and search
+    index (which checks its dates) wait for `complete`: a domain record type renders and indexes
+    its own version from its row instead."""
     resource["id"] = id_
     meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
     assert isinstance(meta, dict)
@@ -47,16 +47,17 @@ def draft(
         method=method,
         resource="",
         patient_ref=f"Patient/{patient}" if patient else None,
-        index=extract(resource),
+        index=None,
         document=resource,
         pending=True,
     )
 
 
 def complete(write: Write) -> Write:
-    """Serialise a drafted version (no-op for one already complete)."""
+    """Index and serialise a drafted version (no-op for one already complete)."""
     if write.pending:
         assert write.document is not None
+        write.index = extract(write.document)
         write.resource, write.pending = dumps(write.document), False
     return write
 
