@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query, Response
 
 from hims.clinical import chart, service
 from hims.clinical.schemas import (
@@ -27,6 +27,8 @@ from hims.clinical.schemas import (
     VitalsCreate,
 )
 from hims.core.deps import ConnDep
+from hims.core.etag import etag, if_match_version
+from hims.core.records import Row
 from hims.core.security import Actor, require
 
 router = APIRouter(prefix="/api/v1/patients/{patient_id}", tags=["clinical"])
@@ -34,8 +36,16 @@ router = APIRouter(prefix="/api/v1/patients/{patient_id}", tags=["clinical"])
 Reader = Annotated[Actor, require("clinical:read")]
 Writer = Annotated[Actor, require("clinical:write")]
 Prescriber = Annotated[Actor, require("prescription:write")]
+#: The version a change was made from (the ETag of a REST read, or a FHIR versionId): 412 when
+#: the record changed since. Optional: without it the change applies to the current version.
+IfMatch = Annotated[str | None, Header(alias="If-Match")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0)]
+
+
+def _tagged(response: Response, row: Row) -> None:
+    """The record's version as its ETag (the same number as its FHIR versionId)."""
+    response.headers["ETag"] = etag(int(row["version"]))
 
 
 def _prescription(result: service.PrescriptionWithOverrides) -> PrescriptionRead:
@@ -103,23 +113,36 @@ async def list_conditions(
 
 @router.get("/conditions/{condition_id}")
 async def get_condition(
-    patient_id: uuid.UUID, condition_id: uuid.UUID, actor: Reader, conn: ConnDep
+    patient_id: uuid.UUID, condition_id: uuid.UUID, actor: Reader, conn: ConnDep, response: Response
 ) -> ConditionRead:
-    """One condition."""
+    """One condition (its ETag is its version)."""
     row = await service.get_condition(
         conn=conn, actor=actor, patient_id=patient_id, condition_id=condition_id
     )
+    _tagged(response, row)
     return ConditionRead.model_validate(row)
 
 
 @router.patch("/conditions/{condition_id}")
 async def update_condition(
-    patient_id: uuid.UUID, condition_id: uuid.UUID, data: ConditionUpdate, actor: Writer, conn: ConnDep
+    patient_id: uuid.UUID,
+    condition_id: uuid.UUID,
+    data: ConditionUpdate,
+    actor: Writer,
+    conn: ConnDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> ConditionRead:
-    """Change a condition's status, dates or note."""
+    """Change a condition's status, dates or note (412 on a stale If-Match)."""
     row = await service.update_condition(
-        conn=conn, actor=actor, patient_id=patient_id, condition_id=condition_id, data=data
+        conn=conn,
+        actor=actor,
+        patient_id=patient_id,
+        condition_id=condition_id,
+        data=data,
+        expected_version=if_match_version(if_match, required=False),
     )
+    _tagged(response, row)
     return ConditionRead.model_validate(row)
 
 
@@ -148,21 +171,34 @@ async def list_allergies(
 
 @router.get("/allergies/{allergy_id}")
 async def get_allergy(
-    patient_id: uuid.UUID, allergy_id: uuid.UUID, actor: Reader, conn: ConnDep
+    patient_id: uuid.UUID, allergy_id: uuid.UUID, actor: Reader, conn: ConnDep, response: Response
 ) -> AllergyRead:
-    """One allergy."""
+    """One allergy (its ETag is its version)."""
     row = await service.get_allergy(conn=conn, actor=actor, patient_id=patient_id, allergy_id=allergy_id)
+    _tagged(response, row)
     return AllergyRead.model_validate(row)
 
 
 @router.patch("/allergies/{allergy_id}")
 async def update_allergy(
-    patient_id: uuid.UUID, allergy_id: uuid.UUID, data: AllergyUpdate, actor: Writer, conn: ConnDep
+    patient_id: uuid.UUID,
+    allergy_id: uuid.UUID,
+    data: AllergyUpdate,
+    actor: Writer,
+    conn: ConnDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> AllergyRead:
-    """Change an allergy."""
+    """Change an allergy (412 on a stale If-Match)."""
     row = await service.update_allergy(
-        conn=conn, actor=actor, patient_id=patient_id, allergy_id=allergy_id, data=data
+        conn=conn,
+        actor=actor,
+        patient_id=patient_id,
+        allergy_id=allergy_id,
+        data=data,
+        expected_version=if_match_version(if_match, required=False),
     )
+    _tagged(response, row)
     return AllergyRead.model_validate(row)
 
 
@@ -191,12 +227,13 @@ async def list_prescriptions(
 
 @router.get("/prescriptions/{prescription_id}")
 async def get_prescription(
-    patient_id: uuid.UUID, prescription_id: uuid.UUID, actor: Reader, conn: ConnDep
+    patient_id: uuid.UUID, prescription_id: uuid.UUID, actor: Reader, conn: ConnDep, response: Response
 ) -> PrescriptionRead:
-    """One prescription with its allergy overrides."""
+    """One prescription with its allergy overrides (its ETag is its version)."""
     result = await service.get_prescription(
         conn=conn, actor=actor, patient_id=patient_id, prescription_id=prescription_id
     )
+    _tagged(response, result.prescription)
     return _prescription(result)
 
 
@@ -207,11 +244,19 @@ async def update_prescription(
     data: PrescriptionUpdate,
     actor: Prescriber,
     conn: ConnDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> PrescriptionRead:
-    """Change a prescription's status."""
+    """Change a prescription's status (412 on a stale If-Match)."""
     result = await service.update_prescription(
-        conn=conn, actor=actor, patient_id=patient_id, prescription_id=prescription_id, data=data
+        conn=conn,
+        actor=actor,
+        patient_id=patient_id,
+        prescription_id=prescription_id,
+        data=data,
+        expected_version=if_match_version(if_match, required=False),
     )
+    _tagged(response, result.prescription)
     return _prescription(result)
 
 
@@ -237,36 +282,75 @@ async def list_labs(
 
 
 @router.get("/lab-orders/{order_id}")
-async def get_lab(patient_id: uuid.UUID, order_id: uuid.UUID, actor: Reader, conn: ConnDep) -> LabOrderRead:
-    """One lab order."""
+async def get_lab(
+    patient_id: uuid.UUID, order_id: uuid.UUID, actor: Reader, conn: ConnDep, response: Response
+) -> LabOrderRead:
+    """One lab order (its ETag is its version)."""
     row = await service.get_lab(conn=conn, actor=actor, patient_id=patient_id, order_id=order_id)
+    _tagged(response, row)
     return LabOrderRead.model_validate(row)
 
 
 @router.post("/lab-orders/{order_id}/collect")
 async def collect_lab(
-    patient_id: uuid.UUID, order_id: uuid.UUID, actor: Writer, conn: ConnDep
+    patient_id: uuid.UUID,
+    order_id: uuid.UUID,
+    actor: Writer,
+    conn: ConnDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> LabOrderRead:
-    """Mark the specimen collected."""
-    row = await service.collect_lab(conn=conn, actor=actor, patient_id=patient_id, order_id=order_id)
+    """Mark the specimen collected (412 on a stale If-Match)."""
+    row = await service.collect_lab(
+        conn=conn,
+        actor=actor,
+        patient_id=patient_id,
+        order_id=order_id,
+        expected_version=if_match_version(if_match, required=False),
+    )
+    _tagged(response, row)
     return LabOrderRead.model_validate(row)
 
 
 @router.post("/lab-orders/{order_id}/result")
 async def result_lab(
-    patient_id: uuid.UUID, order_id: uuid.UUID, data: LabResultCreate, actor: Writer, conn: ConnDep
+    patient_id: uuid.UUID,
+    order_id: uuid.UUID,
+    data: LabResultCreate,
+    actor: Writer,
+    conn: ConnDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> LabOrderRead:
-    """Record the result (abnormal flag computed from the reference range)."""
+    """Record the result (abnormal flag computed from the reference range; 412 on a stale If-Match)."""
     row = await service.result_lab(
-        conn=conn, actor=actor, patient_id=patient_id, order_id=order_id, data=data
+        conn=conn,
+        actor=actor,
+        patient_id=patient_id,
+        order_id=order_id,
+        data=data,
+        expected_version=if_match_version(if_match, required=False),
     )
+    _tagged(response, row)
     return LabOrderRead.model_validate(row)
 
 
 @router.post("/lab-orders/{order_id}/cancel")
 async def cancel_lab(
-    patient_id: uuid.UUID, order_id: uuid.UUID, actor: Writer, conn: ConnDep
+    patient_id: uuid.UUID,
+    order_id: uuid.UUID,
+    actor: Writer,
+    conn: ConnDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> LabOrderRead:
-    """Cancel an order without a result."""
-    row = await service.cancel_lab(conn=conn, actor=actor, patient_id=patient_id, order_id=order_id)
+    """Cancel an order without a result (412 on a stale If-Match)."""
+    row = await service.cancel_lab(
+        conn=conn,
+        actor=actor,
+        patient_id=patient_id,
+        order_id=order_id,
+        expected_version=if_match_version(if_match, required=False),
+    )
+    _tagged(response, row)
     return LabOrderRead.model_validate(row)

@@ -43,6 +43,7 @@ from hims.clinical.vitals import BY_CODE, INPUT_FIELDS, VITAL_SIGNS, bmi, interp
 from hims.consultations import service as consultations
 from hims.core import records
 from hims.core.errors import Conflict, NotFound, ValidationFailed, field_error
+from hims.core.etag import check_version
 from hims.core.records import Row
 from hims.core.security import Actor
 from hims.patients import service as patients
@@ -204,12 +205,15 @@ async def _record(
     record_id: uuid.UUID,
     *,
     lock: bool = False,
+    expected_version: int | None = None,
 ) -> Row:
     found = (await table.get_many(conn, [record_id], lock=lock)).get(record_id)
     if found is None or found["patient_id"] != patient_id:
         raise NotFound(
             f"No such {table.name.rstrip('s').replace('_', ' ')} for this patient.", code="not_found"
         )
+    # The version the client read (If-Match, whichever API it read from): 412 when stale.
+    check_version(found["version"], expected_version)
     return found
 
 
@@ -494,9 +498,10 @@ async def update_condition(
     patient_id: uuid.UUID,
     condition_id: uuid.UUID,
     data: ConditionUpdate,
+    expected_version: int | None = None,
 ) -> Row:
     """Change a condition's status, dates or note through REST."""
-    prior = await _record(conn, repo.CONDITIONS, patient_id, condition_id)
+    prior = await _record(conn, repo.CONDITIONS, patient_id, condition_id, expected_version=expected_version)
     return _written(
         await revise_condition(
             conn=conn, actor=actor, prior=prior, changes=data.model_dump(exclude_unset=True)
@@ -601,9 +606,10 @@ async def update_allergy(
     patient_id: uuid.UUID,
     allergy_id: uuid.UUID,
     data: AllergyUpdate,
+    expected_version: int | None = None,
 ) -> Row:
     """Change an allergy's status, severity, reaction or note through REST."""
-    prior = await _record(conn, repo.ALLERGIES, patient_id, allergy_id)
+    prior = await _record(conn, repo.ALLERGIES, patient_id, allergy_id, expected_version=expected_version)
     return _written(
         await revise_allergy(conn=conn, actor=actor, prior=prior, changes=data.model_dump(exclude_unset=True))
     )
@@ -817,9 +823,12 @@ async def update_prescription(
     patient_id: uuid.UUID,
     prescription_id: uuid.UUID,
     data: PrescriptionUpdate,
+    expected_version: int | None = None,
 ) -> PrescriptionWithOverrides:
     """Change a prescription's status through REST (completed and cancelled are final)."""
-    prior = await _record(conn, repo.PRESCRIPTIONS, patient_id, prescription_id)
+    prior = await _record(
+        conn, repo.PRESCRIPTIONS, patient_id, prescription_id, expected_version=expected_version
+    )
     row = prior
     if data.status != prior["status"]:
         row = _written(
@@ -972,8 +981,9 @@ async def _lab_step(
     order_id: uuid.UUID,
     changes: Row,
     allowed_from: set[str],
+    expected_version: int | None,
 ) -> Row:
-    prior = await _record(conn, repo.LAB_ORDERS, patient_id, order_id)
+    prior = await _record(conn, repo.LAB_ORDERS, patient_id, order_id, expected_version=expected_version)
     if prior["status"] not in allowed_from:
         raise Conflict(
             f"A lab order that is {prior['status']} cannot become {changes['status']}.",
@@ -983,7 +993,12 @@ async def _lab_step(
 
 
 async def collect_lab(
-    *, conn: asyncpg.Connection, actor: Actor, patient_id: uuid.UUID, order_id: uuid.UUID
+    *,
+    conn: asyncpg.Connection,
+    actor: Actor,
+    patient_id: uuid.UUID,
+    order_id: uuid.UUID,
+    expected_version: int | None = None,
 ) -> Row:
     """The specimen was collected."""
     return await _lab_step(
@@ -993,6 +1008,7 @@ async def collect_lab(
         order_id,
         {"status": "collected", "collected_at": datetime.now(UTC)},
         {"ordered"},
+        expected_version,
     )
 
 
@@ -1003,6 +1019,7 @@ async def result_lab(
     patient_id: uuid.UUID,
     order_id: uuid.UUID,
     data: LabResultCreate,
+    expected_version: int | None = None,
 ) -> Row:
     """Record the result; the abnormal flag is computed from the reference range."""
     low, high = data.reference_low, data.reference_high
@@ -1015,15 +1032,22 @@ async def result_lab(
         "reference_low": low,
         "reference_high": high,
     }
-    return await _lab_step(conn, actor, patient_id, order_id, changes, {"ordered", "collected"})
+    return await _lab_step(
+        conn, actor, patient_id, order_id, changes, {"ordered", "collected"}, expected_version
+    )
 
 
 async def cancel_lab(
-    *, conn: asyncpg.Connection, actor: Actor, patient_id: uuid.UUID, order_id: uuid.UUID
+    *,
+    conn: asyncpg.Connection,
+    actor: Actor,
+    patient_id: uuid.UUID,
+    order_id: uuid.UUID,
+    expected_version: int | None = None,
 ) -> Row:
     """Cancel an order that has no result yet."""
     return await _lab_step(
-        conn, actor, patient_id, order_id, {"status": "cancelled"}, {"ordered", "collected"}
+        conn, actor, patient_id, order_id, {"status": "cancelled"}, {"ordered", "collected"}, expected_version
     )
 
 

@@ -17,7 +17,7 @@ from hims.consultations.schemas import (
     SoapUpdate,
 )
 from hims.core.deps import ConnDep
-from hims.core.errors import BadRequest
+from hims.core.etag import etag, if_match_version
 from hims.core.security import Actor, require
 
 router = APIRouter(prefix="/api/v1", tags=["consultations"])
@@ -28,23 +28,10 @@ Signer = Annotated[Actor, require("consultation:sign")]
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 
-def _etag(version: int) -> str:
-    return f'"{version}"'
-
-
-def _expected_version(if_match: str | None) -> int | None:
-    if if_match is None:
-        return None
-    raw = if_match.strip().removeprefix("W/").strip('"')
-    if not raw.isdigit():
-        raise BadRequest("If-Match must be an ETag returned by this API.", code="invalid_if_match")
-    return int(raw)
-
-
 def _read(result: service.ConsultationWithAmendments, response: Response) -> ConsultationRead:
     body = ConsultationRead.model_validate(result.consultation)
     body.amendments = [AmendmentRead.model_validate(a) for a in result.amendments]
-    response.headers["ETag"] = _etag(result.consultation["version"])
+    response.headers["ETag"] = etag(result.consultation["version"])
     return body
 
 
@@ -96,7 +83,7 @@ async def update_note(
         actor=actor,
         consultation_id=consultation_id,
         data=data,
-        expected_version=_expected_version(if_match),
+        expected_version=if_match_version(if_match, required=False),
     )
     return _read(result, response)
 
@@ -111,7 +98,10 @@ async def finish(
 ) -> ConsultationRead:
     """Finish the consultation."""
     result = await service.finish_consultation(
-        conn=conn, actor=actor, consultation_id=consultation_id, expected_version=_expected_version(if_match)
+        conn=conn,
+        actor=actor,
+        consultation_id=consultation_id,
+        expected_version=if_match_version(if_match, required=False),
     )
     return _read(result, response)
 
@@ -126,7 +116,10 @@ async def sign(
 ) -> ConsultationRead:
     """Sign the consultation; it becomes immutable."""
     result = await service.sign_consultation(
-        conn=conn, actor=actor, consultation_id=consultation_id, expected_version=_expected_version(if_match)
+        conn=conn,
+        actor=actor,
+        consultation_id=consultation_id,
+        expected_version=if_match_version(if_match, required=False),
     )
     return _read(result, response)
 
