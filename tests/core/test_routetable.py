@@ -27,8 +27,7 @@ from tests.identity.factories import role_headers
 async def _note(session: AsyncSession, actor: Actor, event: str) -> None:
     await session.execute(
         text(
-            "INSERT INTO security_events (event, outcome, username, detail)"
-            " VALUES (:e, 'success', :u, '{}')"
+            "INSERT INTO security_events (event, outcome, username, detail) VALUES (:e, 'success', :u, '{}')"
         ),
         {"e": event, "u": actor.username},
     )
