@@ -19,6 +19,7 @@ from hims.fhir import bundles
 from hims.fhir.importer import deduplicate, ensure_partitions, import_paths
 from hims.patients.mrn import is_valid_mrn
 from tests.fhir.conftest import patient
+from tests.support import phi_rows
 
 DATA = Path(__file__).parents[1] / "data" / "fhir" / "synthea"
 
@@ -105,6 +106,9 @@ def test_cli_imports_bundles_and_reports_rate(database_url: str, tmp_path: Path)
     assert result.exit_code == 0, result.output
     assert "resources/s" in result.output
     assert "0 failed" in result.output
+    # Every record it wrote is logged as the import's.
+    channels = {r["channel"] for r in asyncio.run(phi_rows(database_url))}
+    assert channels == {"import"}
 
 
 async def test_transaction_with_one_bad_entry_writes_nothing(fhir: AsyncClient) -> None:
